@@ -1,0 +1,461 @@
+//! Request routing and handlers: the public API (also under `/v1/`) and the `/internal/`
+//! node-to-node routes.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::validate::{decode_key, parse_ttl, query_param, truncate};
+use crate::metrics::Route;
+use crate::node::Node;
+use crate::replication::MAX_BATCH_BYTES;
+use crate::store::StoreError;
+use crate::transport::{CONTENT_TYPE, GOSSIP_PATH, REPLICATE_PATH, SYNC_PATH};
+use crate::wire::Message;
+
+type Resp = Response<Full<Bytes>>;
+
+/// Default and largest page size of `/keys`.
+const KEYS_DEFAULT_LIMIT: usize = 100;
+const KEYS_MAX_LIMIT: usize = 1_000;
+
+/// An error answer: status plus a message sent as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn method_not_allowed(allow: &'static str) -> Self {
+        ApiError {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method not allowed; use {allow}"),
+            )
+        }
+    }
+
+    fn into_response(self) -> Resp {
+        let mut resp = json_response(self.status, &json!({ "error": self.message }));
+        if let Some(allow) = self.allow {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn wire_response(msg: &Message) -> Resp {
+    let mut resp = Response::new(Full::new(msg.encode()));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    resp
+}
+
+/// Entry point of every request on a node.
+pub async fn handle(
+    node: Arc<Node>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> std::result::Result<Resp, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (route, result) = route(&node, remote, req).await;
+    let resp = result.unwrap_or_else(ApiError::into_response);
+    node.metrics.request(route, resp.status().as_u16());
+    debug!(node = %node.id, %method, %path, status = resp.status().as_u16(), remote = %remote, "request");
+    Ok(resp)
+}
+
+async fn route(
+    node: &Arc<Node>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> (Route, Result<Resp>) {
+    let path = req.uri().path();
+    if let Some(internal) = path.strip_prefix("/internal/") {
+        let kind = match internal {
+            "v1/gossip" => GOSSIP_PATH,
+            "v1/replicate" => REPLICATE_PATH,
+            "v1/sync" => SYNC_PATH,
+            _ => {
+                return (
+                    Route::Internal,
+                    Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "no such internal route",
+                    )),
+                )
+            }
+        };
+        if req.method() != Method::POST {
+            return (Route::Internal, Err(ApiError::method_not_allowed("POST")));
+        }
+        return (
+            Route::Internal,
+            internal_route(node, remote, kind, req).await,
+        );
+    }
+    // `/v1/...` is an alias of `/...` for REPRAM v2 clients.
+    let public = match path.strip_prefix("/v1") {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+    .to_string();
+    let method = req.method().clone();
+    let read_only = |route: Route, f: &dyn Fn() -> Resp| -> (Route, Result<Resp>) {
+        match method {
+            Method::GET | Method::HEAD => (route, Ok(f())),
+            _ => (route, Err(ApiError::method_not_allowed("GET, HEAD"))),
+        }
+    };
+    match public.as_str() {
+        "/health" => read_only(Route::Health, &|| health(node)),
+        "/ready" => read_only(Route::Ready, &|| ready(node)),
+        "/peers" => read_only(Route::Peers, &|| peers(node)),
+        "/status" => read_only(Route::Status, &|| status(node)),
+        "/metrics" => read_only(Route::Metrics, &|| metrics(node)),
+        "/keys" => match method {
+            Method::GET | Method::HEAD => (Route::Keys, keys(node, req.uri().query())),
+            _ => (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD"))),
+        },
+        p => match p.strip_prefix("/data/") {
+            Some(segment) => {
+                let segment = segment.to_string();
+                (Route::Data, data(node, &segment, req).await)
+            }
+            None => (
+                Route::Other,
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no route for {}", truncate(p, 100)),
+                )),
+            ),
+        },
+    }
+}
+
+fn health(node: &Node) -> Resp {
+    let (status, word) = if node.is_stopping() {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping")
+    } else {
+        (StatusCode::OK, "healthy")
+    };
+    json_response(
+        status,
+        &json!({
+            "status": word,
+            "node_id": node.id,
+            "port": node.port,
+            "peers": node.membership().len(),
+            "uptime_s": node.uptime_s(),
+        }),
+    )
+}
+
+fn ready(node: &Node) -> Resp {
+    let ready = node.is_ready() && !node.is_stopping();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &json!({ "ready": ready, "node_id": node.id, "peers": node.membership().len() }),
+    )
+}
+
+fn peers(node: &Node) -> Resp {
+    let now = Instant::now();
+    let mut list: Vec<_> = node
+        .membership()
+        .peers()
+        .map(|p| {
+            json!({
+                "node_id": p.info.id,
+                "address": p.addr(),
+                "state": "alive",
+                "last_seen_ms": now.saturating_duration_since(p.last_seen).as_millis() as u64,
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
+    json_response(
+        StatusCode::OK,
+        &json!({ "node_id": node.id, "peers": list }),
+    )
+}
+
+fn status(node: &Node) -> Resp {
+    let peers = node.membership().len();
+    let host = node
+        .config
+        .advertise_host
+        .clone()
+        .unwrap_or_else(|| node.config.bind_addr.to_string());
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "node_id": node.id,
+            "index": node.index,
+            "address": crate::membership::fmt_addr(&host, node.port),
+            "port": node.port,
+            "uptime_s": node.uptime_s(),
+            "ready": node.is_ready(),
+            "peers": peers,
+            "keys": node.store.len(),
+            "bytes": node.store.bytes(),
+            "max_bytes": node.store.max_bytes(),
+            "quorum": node.config.quorum(peers + 1),
+            "replication_factor": node.config.replication_factor,
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": node.config.effective_json(),
+        }),
+    )
+}
+
+fn metrics(node: &Node) -> Resp {
+    let m = &node.metrics;
+    m.peers.set(node.membership().len() as i64);
+    m.keys.set(node.store.len() as i64);
+    m.bytes.set(node.store.bytes() as i64);
+    m.purged.set(node.store.purged_total() as i64);
+    m.uptime.set(node.uptime_s() as i64);
+    let mut resp = Response::new(Full::new(Bytes::from(m.render())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+fn keys(node: &Node, query: Option<&str>) -> Result<Resp> {
+    let prefix = query_param(query, "prefix").map_err(ApiError::bad_request)?;
+    let cursor = query_param(query, "cursor").map_err(ApiError::bad_request)?;
+    let limit = match query_param(query, "limit").map_err(ApiError::bad_request)? {
+        None => KEYS_DEFAULT_LIMIT,
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if (1..=KEYS_MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a whole number from 1 to {KEYS_MAX_LIMIT}, got {:?}",
+                    truncate(&raw, 32)
+                )))
+            }
+        },
+    };
+    let cursor = cursor.filter(|c| !c.is_empty());
+    let (keys, next) = node
+        .store
+        .keys(prefix.as_deref().unwrap_or(""), cursor.as_deref(), limit);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "keys": keys, "next_cursor": next }),
+    ))
+}
+
+async fn data(node: &Arc<Node>, segment: &str, req: Request<Incoming>) -> Result<Resp> {
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let key = decode_key(segment).map_err(ApiError::bad_request)?;
+            get_value(node, &key)
+        }
+        Method::PUT => {
+            let key = decode_key(segment).map_err(ApiError::bad_request)?;
+            put_value(node, key, req).await
+        }
+        _ => Err(ApiError::method_not_allowed("GET, HEAD, PUT")),
+    }
+}
+
+fn get_value(node: &Node, key: &str) -> Result<Resp> {
+    let Some(rec) = node.store.get(key) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "key not found"));
+    };
+    let created = UNIX_EPOCH + Duration::from_millis(rec.created_ms);
+    let remaining = rec.remaining_ttl_s(Instant::now());
+    let mut resp = Response::new(Full::new(rec.value.clone()));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&humantime::format_rfc3339_seconds(created).to_string()) {
+        h.insert("x-created-at", v);
+    }
+    h.insert("x-original-ttl", HeaderValue::from(rec.original_ttl_s()));
+    h.insert("x-remaining-ttl", HeaderValue::from(remaining));
+    Ok(resp)
+}
+
+async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Result<Resp> {
+    let max = node.config.max_value_bytes;
+    let query_ttl = query_param(req.uri().query(), "ttl").map_err(ApiError::bad_request)?;
+    let requested = match query_ttl {
+        Some(raw) => Some(parse_ttl(&raw).map_err(ApiError::bad_request)?),
+        None => match req.headers().get("x-ttl") {
+            Some(v) => {
+                let raw = v
+                    .to_str()
+                    .map_err(|_| ApiError::bad_request("X-TTL header is not text"))?;
+                Some(parse_ttl(raw).map_err(ApiError::bad_request)?)
+            }
+            None => None,
+        },
+    };
+    let ttl = node.config.clamp_ttl(requested);
+    if let Some(len) = content_length(&req) {
+        if len > max as u64 {
+            return Err(too_large(max));
+        }
+    }
+    let value = read_body(node, req.into_body(), max).await?;
+    match node.put(key.clone(), value, ttl).await {
+        Ok(outcome) => {
+            let (status, word) = if outcome.durable() {
+                (StatusCode::CREATED, "created")
+            } else {
+                (StatusCode::ACCEPTED, "accepted")
+            };
+            Ok(json_response(
+                status,
+                &json!({
+                    "status": word,
+                    "key": key,
+                    "ttl": ttl,
+                    "acks": outcome.acks,
+                    "quorum": outcome.quorum,
+                    "node_id": node.id,
+                }),
+            ))
+        }
+        Err(e @ StoreError::Full { .. }) => Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            e.to_string(),
+        )),
+    }
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("value larger than the limit of {max} bytes"),
+    )
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Read a whole body of at most `max` bytes within the body timeout.
+async fn read_body(node: &Node, body: Incoming, max: usize) -> Result<Bytes> {
+    let collected =
+        tokio::time::timeout(node.tuning.body_timeout, Limited::new(body, max).collect())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                )
+            })?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large(max))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read request body: {e}"
+        ))),
+    }
+}
+
+async fn internal_route(
+    node: &Arc<Node>,
+    remote: SocketAddr,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<Resp> {
+    let max = MAX_BATCH_BYTES + node.config.max_value_bytes + (2 << 20);
+    let body = read_body(node, req.into_body(), max).await?;
+    let msg = Message::decode(body).map_err(|e| {
+        node.metrics.rejected_messages.inc();
+        ApiError::bad_request(format!("invalid node message: {e}"))
+    })?;
+    let reply = match (path, msg) {
+        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(&g, remote.ip()),
+        (REPLICATE_PATH, Message::Replicate(entries)) => {
+            let mut held = 0u32;
+            for e in entries {
+                held += u32::from(node.apply_remote(e));
+            }
+            Message::Ack(held)
+        }
+        (SYNC_PATH, Message::SyncRequest(r)) => node.sync_page(&r),
+        (_, other) => {
+            node.metrics.rejected_messages.inc();
+            return Err(ApiError::bad_request(format!(
+                "message kind {} does not belong on {path}",
+                kind_name(&other)
+            )));
+        }
+    };
+    Ok(wire_response(&reply))
+}
+
+fn kind_name(m: &Message) -> &'static str {
+    match m {
+        Message::Gossip(_) => "gossip",
+        Message::Replicate(_) => "replicate",
+        Message::Ack(_) => "ack",
+        Message::SyncRequest(_) => "sync-request",
+        Message::SyncPage(_) => "sync-page",
+    }
+}

@@ -1,0 +1,45 @@
+//! repram-flux runs a whole REPRAM cluster (Replicated Ephemeral RAM: an in-memory
+//! key/value store whose values expire after a TTL and are copied to every node) in one
+//! process.
+//!
+//! - The [`supervisor`] claims a free port per node ([`net`]) and starts every node at
+//!   once, restarting any that fails.
+//! - Each [`node`] finds the others by probing the discovery addresses ([`membership`]),
+//!   replicates every write to all live peers ([`replication`]) over the [`wire`] format
+//!   ([`transport`]), and serves the HTTP API ([`http`]) from its [`store`].
+//!
+//! [`run`] is the whole program; `main.rs` only parses the environment and sets up logs.
+
+#![forbid(unsafe_code)]
+#![warn(clippy::await_holding_lock)]
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod membership;
+pub mod metrics;
+pub mod net;
+pub mod node;
+pub mod replication;
+pub mod store;
+pub mod supervisor;
+pub mod transport;
+pub mod wire;
+
+pub use config::Config;
+pub use error::Error;
+pub use node::Tuning;
+pub use supervisor::{start, Cluster};
+
+use std::future::Future;
+
+/// Run the cluster described by `config` until `shutdown` completes, then stop every node
+/// gracefully (they announce leaving and drain) within 5 seconds.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let cluster = start(config, Tuning::default())?;
+    shutdown.await;
+    tracing::info!("shutdown signal received");
+    cluster.shutdown().await;
+    Ok(())
+}

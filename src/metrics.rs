@@ -1,0 +1,207 @@
+//! Per-node counters and gauges, rendered in the Prometheus text format at `/metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Which public route a request hit (a closed set, so label cardinality stays bounded).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(missing_docs)]
+pub enum Route {
+    Data,
+    Keys,
+    Health,
+    Ready,
+    Peers,
+    Status,
+    Metrics,
+    Internal,
+    Other,
+}
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route class.
+    pub route: Route,
+    /// HTTP status code sent.
+    pub status: u16,
+}
+
+/// Every metric of one node.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests answered, by route and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Peers that joined the mesh.
+    pub peer_joins: Counter,
+    /// Peers that announced they were leaving.
+    pub peer_leaves: Counter,
+    /// Peers declared dead after silence.
+    pub peer_deaths: Counter,
+    /// Probes that got no valid answer (includes empty ports of the range).
+    pub probe_failures: Counter,
+    /// Replication batches a peer confirmed.
+    pub replication_batches: Counter,
+    /// Entries in confirmed batches.
+    pub replication_entries: Counter,
+    /// Batches that failed (peer down, timeout, refused).
+    pub replication_failures: Counter,
+    /// Writes not queued for a peer because its queue was full.
+    pub replication_dropped: Counter,
+    /// Round-trip time of confirmed batches.
+    pub replication_batch_seconds: Histogram,
+    /// Entries received from peers (replication and catch-up) that changed the store.
+    pub entries_applied: Counter,
+    /// Node-to-node messages refused as malformed.
+    pub rejected_messages: Counter,
+    /// Live peers (set at scrape time).
+    pub peers: Gauge,
+    /// Keys held (set at scrape time).
+    pub keys: Gauge,
+    /// Bytes of keys and values held (set at scrape time).
+    pub bytes: Gauge,
+    /// Expired entries purged (set at scrape time).
+    pub purged: Gauge,
+    /// Seconds since the node started (set at scrape time).
+    pub uptime: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics at zero, registered under the `repram_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("repram");
+        let m = Metrics {
+            requests: Family::default(),
+            peer_joins: Counter::default(),
+            peer_leaves: Counter::default(),
+            peer_deaths: Counter::default(),
+            probe_failures: Counter::default(),
+            replication_batches: Counter::default(),
+            replication_entries: Counter::default(),
+            replication_failures: Counter::default(),
+            replication_dropped: Counter::default(),
+            replication_batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            entries_applied: Counter::default(),
+            rejected_messages: Counter::default(),
+            peers: Gauge::default(),
+            keys: Gauge::default(),
+            bytes: Gauge::default(),
+            purged: Gauge::default(),
+            uptime: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests answered",
+            m.requests.clone(),
+        );
+        registry.register("peer_joins", "Peers that joined", m.peer_joins.clone());
+        registry.register(
+            "peer_leaves",
+            "Peers that left gracefully",
+            m.peer_leaves.clone(),
+        );
+        registry.register("peer_deaths", "Peers declared dead", m.peer_deaths.clone());
+        registry.register(
+            "probe_failures",
+            "Membership probes without a valid answer",
+            m.probe_failures.clone(),
+        );
+        registry.register(
+            "replication_batches",
+            "Replication batches confirmed by a peer",
+            m.replication_batches.clone(),
+        );
+        registry.register(
+            "replication_entries",
+            "Entries in confirmed replication batches",
+            m.replication_entries.clone(),
+        );
+        registry.register(
+            "replication_failures",
+            "Replication batches that failed",
+            m.replication_failures.clone(),
+        );
+        registry.register(
+            "replication_dropped",
+            "Writes not queued because a peer queue was full",
+            m.replication_dropped.clone(),
+        );
+        registry.register(
+            "replication_batch_seconds",
+            "Round-trip time of confirmed replication batches",
+            m.replication_batch_seconds.clone(),
+        );
+        registry.register(
+            "entries_applied",
+            "Entries from peers that changed the store",
+            m.entries_applied.clone(),
+        );
+        registry.register(
+            "rejected_messages",
+            "Node-to-node messages refused as malformed",
+            m.rejected_messages.clone(),
+        );
+        registry.register("peers", "Live peers", m.peers.clone());
+        registry.register("keys", "Keys held", m.keys.clone());
+        registry.register("bytes", "Bytes of keys and values held", m.bytes.clone());
+        registry.register(
+            "purged_entries",
+            "Expired entries purged since start",
+            m.purged.clone(),
+        );
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the node started",
+            m.uptime.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Count one answered request.
+    pub fn request(&self, route: Route, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels_and_prefix() {
+        let m = Metrics::new();
+        m.request(Route::Data, 201);
+        m.request(Route::Data, 201);
+        m.peer_joins.inc();
+        m.keys.set(7);
+        let text = m.render();
+        assert!(
+            text.contains("repram_http_requests_total{route=\"Data\",status=\"201\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("repram_peer_joins_total 1"), "{text}");
+        assert!(text.contains("repram_keys 7"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

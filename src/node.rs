@@ -1,0 +1,511 @@
+//! One REPRAM node: its store, membership driver, replication and HTTP server, all
+//! serving on the listener the supervisor claimed for it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::clock::{now_ms, origin_tag, Hlc, Version};
+use crate::config::Config;
+use crate::membership::{fmt_addr, Event, Membership, MembershipConfig};
+use crate::metrics::Metrics;
+use crate::replication::{await_acks, Replicator};
+use crate::store::{Applied, Record, Store, StoreError};
+use crate::transport::{PeerClient, GOSSIP_PATH, SYNC_PATH};
+use crate::wire::{Entry, Message, NodeInfo, SyncRequest};
+
+/// Timing knobs that are not part of the public configuration.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// Membership timing.
+    pub membership: MembershipConfig,
+    /// Deadline of one membership probe.
+    pub probe_timeout: Duration,
+    /// How often DISCOVERY_DOMAIN is resolved again.
+    pub resolve_interval: Duration,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub drain_timeout: Duration,
+    /// How long a header may take to arrive.
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            membership: MembershipConfig::default(),
+            probe_timeout: Duration::from_millis(1_000),
+            resolve_interval: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(3),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Most entries per catch-up page.
+const SYNC_PAGE: u32 = 2_000;
+/// Clock skew tolerated from peers when merging their HLC timestamps.
+const MAX_SKEW_MS: u64 = 60_000;
+
+/// A unique, readable node id: `flux-node-<index>-<6 hex digits>`, fresh on every start.
+pub fn new_node_id(index: usize) -> String {
+    let suffix: u32 = rand::thread_rng().gen_range(0..0x100_0000);
+    format!("flux-node-{index}-{suffix:06x}")
+}
+
+/// The state one node's tasks share.
+pub struct Node {
+    /// Unique id of this incarnation.
+    pub id: String,
+    /// 1-based index within this process.
+    pub index: usize,
+    /// The port it serves on.
+    pub port: u16,
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// Timing knobs.
+    pub tuning: Tuning,
+    /// The key/value data.
+    pub store: Store,
+    /// Write versions.
+    pub hlc: Hlc,
+    /// [`origin_tag`] of `id`.
+    pub origin: u64,
+    membership: Mutex<Membership>,
+    membership_changed: Notify,
+    /// Per-peer replication queues.
+    pub replicator: Replicator,
+    /// Client for node-to-node calls.
+    pub client: PeerClient,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+    /// When it started.
+    pub started: Instant,
+    ready: AtomicBool,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What a PUT achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// Nodes holding the write, this one included.
+    pub acks: usize,
+    /// Acknowledgements needed for a durable (201) write.
+    pub quorum: usize,
+}
+
+impl PutOutcome {
+    /// True when the quorum acknowledged.
+    pub fn durable(&self) -> bool {
+        self.acks >= self.quorum
+    }
+}
+
+impl Node {
+    /// A node that knows nobody yet.
+    pub fn new(
+        index: usize,
+        port: u16,
+        config: Arc<Config>,
+        tuning: Tuning,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Node> {
+        let id = new_node_id(index);
+        let me = NodeInfo {
+            id: id.clone(),
+            host: config.advertise_host.clone().unwrap_or_default(),
+            port,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let client = PeerClient::new();
+        Arc::new(Node {
+            origin: origin_tag(&id),
+            membership: Mutex::new(Membership::new(me, tuning.membership.clone())),
+            membership_changed: Notify::new(),
+            replicator: Replicator::new(client.clone(), metrics.clone()),
+            store: Store::new(config.max_storage_bytes),
+            hlc: Hlc::new(),
+            client,
+            metrics,
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            id,
+            index,
+            port,
+            config,
+            tuning,
+            shutdown,
+        })
+    }
+
+    /// The membership state, locked (never held across `.await`).
+    pub fn membership(&self) -> MutexGuard<'_, Membership> {
+        self.membership.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once the first discovery round has finished.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Seconds since start.
+    pub fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Store a write locally, replicate it to every live peer at once, and wait for the
+    /// quorum (or the write timeout).
+    pub async fn put(
+        &self,
+        key: String,
+        value: Bytes,
+        ttl_s: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        let created_ms = now_ms();
+        let ttl = Duration::from_secs(ttl_s);
+        let version = Version {
+            hlc: self.hlc.tick(created_ms),
+            origin: self.origin,
+        };
+        let expires_ms = created_ms.saturating_add(ttl_s.saturating_mul(1000));
+        let record = Record {
+            value: value.clone(),
+            created_ms,
+            expires_ms,
+            expires_at: Instant::now() + ttl,
+            version,
+        };
+        self.store.apply(&key, record)?;
+        let entry = Arc::new(Entry {
+            key,
+            value,
+            created_ms,
+            expires_ms,
+            version,
+        });
+        let deadline = Instant::now() + self.config.write_timeout;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = self.replicator.broadcast(entry, Some(&tx));
+        drop(tx);
+        let quorum = self.config.quorum(self.replicator.peer_count() + 1);
+        let remote = if quorum > 1 && queued > 0 {
+            await_acks(rx, quorum - 1, deadline).await
+        } else {
+            0
+        };
+        Ok(PutOutcome {
+            acks: 1 + remote,
+            quorum,
+        })
+    }
+
+    /// Apply one entry received from a peer. Returns true when this node now holds it (or
+    /// something newer), false when it refused it (invalid, or storage full).
+    pub fn apply_remote(&self, e: Entry) -> bool {
+        if crate::http::check_key(&e.key).is_err() || e.value.len() > self.config.max_value_bytes {
+            self.metrics.rejected_messages.inc();
+            return false;
+        }
+        let now = now_ms();
+        self.hlc.observe(e.version.hlc, now, MAX_SKEW_MS);
+        // Trust the origin's expiry, but never beyond what our own policy allows.
+        let max_ms = self
+            .config
+            .max_ttl
+            .saturating_mul(1000)
+            .saturating_add(MAX_SKEW_MS);
+        let origin_remaining = e.expires_ms.saturating_sub(now);
+        let remaining = origin_remaining.min(max_ms);
+        let record = Record {
+            value: e.value,
+            created_ms: e.created_ms,
+            expires_ms: if remaining == origin_remaining {
+                e.expires_ms
+            } else {
+                now + remaining
+            },
+            expires_at: Instant::now() + Duration::from_millis(remaining),
+            version: e.version,
+        };
+        match self.store.apply(&e.key, record) {
+            Ok(Applied::Inserted | Applied::Replaced) => {
+                self.metrics.entries_applied.inc();
+                true
+            }
+            Ok(Applied::Stale | Applied::Expired) => true,
+            Err(err) => {
+                debug!(node = %self.id, key = %e.key, error = %err, "replica refused");
+                false
+            }
+        }
+    }
+
+    /// Answer a catch-up page request from the local store.
+    pub fn sync_page(&self, req: &SyncRequest) -> Message {
+        let limit = req.limit.clamp(1, SYNC_PAGE) as usize;
+        let after = (!req.after.is_empty()).then_some(req.after.as_str());
+        let (keys, next) = self.store.keys("", after, limit);
+        let entries = keys
+            .into_iter()
+            .filter_map(|k| {
+                let r = self.store.get(&k)?;
+                Some(Entry {
+                    key: k,
+                    value: r.value,
+                    created_ms: r.created_ms,
+                    expires_ms: r.expires_ms,
+                    version: r.version,
+                })
+            })
+            .collect();
+        Message::SyncPage(crate::wire::SyncPage {
+            entries,
+            more: next.is_some(),
+        })
+    }
+
+    /// Handle gossip received over HTTP and return our answer.
+    pub fn on_gossip(self: &Arc<Self>, msg: &crate::wire::Gossip, source: IpAddr) -> Message {
+        let (events, reply) = {
+            let mut m = self.membership();
+            let events = m.on_gossip(msg, Some(source), Instant::now());
+            (events, m.gossip(self.is_stopping()))
+        };
+        self.handle_events(events);
+        Message::Gossip(reply)
+    }
+
+    /// Act on membership changes: logs, metrics, replication links, catch-up.
+    pub fn handle_events(self: &Arc<Self>, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        for event in events {
+            match event {
+                Event::Joined(p) => self.peer_up(p),
+                Event::Left(p) => {
+                    info!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer left");
+                    self.metrics.peer_leaves.inc();
+                    self.replicator.remove_peer(&p.id);
+                }
+                Event::Dead(p) => {
+                    warn!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
+                    self.metrics.peer_deaths.inc();
+                    self.replicator.remove_peer(&p.id);
+                }
+                Event::Replaced { old, new } => {
+                    info!(node = %self.id, old = %old.id, new = %new.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
+                    self.metrics.peer_deaths.inc();
+                    self.replicator.remove_peer(&old.id);
+                    self.peer_up(new);
+                }
+            }
+        }
+        let size = self.membership().len() + 1;
+        self.metrics.peers.set(size as i64 - 1);
+        info!(node = %self.id, mesh_size = size, "mesh size changed");
+        self.membership_changed.notify_one();
+    }
+
+    fn peer_up(self: &Arc<Self>, p: NodeInfo) {
+        let addr = fmt_addr(&p.host, p.port);
+        info!(node = %self.id, peer = %p.id, addr = %addr, "peer joined");
+        self.metrics.peer_joins.inc();
+        self.replicator.add_peer(&p.id, addr.clone());
+        let node = self.clone();
+        tokio::spawn(async move { node.catch_up_from(p.id, addr).await });
+    }
+
+    /// Pull every live entry of a newly seen peer, page by page.
+    async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
+        let mut after = String::new();
+        let mut pulled = 0usize;
+        loop {
+            let req = Message::SyncRequest(SyncRequest {
+                after: after.clone(),
+                limit: SYNC_PAGE,
+            });
+            match self
+                .client
+                .call(&addr, SYNC_PATH, &req, Duration::from_secs(10))
+                .await
+            {
+                Ok(Message::SyncPage(page)) => {
+                    let last = page.entries.last().map(|e| e.key.clone());
+                    pulled += page.entries.len();
+                    for e in page.entries {
+                        self.apply_remote(e);
+                    }
+                    match (page.more, last) {
+                        (true, Some(k)) => after = k,
+                        _ => break,
+                    }
+                }
+                other => {
+                    let why = match other {
+                        Ok(m) => format!("unexpected reply {m:?}"),
+                        Err(e) => e.to_string(),
+                    };
+                    debug!(node = %self.id, peer = %peer, error = %why, "catch-up stopped");
+                    return;
+                }
+            }
+            if self.is_stopping() {
+                return;
+            }
+        }
+        if pulled > 0 {
+            info!(node = %self.id, peer = %peer, entries = pulled, "caught up from peer");
+        }
+    }
+
+    /// Probe one address and feed the result back into membership.
+    async fn probe(self: Arc<Self>, addr: String) {
+        let msg = Message::Gossip(self.membership().gossip(false));
+        let result = self
+            .client
+            .call(&addr, GOSSIP_PATH, &msg, self.tuning.probe_timeout)
+            .await;
+        let now = Instant::now();
+        let events = match result {
+            Ok(Message::Gossip(reply)) => self.membership().probe_ok(&addr, &reply, now),
+            other => {
+                if let Err(e) = &other {
+                    debug!(node = %self.id, addr = %addr, error = %e, "probe failed");
+                }
+                self.metrics.probe_failures.inc();
+                self.membership().probe_failed(&addr, now)
+            }
+        };
+        self.handle_events(events);
+    }
+
+    /// Discovery addresses: every address of DISCOVERY_DOMAIN × the port range, plus seeds.
+    async fn refresh_targets(&self) {
+        let mut addrs: Vec<String> = Vec::new();
+        let domain = self.config.discovery_domain.as_str();
+        match tokio::net::lookup_host((domain, 0)).await {
+            Ok(found) => {
+                let mut ips: Vec<IpAddr> = found.map(|a: SocketAddr| a.ip()).collect();
+                ips.sort();
+                ips.dedup();
+                for ip in ips {
+                    let local =
+                        ip.is_loopback() || ip.is_unspecified() || ip == self.config.bind_addr;
+                    for port in self.config.port_range() {
+                        if !(local && port == self.port) {
+                            addrs.push(fmt_addr(&ip.to_string(), port));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(node = %self.id, domain = %domain, error = %e, "cannot resolve DISCOVERY_DOMAIN")
+            }
+        }
+        addrs.extend(self.config.discovery_peers.iter().cloned());
+        let now = Instant::now();
+        let mut m = self.membership();
+        for a in addrs {
+            m.add_target(a, now);
+        }
+    }
+
+    /// Run membership until shutdown: the first discovery round (then ready), then probes
+    /// whenever one is due.
+    async fn drive_membership(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        self.refresh_targets().await;
+        let (due, _) = self.membership().poll(Instant::now());
+        let first: Vec<_> = due
+            .into_iter()
+            .map(|addr| tokio::spawn(self.clone().probe(addr)))
+            .collect();
+        futures::future::join_all(first).await;
+        self.ready.store(true, Ordering::Release);
+        info!(node = %self.id, port = self.port, peers = self.membership().len(), "first discovery round done");
+
+        let mut next_resolve = Instant::now() + self.tuning.resolve_interval;
+        loop {
+            let now = Instant::now();
+            if now >= next_resolve {
+                self.refresh_targets().await;
+                next_resolve = now + self.tuning.resolve_interval;
+            }
+            let (due, events) = self.membership().poll(now);
+            self.handle_events(events);
+            for addr in due {
+                tokio::spawn(self.clone().probe(addr));
+            }
+            let wake = self
+                .membership()
+                .next_deadline()
+                .unwrap_or(next_resolve)
+                .min(next_resolve)
+                .max(now + Duration::from_millis(5));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.membership_changed.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Tell every live peer this node is leaving (best effort, bounded time).
+    async fn announce_leave(&self) {
+        let (msg, addrs) = {
+            let m = self.membership();
+            (
+                Message::Gossip(m.gossip(true)),
+                m.peers().map(|p| p.addr()).collect::<Vec<_>>(),
+            )
+        };
+        let calls = addrs.iter().map(|a| {
+            self.client
+                .call(a, GOSSIP_PATH, &msg, Duration::from_millis(500))
+        });
+        futures::future::join_all(calls).await;
+        self.replicator.clear();
+    }
+
+    /// Serve this node on `listener` until `shutdown` turns true: then announce leaving,
+    /// stop accepting, and drain in-flight requests.
+    pub async fn run(self: Arc<Self>, listener: std::net::TcpListener) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let purger = self
+            .store
+            .spawn_purger(self.config.cleanup_interval, self.shutdown.clone());
+        let driver = tokio::spawn(self.clone().drive_membership());
+        let server = crate::http::serve(self.clone(), listener);
+        server.await;
+        driver.abort();
+        purger.abort();
+        Ok(())
+    }
+
+    /// Called by the HTTP server when shutdown begins, before it stops accepting.
+    pub async fn leave(&self) {
+        self.announce_leave().await;
+        info!(node = %self.id, port = self.port, "left the mesh");
+    }
+
+    /// Wait for the shutdown signal.
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}

@@ -1,0 +1,228 @@
+//! The supervisor: claims a port per node, starts every node at once, restarts a node
+//! whose task panics or fails (with backoff, on the same port), and stops them all on
+//! shutdown within a deadline.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::net::{claim_port, port_order, ClaimError};
+use crate::node::{Node, Tuning};
+
+/// How long the supervisor waits for all nodes to stop after the shutdown signal.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4_500);
+/// First restart delay; doubles per consecutive failure up to [`MAX_RESTART_BACKOFF`].
+const MIN_RESTART_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(5);
+/// A node that ran this long before failing restarts with the minimum delay again.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
+/// A running cluster: its nodes and the means to stop it.
+pub struct Cluster {
+    ports: Vec<u16>,
+    nodes: Arc<Mutex<Vec<Arc<Node>>>>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Ports claimed by the nodes, in node order.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// The current incarnation of every node (restarted nodes appear with their new id).
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        lock(&self.nodes).clone()
+    }
+
+    /// Signal every node to leave and wait (at most [`SHUTDOWN_DEADLINE`]) for them to stop.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.task.await {
+            error!(error = %e, "supervisor task failed");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Slot {
+    index: usize,
+    port: u16,
+    listener: TcpListener,
+    failures: u32,
+    started: Instant,
+}
+
+/// Claim ports for `config.node_count` nodes and start them all.
+///
+/// Fails if a port cannot be bound for a reason other than "in use", or if no node
+/// could claim any port. Nodes that find the range full are skipped with an error log.
+pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
+    let config = Arc::new(config);
+    let range = config.port_range();
+    let (first, last) = (*range.start(), *range.end());
+    let mut slots = Vec::new();
+    let mut last_err = None;
+    for index in 1..=usize::from(config.node_count) {
+        let preferred = first.saturating_add(index as u16 - 1);
+        match claim_port(config.bind_addr, port_order(first, last, preferred)) {
+            Ok((listener, port)) => {
+                info!(node = index, port, bind = %config.bind_addr, "claimed port");
+                slots.push(Slot {
+                    index,
+                    port,
+                    listener,
+                    failures: 0,
+                    started: Instant::now(),
+                });
+            }
+            Err(e @ ClaimError::NoFreePort { .. }) => {
+                error!(node = index, error = %e, "node not started");
+                last_err = Some(e.to_string());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if slots.is_empty() {
+        return Err(Error::NoNodeStarted(
+            last_err.unwrap_or_else(|| "NODE_COUNT is 0".into()),
+        ));
+    }
+    let ports: Vec<u16> = slots.iter().map(|s| s.port).collect();
+    info!(
+        nodes = ports.len(),
+        ports = ?ports,
+        "cluster starting; try: curl http://localhost:{}/health",
+        ports[0]
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let nodes = Arc::new(Mutex::new(Vec::new()));
+    let supervisor = Supervisor {
+        set: JoinSet::new(),
+        tasks: HashMap::new(),
+        config,
+        tuning,
+        shutdown: shutdown_rx,
+        nodes: nodes.clone(),
+    };
+    let task = tokio::spawn(supervisor.run(slots));
+    Ok(Cluster {
+        ports,
+        nodes,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+/// The supervision loop's state: running node tasks and what restarting one needs.
+struct Supervisor {
+    set: JoinSet<()>,
+    tasks: HashMap<Id, usize>,
+    config: Arc<Config>,
+    tuning: Tuning,
+    shutdown: watch::Receiver<bool>,
+    nodes: Arc<Mutex<Vec<Arc<Node>>>>,
+}
+
+impl Supervisor {
+    /// Start (after `delay`) a fresh incarnation of the node in `slot`.
+    fn launch(&mut self, slot: &mut Slot, position: usize, delay: Duration) {
+        let node = Node::new(
+            slot.index,
+            slot.port,
+            self.config.clone(),
+            self.tuning.clone(),
+            self.shutdown.clone(),
+        );
+        // The slot keeps the original socket, so the port stays ours while a node restarts.
+        let listener = match slot.listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                error!(node = slot.index, port = slot.port, error = %e, "cannot hand the listener to the node");
+                return;
+            }
+        };
+        {
+            let mut list = lock(&self.nodes);
+            if position < list.len() {
+                list[position] = node.clone();
+            } else {
+                list.push(node.clone());
+            }
+        }
+        info!(node = %node.id, port = slot.port, "node starting");
+        slot.started = Instant::now() + delay;
+        let handle = self.set.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = node.clone().run(listener).await {
+                error!(node = %node.id, error = %e, "node failed");
+            }
+        });
+        self.tasks.insert(handle.id(), position);
+    }
+
+    /// Restart nodes as they fail, until shutdown; then wait for all under the deadline.
+    async fn run(mut self, mut slots: Vec<Slot>) {
+        for (position, slot) in slots.iter_mut().enumerate() {
+            self.launch(slot, position, Duration::ZERO);
+        }
+        let mut stop = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                joined = self.set.join_next_with_id() => {
+                    let Some(joined) = joined else { break };
+                    let (id, why) = match joined {
+                        Ok((id, ())) => (id, "stopped unexpectedly".to_string()),
+                        Err(e) if e.is_panic() => (e.id(), "panicked".to_string()),
+                        Err(e) => (e.id(), format!("was cancelled: {e}")),
+                    };
+                    let Some(position) = self.tasks.remove(&id) else { continue };
+                    if *self.shutdown.borrow() {
+                        continue;
+                    }
+                    let slot = &mut slots[position];
+                    if slot.started.elapsed() >= HEALTHY_RUN {
+                        slot.failures = 0;
+                    }
+                    let delay = MIN_RESTART_BACKOFF
+                        .saturating_mul(1 << slot.failures.min(10))
+                        .min(MAX_RESTART_BACKOFF);
+                    slot.failures += 1;
+                    warn!(node = slot.index, port = slot.port, restart_in_ms = delay.as_millis() as u64, "node {why}; restarting");
+                    self.launch(slot, position, delay);
+                }
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        info!(nodes = self.set.len(), "shutting down");
+        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+        while !self.set.is_empty() {
+            match tokio::time::timeout_at(deadline, self.set.join_next()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    warn!(
+                        nodes = self.set.len(),
+                        "nodes still running at the shutdown deadline; stopping them"
+                    );
+                    self.set.abort_all();
+                    break;
+                }
+            }
+        }
+        drop(slots);
+        info!("all nodes stopped");
+    }
+}

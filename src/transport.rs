@@ -1,0 +1,112 @@
+//! Node-to-node calls: one wire [`Message`] POSTed to a peer's `/internal/` route, one
+//! message back. Connections are pooled and kept alive per peer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{header, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use crate::wire::{Message, WireError};
+
+/// Route of membership exchanges.
+pub const GOSSIP_PATH: &str = "/internal/v1/gossip";
+/// Route of replication batches.
+pub const REPLICATE_PATH: &str = "/internal/v1/replicate";
+/// Route of catch-up pages.
+pub const SYNC_PATH: &str = "/internal/v1/sync";
+/// Content type of wire messages.
+pub const CONTENT_TYPE: &str = "application/x-repram-wire";
+/// Largest reply accepted from a peer.
+const MAX_REPLY_BYTES: usize = 256 << 20;
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No answer within the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// Connecting or talking HTTP failed.
+    #[error("http: {0}")]
+    Http(String),
+    /// The peer answered with a non-200 status.
+    #[error("peer answered {0}")]
+    Status(StatusCode),
+    /// The reply is not a valid message.
+    #[error("bad reply: {0}")]
+    Wire(#[from] WireError),
+}
+
+/// A pooled HTTP/1.1 client for node-to-node messages. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for PeerClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerClient {
+    /// A client with keep-alive pooling and `TCP_NODELAY`.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(500)));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build(connector);
+        PeerClient { http }
+    }
+
+    /// POST `msg` to `http://{addr}{path}` and decode the reply, all within `timeout`.
+    pub async fn call(
+        &self,
+        addr: &str,
+        path: &str,
+        msg: &Message,
+        timeout: Duration,
+    ) -> Result<Message, CallError> {
+        self.call_encoded(addr, path, msg.encode(), timeout).await
+    }
+
+    /// Like [`PeerClient::call`] with an already encoded message.
+    pub async fn call_encoded(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, CallError> {
+        tokio::time::timeout(timeout, self.call_inner(addr, path, body))
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+
+    async fn call_inner(&self, addr: &str, path: &str, body: Bytes) -> Result<Message, CallError> {
+        let req = Request::post(format!("http://{addr}{path}"))
+            .header(header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(Full::new(body))
+            .map_err(|e| CallError::Http(e.to_string()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| CallError::Http(e.to_string()))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| CallError::Http(e.to_string()))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            return Err(CallError::Status(status));
+        }
+        Ok(Message::decode(body)?)
+    }
+}

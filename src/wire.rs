@@ -1,0 +1,470 @@
+//! Node-to-node wire format (the bodies of `/internal/` requests and replies).
+//!
+//! Every message starts with the magic `RF`, a protocol version byte and a kind byte;
+//! integers are big-endian, strings and byte strings are length-prefixed. Decoding never
+//! panics and rejects unknown versions, unknown kinds, truncated input, trailing bytes
+//! and invalid UTF-8.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::clock::Version;
+
+/// First two bytes of every message.
+pub const MAGIC: [u8; 2] = *b"RF";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Longest node id or host accepted on the wire.
+pub const MAX_NAME: usize = 255;
+/// Longest key accepted on the wire (the API allows 250 bytes).
+pub const MAX_KEY: usize = 250;
+
+/// A node as other nodes know it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeInfo {
+    /// Unique node id, e.g. `flux-node-2-7f3a9c`.
+    pub id: String,
+    /// Host others should use to reach it; empty when it does not know (the receiver then
+    /// uses the address the message came from).
+    pub host: String,
+    /// Its HTTP port.
+    pub port: u16,
+}
+
+/// A membership exchange: sent by a prober and answered in kind by the probed node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gossip {
+    /// The sender.
+    pub from: NodeInfo,
+    /// True when the sender is shutting down and must be removed at once.
+    pub leaving: bool,
+    /// The peers the sender currently considers alive (addresses for discovery).
+    pub members: Vec<NodeInfo>,
+}
+
+/// One replicated write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value bytes.
+    pub value: Bytes,
+    /// Wall-clock ms at the origin when written.
+    pub created_ms: u64,
+    /// Absolute wall-clock ms of expiry, set by the origin.
+    pub expires_ms: u64,
+    /// Version for last-writer-wins.
+    pub version: Version,
+}
+
+/// A request for live entries with keys strictly after `after`, at most `limit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRequest {
+    /// Cursor: the last key already received (empty = from the start).
+    pub after: String,
+    /// Most entries wanted in the reply.
+    pub limit: u32,
+}
+
+/// A page of entries answering a [`SyncRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncPage {
+    /// Entries in key order.
+    pub entries: Vec<Entry>,
+    /// True when more entries follow the last one.
+    pub more: bool,
+}
+
+/// Every message kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Membership exchange (request and reply).
+    Gossip(Gossip),
+    /// A batch of writes to apply.
+    Replicate(Vec<Entry>),
+    /// Acknowledgement of a batch: how many entries the receiver holds now (applied or
+    /// already had a newer or equal version).
+    Ack(u32),
+    /// Ask for a page of the receiver's live entries.
+    SyncRequest(SyncRequest),
+    /// A page of entries.
+    SyncPage(SyncPage),
+}
+
+const KIND_GOSSIP: u8 = 1;
+const KIND_REPLICATE: u8 = 2;
+const KIND_ACK: u8 = 3;
+const KIND_SYNC_REQUEST: u8 = 4;
+const KIND_SYNC_PAGE: u8 = 5;
+
+/// Why a message could not be decoded. Nothing is applied from a message that fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The input ended in the middle of a field.
+    #[error("message truncated")]
+    Truncated,
+    /// The input does not start with the magic bytes.
+    #[error("not a repram-flux message")]
+    BadMagic,
+    /// A protocol version this build does not speak.
+    #[error("unsupported protocol version {0} (this node speaks {VERSION})")]
+    UnsupportedVersion(u8),
+    /// An unknown message kind.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// A string field is not UTF-8.
+    #[error("{0} is not valid UTF-8")]
+    BadUtf8(&'static str),
+    /// A field is longer than allowed.
+    #[error("{0} too long")]
+    TooLong(&'static str),
+    /// Bytes left over after the message.
+    #[error("{0} unexpected trailing bytes")]
+    Trailing(usize),
+}
+
+impl Message {
+    /// Encode into a fresh buffer.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(self.size_hint());
+        b.put_slice(&MAGIC);
+        b.put_u8(VERSION);
+        match self {
+            Message::Gossip(g) => {
+                b.put_u8(KIND_GOSSIP);
+                put_node(&mut b, &g.from);
+                b.put_u8(u8::from(g.leaving));
+                b.put_u32(g.members.len() as u32);
+                for m in &g.members {
+                    put_node(&mut b, m);
+                }
+            }
+            Message::Replicate(entries) => {
+                b.put_u8(KIND_REPLICATE);
+                put_entries(&mut b, entries.iter());
+            }
+            Message::Ack(n) => {
+                b.put_u8(KIND_ACK);
+                b.put_u32(*n);
+            }
+            Message::SyncRequest(r) => {
+                b.put_u8(KIND_SYNC_REQUEST);
+                put_str(&mut b, &r.after);
+                b.put_u32(r.limit);
+            }
+            Message::SyncPage(p) => {
+                b.put_u8(KIND_SYNC_PAGE);
+                b.put_u8(u8::from(p.more));
+                put_entries(&mut b, p.entries.iter());
+            }
+        }
+        b.freeze()
+    }
+
+    fn size_hint(&self) -> usize {
+        let entries = |es: &[Entry]| {
+            es.iter()
+                .map(|e| e.key.len() + e.value.len() + 40)
+                .sum::<usize>()
+        };
+        8 + match self {
+            Message::Gossip(g) => 64 * (g.members.len() + 1),
+            Message::Replicate(es) => entries(es),
+            Message::SyncPage(p) => entries(&p.entries),
+            Message::Ack(_) => 4,
+            Message::SyncRequest(r) => r.after.len() + 8,
+        }
+    }
+
+    /// Decode one whole message. Values in the result share `input`'s buffer when the
+    /// message carries a single entry and are copied out otherwise, so one long-lived key
+    /// never pins a whole batch in memory.
+    pub fn decode(mut input: Bytes) -> Result<Message, WireError> {
+        let b = &mut input;
+        need(b, 4)?;
+        if b.get_u8() != MAGIC[0] || b.get_u8() != MAGIC[1] {
+            return Err(WireError::BadMagic);
+        }
+        let version = b.get_u8();
+        if version != VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        let msg = match b.get_u8() {
+            KIND_GOSSIP => {
+                let from = get_node(b)?;
+                need(b, 5)?;
+                let leaving = b.get_u8() != 0;
+                let n = b.get_u32() as usize;
+                // Each member needs at least 4 bytes: never trust `n` for allocation.
+                let mut members = Vec::with_capacity(n.min(b.remaining() / 4));
+                for _ in 0..n {
+                    members.push(get_node(b)?);
+                }
+                Message::Gossip(Gossip {
+                    from,
+                    leaving,
+                    members,
+                })
+            }
+            KIND_REPLICATE => Message::Replicate(get_entries(b)?),
+            KIND_ACK => {
+                need(b, 4)?;
+                Message::Ack(b.get_u32())
+            }
+            KIND_SYNC_REQUEST => {
+                let after = get_str(b, "cursor", MAX_KEY)?;
+                need(b, 4)?;
+                Message::SyncRequest(SyncRequest {
+                    after,
+                    limit: b.get_u32(),
+                })
+            }
+            KIND_SYNC_PAGE => {
+                need(b, 1)?;
+                let more = b.get_u8() != 0;
+                Message::SyncPage(SyncPage {
+                    more,
+                    entries: get_entries(b)?,
+                })
+            }
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        if b.has_remaining() {
+            return Err(WireError::Trailing(b.remaining()));
+        }
+        Ok(msg)
+    }
+}
+
+fn need(b: &Bytes, n: usize) -> Result<(), WireError> {
+    if b.remaining() < n {
+        Err(WireError::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_u16(s.len() as u16);
+    b.put_slice(s.as_bytes());
+}
+
+fn get_str(b: &mut Bytes, what: &'static str, max: usize) -> Result<String, WireError> {
+    need(b, 2)?;
+    let len = usize::from(b.get_u16());
+    if len > max {
+        return Err(WireError::TooLong(what));
+    }
+    need(b, len)?;
+    let raw = b.split_to(len);
+    String::from_utf8(raw.to_vec()).map_err(|_| WireError::BadUtf8(what))
+}
+
+fn put_node(b: &mut BytesMut, n: &NodeInfo) {
+    put_str(b, &n.id);
+    put_str(b, &n.host);
+    b.put_u16(n.port);
+}
+
+fn get_node(b: &mut Bytes) -> Result<NodeInfo, WireError> {
+    let id = get_str(b, "node id", MAX_NAME)?;
+    let host = get_str(b, "host", MAX_NAME)?;
+    need(b, 2)?;
+    Ok(NodeInfo {
+        id,
+        host,
+        port: b.get_u16(),
+    })
+}
+
+/// Encode a [`Message::Replicate`] straight from borrowed entries (no cloning).
+pub fn encode_replicate<'a>(entries: impl ExactSizeIterator<Item = &'a Entry> + Clone) -> Bytes {
+    let size: usize = entries
+        .clone()
+        .map(|e| e.key.len() + e.value.len() + 40)
+        .sum();
+    let mut b = BytesMut::with_capacity(size + 8);
+    b.put_slice(&MAGIC);
+    b.put_u8(VERSION);
+    b.put_u8(KIND_REPLICATE);
+    put_entries(&mut b, entries);
+    b.freeze()
+}
+
+fn put_entries<'a>(b: &mut BytesMut, entries: impl ExactSizeIterator<Item = &'a Entry>) {
+    b.put_u32(entries.len() as u32);
+    for e in entries {
+        put_str(b, &e.key);
+        b.put_u32(e.value.len() as u32);
+        b.put_slice(&e.value);
+        b.put_u64(e.created_ms);
+        b.put_u64(e.expires_ms);
+        b.put_u64(e.version.hlc);
+        b.put_u64(e.version.origin);
+    }
+}
+
+fn get_entries(b: &mut Bytes) -> Result<Vec<Entry>, WireError> {
+    need(b, 4)?;
+    let n = b.get_u32() as usize;
+    // An entry takes at least 38 bytes: bound the allocation by what the input can hold.
+    let mut entries = Vec::with_capacity(n.min(b.remaining() / 38));
+    for _ in 0..n {
+        let key = get_str(b, "key", MAX_KEY)?;
+        need(b, 4)?;
+        let len = b.get_u32() as usize;
+        need(b, len + 32)?;
+        let raw = b.split_to(len);
+        let value = if n == 1 {
+            raw
+        } else {
+            Bytes::copy_from_slice(&raw)
+        };
+        entries.push(Entry {
+            key,
+            value,
+            created_ms: b.get_u64(),
+            expires_ms: b.get_u64(),
+            version: Version {
+                hlc: b.get_u64(),
+                origin: b.get_u64(),
+            },
+        });
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, port: u16) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    fn entry(key: &str, value: &'static [u8]) -> Entry {
+        Entry {
+            key: key.into(),
+            value: Bytes::from_static(value),
+            created_ms: 1_000,
+            expires_ms: 601_000,
+            version: Version { hlc: 77, origin: 5 },
+        }
+    }
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Gossip(Gossip {
+                from: node("a", 8081),
+                leaving: true,
+                members: vec![node("b", 8082), node("c", 8083)],
+            }),
+            Message::Replicate(vec![entry("k1", b"v1"), entry("k2", b"")]),
+            Message::Replicate(vec![entry("only", b"\x00\xff")]),
+            Message::Ack(3),
+            Message::SyncRequest(SyncRequest {
+                after: "k1".into(),
+                limit: 500,
+            }),
+            Message::SyncPage(SyncPage {
+                entries: vec![entry("z", b"zz")],
+                more: true,
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for m in samples() {
+            assert_eq!(Message::decode(m.encode()), Ok(m));
+        }
+    }
+
+    #[test]
+    fn encode_replicate_matches_the_message_encoding() {
+        let es = vec![entry("a", b"1"), entry("b", b"22")];
+        assert_eq!(
+            encode_replicate(es.iter()),
+            Message::Replicate(es.clone()).encode()
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        for m in samples() {
+            let full = m.encode();
+            for cut in 0..full.len() {
+                assert!(
+                    Message::decode(full.slice(..cut)).is_err(),
+                    "{m:?} cut {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_headers_are_named() {
+        let good = Message::Ack(1).encode().to_vec();
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(Message::decode(bad.into()), Err(WireError::BadMagic));
+        let mut bad = good.clone();
+        bad[2] = 9;
+        assert_eq!(
+            Message::decode(bad.into()),
+            Err(WireError::UnsupportedVersion(9))
+        );
+        let mut bad = good.clone();
+        bad[3] = 200;
+        assert_eq!(
+            Message::decode(bad.into()),
+            Err(WireError::UnknownKind(200))
+        );
+        let mut bad = good;
+        bad.push(0);
+        assert_eq!(Message::decode(bad.into()), Err(WireError::Trailing(1)));
+    }
+
+    #[test]
+    fn huge_counts_do_not_allocate_or_panic() {
+        let mut b = BytesMut::new();
+        b.put_slice(&MAGIC);
+        b.put_u8(VERSION);
+        b.put_u8(KIND_REPLICATE);
+        b.put_u32(u32::MAX);
+        assert_eq!(Message::decode(b.freeze()), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn invalid_utf8_and_long_keys_are_refused() {
+        let mut e = entry("k", b"v");
+        e.key = "x".repeat(MAX_KEY + 1);
+        let long = Message::Replicate(vec![e]).encode();
+        assert_eq!(Message::decode(long), Err(WireError::TooLong("key")));
+
+        let mut raw = Message::Replicate(vec![entry("ab", b"v")])
+            .encode()
+            .to_vec();
+        // header 4 + count 4 + key len 2, then the key bytes.
+        raw[10] = 0xff;
+        assert_eq!(Message::decode(raw.into()), Err(WireError::BadUtf8("key")));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..64);
+            let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            if rng.gen_bool(0.7) && v.len() >= 4 {
+                v[..3].copy_from_slice(&[b'R', b'F', VERSION]);
+                v[3] = rng.gen_range(1..=5);
+            }
+            let _ = Message::decode(v.into());
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The HTTP API of in-process nodes: every route, every error status.
+
+mod common;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Response};
+use repram_flux::wire::{Gossip, Message, NodeInfo};
+use repram_flux::{Config, Tuning};
+
+use common::*;
+
+fn config(base: u16, max_ports: u16, nodes: u16) -> Config {
+    Config {
+        base_port: base,
+        max_ports,
+        node_count: nodes,
+        ..Config::for_test()
+    }
+}
+
+async fn one_node(cfg: Config) -> (repram_flux::Cluster, String) {
+    let cluster = repram_flux::start(cfg, Tuning::default()).expect("start");
+    let url = format!("http://127.0.0.1:{}", cluster.ports()[0]);
+    let ready = format!("{url}/ready");
+    wait_until(Duration::from_secs(5), "ready", || {
+        let ready = ready.clone();
+        async move { get(&ready).await.is_some_and(|r| r.status == 200) }
+    })
+    .await;
+    (cluster, url)
+}
+
+#[tokio::test]
+async fn read_only_routes_answer_json_and_v1_aliases_match() {
+    let base = free_range(2);
+    let (cluster, url) = one_node(config(base, 2, 1)).await;
+    let node_id = cluster.nodes()[0].id.clone();
+
+    let h = get(&format!("{url}/health")).await.unwrap();
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-type"), Some("application/json"));
+    let j = h.json();
+    assert_eq!(j["status"], "healthy");
+    assert_eq!(j["node_id"], node_id.as_str());
+    assert_eq!(j["port"], base);
+    assert_eq!(j["peers"], 0);
+    assert!(j["uptime_s"].is_u64());
+
+    let p = get(&format!("{url}/peers")).await.unwrap().json();
+    assert_eq!(p["node_id"], node_id.as_str());
+    assert_eq!(p["peers"], serde_json::json!([]));
+
+    let s = get(&format!("{url}/status")).await.unwrap().json();
+    assert_eq!(s["node_id"], node_id.as_str());
+    assert_eq!(s["keys"], 0);
+    assert_eq!(s["quorum"], 1);
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["config"]["BASE_PORT"], base);
+
+    for route in ["health", "peers", "status", "ready", "keys"] {
+        let plain = get(&format!("{url}/{route}")).await.unwrap();
+        let v1 = get(&format!("{url}/v1/{route}")).await.unwrap();
+        assert_eq!(plain.status, v1.status, "{route}");
+        assert_eq!(plain.json()["node_id"], v1.json()["node_id"], "{route}");
+    }
+
+    let m = get(&format!("{url}/metrics")).await.unwrap();
+    assert_eq!(m.status, 200);
+    assert!(
+        m.text().contains("repram_http_requests_total"),
+        "{}",
+        m.text()
+    );
+    assert!(m.text().contains("repram_keys 0"));
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn data_round_trip_headers_ttl_policy_and_head() {
+    let base = free_range(1);
+    let cfg = Config {
+        min_ttl: 10,
+        max_ttl: 100,
+        default_ttl: 50,
+        ..config(base, 1, 1)
+    };
+    let (cluster, url) = one_node(cfg).await;
+
+    let r = put(&format!("{url}/data/k1?ttl=60"), b"v1").await.unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["ttl"], 60);
+    let g = get(&format!("{url}/data/k1")).await.unwrap();
+    assert_eq!((g.status, g.text().as_str()), (200, "v1"));
+    assert_eq!(g.header("x-original-ttl"), Some("60"));
+    assert_eq!(g.header("content-type"), Some("application/octet-stream"));
+
+    // Clamped into [min, max]; X-TTL header when no query; default otherwise.
+    let r = put(&format!("{url}/data/low?ttl=1"), b"x").await.unwrap();
+    assert_eq!(r.json()["ttl"], 10);
+    let r = put(
+        &format!("{url}/data/high?ttl=99999999999999999999999"),
+        b"x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json()["ttl"], 100);
+    let r = request(
+        Method::PUT,
+        &format!("{url}/data/hdr"),
+        Bytes::from_static(b"x"),
+        &[("x-ttl", "20")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json()["ttl"], 20);
+    let r = put(&format!("{url}/data/dflt"), b"x").await.unwrap();
+    assert_eq!(r.json()["ttl"], 50);
+
+    // HEAD: same headers, no body; v1 alias reads the same data; percent-encoded keys.
+    let h = request(Method::HEAD, &format!("{url}/data/k1"), Bytes::new(), &[])
+        .await
+        .unwrap();
+    assert_eq!(h.status, 200);
+    assert!(h.body.is_empty());
+    assert_eq!(h.header("x-original-ttl"), Some("60"));
+    assert_eq!(
+        get(&format!("{url}/v1/data/k1")).await.unwrap().text(),
+        "v1"
+    );
+    assert_eq!(
+        put(&format!("{url}/v1/data/hello%20world"), b"sp")
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    let keys = get(&format!("{url}/keys?prefix=hello"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(keys["keys"], serde_json::json!(["hello world"]));
+
+    // Binary values survive unchanged; empty values are allowed.
+    let bin: &'static [u8] = &[0, 159, 146, 150, 255];
+    put(&format!("{url}/data/bin"), bin).await.unwrap();
+    assert_eq!(
+        get(&format!("{url}/data/bin")).await.unwrap().body.as_ref(),
+        bin
+    );
+    assert_eq!(
+        put(&format!("{url}/data/empty"), b"").await.unwrap().status,
+        201
+    );
+    assert_eq!(get(&format!("{url}/data/empty")).await.unwrap().status, 200);
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn keys_paginates_in_order() {
+    let base = free_range(1);
+    let (cluster, url) = one_node(config(base, 1, 1)).await;
+    for i in 0..25 {
+        let r = request(
+            Method::PUT,
+            &format!("{url}/data/item-{i:02}"),
+            Bytes::from_static(b"x"),
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 201);
+    }
+    put(&format!("{url}/data/other"), b"x").await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = get(&format!("{url}/keys?prefix=item-&limit=10&cursor={cursor}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        let j = r.json();
+        seen.extend(
+            j["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string()),
+        );
+        match j["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("item-{i:02}")).collect();
+    assert_eq!(seen, want);
+    cluster.shutdown().await;
+}
+
+/// Method, URL, body, headers, expected status.
+type Case = (
+    Method,
+    String,
+    &'static [u8],
+    &'static [(&'static str, &'static str)],
+    u16,
+);
+
+#[tokio::test]
+async fn bad_requests_get_the_right_status_and_change_nothing() {
+    let base = free_range(1);
+    let cfg = Config {
+        max_value_bytes: 16,
+        max_storage_bytes: 64,
+        ..config(base, 1, 1)
+    };
+    let (cluster, url) = one_node(cfg).await;
+    let long_key = "k".repeat(251);
+    let cases: Vec<Case> = vec![
+        (Method::PUT, format!("{url}/data/k?ttl=abc"), b"v", &[], 400),
+        (Method::PUT, format!("{url}/data/k?ttl=0"), b"v", &[], 400),
+        (Method::PUT, format!("{url}/data/k?ttl=-5"), b"v", &[], 400),
+        (
+            Method::PUT,
+            format!("{url}/data/k"),
+            b"v",
+            &[("x-ttl", "soon")],
+            400,
+        ),
+        (
+            Method::PUT,
+            format!("{url}/data/{long_key}"),
+            b"v",
+            &[],
+            400,
+        ),
+        (Method::PUT, format!("{url}/data/a%2Fb"), b"v", &[], 400),
+        (Method::PUT, format!("{url}/data/a%0Ab"), b"v", &[], 400),
+        (Method::PUT, format!("{url}/data/%FF"), b"v", &[], 400),
+        (Method::PUT, format!("{url}/data/"), b"v", &[], 400),
+        (Method::GET, format!("{url}/data/"), b"", &[], 400),
+        (
+            Method::PUT,
+            format!("{url}/data/big"),
+            b"0123456789abcdefX",
+            &[],
+            413,
+        ),
+        (Method::GET, format!("{url}/data/missing"), b"", &[], 404),
+        (Method::GET, format!("{url}/nope"), b"", &[], 404),
+        (Method::GET, format!("{url}/v1/nope"), b"", &[], 404),
+        (Method::GET, format!("{url}/keys?limit=0"), b"", &[], 400),
+        (Method::GET, format!("{url}/keys?limit=5000"), b"", &[], 400),
+        (Method::GET, format!("{url}/keys?limit=x"), b"", &[], 400),
+        (
+            Method::POST,
+            format!("{url}/internal/v1/gossip"),
+            b"garbage",
+            &[],
+            400,
+        ),
+        (
+            Method::POST,
+            format!("{url}/internal/v1/nope"),
+            b"",
+            &[],
+            404,
+        ),
+    ];
+    for (method, u, body, headers, want) in cases {
+        let r = request(method.clone(), &u, Bytes::from_static(body), headers)
+            .await
+            .unwrap();
+        assert_eq!(r.status, want, "{method} {u}: {}", r.text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{method} {u}"
+        );
+        assert!(r.json()["error"].is_string(), "{method} {u}");
+    }
+    // Wrong methods: 405 with Allow.
+    for (method, path, allow) in [
+        (Method::DELETE, "/data/k", "GET, HEAD, PUT"),
+        (Method::POST, "/data/k", "GET, HEAD, PUT"),
+        (Method::POST, "/health", "GET, HEAD"),
+        (Method::PUT, "/v1/status", "GET, HEAD"),
+        (Method::GET, "/internal/v1/gossip", "POST"),
+    ] {
+        let r = request(method.clone(), &format!("{url}{path}"), Bytes::new(), &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    // Nothing was stored by any of that.
+    let keys = get(&format!("{url}/keys")).await.unwrap().json();
+    assert_eq!(keys["keys"], serde_json::json!([]));
+
+    // 507 when the memory budget is used up; a smaller write still fits afterwards.
+    assert_eq!(
+        put(&format!("{url}/data/a"), b"0123456789abcde")
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    assert_eq!(
+        put(&format!("{url}/data/b"), b"0123456789abcde")
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    assert_eq!(
+        put(&format!("{url}/data/c"), b"0123456789abcde")
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    // 3 × (1 + 15) = 48 bytes used; 1 + 16 more would make 65 > 64.
+    let full = put(&format!("{url}/data/d"), b"0123456789abcdef")
+        .await
+        .unwrap();
+    assert_eq!(full.status, 507, "{}", full.text());
+    assert_eq!(get(&format!("{url}/data/d")).await.unwrap().status, 404);
+    assert_eq!(
+        put(&format!("{url}/data/e"), b"").await.unwrap().status,
+        201
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn three_nodes_in_process_replicate_with_quorum_201() {
+    let base = free_range(3);
+    let cluster = repram_flux::start(config(base, 3, 3), Tuning::default()).unwrap();
+    let ports = cluster.ports().to_vec();
+    wait_until(Duration::from_secs(5), "full mesh", || full_mesh(&ports)).await;
+    let r = put(
+        &format!("http://127.0.0.1:{}/data/q?ttl=60", ports[2]),
+        b"v",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["quorum"], 2);
+    assert!(r.json()["acks"].as_u64().unwrap() >= 2);
+    for p in &ports {
+        let url = format!("http://127.0.0.1:{p}/data/q");
+        wait_until(Duration::from_secs(5), "replicated", || {
+            let url = url.clone();
+            async move { get(&url).await.is_some_and(|r| r.text() == "v") }
+        })
+        .await;
+    }
+    cluster.shutdown().await;
+}
+
+/// A peer that answers membership probes but refuses every replication batch.
+async fn spawn_deaf_peer(port: u16) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let path = req.uri().path().to_string();
+                        let _ = req.into_body().collect().await;
+                        let resp = if path == "/internal/v1/gossip" {
+                            let g = Message::Gossip(Gossip {
+                                from: NodeInfo {
+                                    id: format!("deaf-{port}"),
+                                    host: String::new(),
+                                    port,
+                                },
+                                leaving: false,
+                                members: vec![],
+                            });
+                            Response::new(Full::new(g.encode()))
+                        } else {
+                            Response::builder()
+                                .status(500)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap()
+                        };
+                        Ok::<_, Infallible>(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_write_without_quorum_answers_202_after_the_write_timeout_and_is_kept() {
+    let base = free_range(3);
+    let deaf1 = spawn_deaf_peer(base + 1).await;
+    let deaf2 = spawn_deaf_peer(base + 2).await;
+    let (cluster, url) = one_node(config(base, 3, 1)).await;
+    wait_until(Duration::from_secs(5), "two deaf peers joined", || async {
+        peer_ports(base).await == Some(vec![base + 1, base + 2])
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    let r = put(&format!("{url}/data/lonely?ttl=60"), b"v")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["quorum"], 2);
+    assert_eq!(r.json()["acks"], 1);
+    // The deaf peers fail fast, so the writer need not wait for the whole timeout.
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        get(&format!("{url}/data/lonely")).await.unwrap().text(),
+        "v"
+    );
+    cluster.shutdown().await;
+    deaf1.abort();
+    deaf2.abort();
+}
