@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod membership;

@@ -1,7 +1,7 @@
 //! One REPRAM node: its store, membership driver, replication and HTTP server, all
 //! serving on the listener the supervisor claimed for it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -394,30 +394,9 @@ impl Node {
         self.handle_events(events);
     }
 
-    /// Discovery addresses: every address of DISCOVERY_DOMAIN × the port range, plus seeds.
+    /// Add every discovery address to the membership targets.
     async fn refresh_targets(&self) {
-        let mut addrs: Vec<String> = Vec::new();
-        let domain = self.config.discovery_domain.as_str();
-        match tokio::net::lookup_host((domain, 0)).await {
-            Ok(found) => {
-                let mut ips: Vec<IpAddr> = found.map(|a: SocketAddr| a.ip()).collect();
-                ips.sort();
-                ips.dedup();
-                for ip in ips {
-                    let local =
-                        ip.is_loopback() || ip.is_unspecified() || ip == self.config.bind_addr;
-                    for port in self.config.port_range() {
-                        if !(local && port == self.port) {
-                            addrs.push(fmt_addr(&ip.to_string(), port));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(node = %self.id, domain = %domain, error = %e, "cannot resolve DISCOVERY_DOMAIN")
-            }
-        }
-        addrs.extend(self.config.discovery_peers.iter().cloned());
+        let addrs = crate::discovery::targets(&self.config, self.port).await;
         let now = Instant::now();
         let mut m = self.membership();
         for a in addrs {
