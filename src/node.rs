@@ -1,6 +1,7 @@
 //! One REPRAM node: its store, membership driver, replication and HTTP server, all
 //! serving on the listener the supervisor claimed for it.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -92,6 +93,26 @@ pub struct Node {
     pub started: Instant,
     ready: AtomicBool,
     shutdown: watch::Receiver<bool>,
+    events: Mutex<VecDeque<MembershipEvent>>,
+}
+
+/// Most recent membership events kept per node (for `/cluster` and the dashboard).
+pub const EVENT_HISTORY: usize = 100;
+
+/// A membership change as remembered for display.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MembershipEvent {
+    /// Wall-clock ms when this node saw it.
+    pub at_ms: u64,
+    /// `joined`, `left`, `dead` or `replaced`.
+    pub kind: &'static str,
+    /// The peer concerned (the new id for `replaced`).
+    pub peer: String,
+    /// Its address.
+    pub address: String,
+    /// For `replaced`: the id it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
 }
 
 /// What a PUT achieved.
@@ -138,6 +159,7 @@ impl Node {
             metrics,
             started: Instant::now(),
             ready: AtomicBool::new(false),
+            events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             id,
             index,
             port,
@@ -295,6 +317,7 @@ impl Node {
             return;
         }
         for event in events {
+            self.remember(&event);
             match event {
                 Event::Joined(p) => self.peer_up(p),
                 Event::Left(p) => {
@@ -319,6 +342,36 @@ impl Node {
         self.metrics.peers.set(size as i64 - 1);
         info!(node = %self.id, mesh_size = size, "mesh size changed");
         self.membership_changed.notify_one();
+    }
+
+    /// The latest membership events, oldest first.
+    pub fn recent_events(&self) -> Vec<MembershipEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn remember(&self, event: &Event) {
+        let (kind, p, replaced) = match event {
+            Event::Joined(p) => ("joined", p, None),
+            Event::Left(p) => ("left", p, None),
+            Event::Dead(p) => ("dead", p, None),
+            Event::Replaced { old, new } => ("replaced", new, Some(old.id.clone())),
+        };
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() == EVENT_HISTORY {
+            events.pop_front();
+        }
+        events.push_back(MembershipEvent {
+            at_ms: now_ms(),
+            kind,
+            peer: p.id.clone(),
+            address: fmt_addr(&p.host, p.port),
+            replaced,
+        });
     }
 
     fn peer_up(self: &Arc<Self>, p: NodeInfo) {
