@@ -1,75 +1,161 @@
-//! IO-free membership: which addresses to probe, which peers are alive, and what changed.
+//! IO-free membership: SWIM-style failure detection with Lifeguard-style local health,
+//! plus discovery of addresses where no member is known yet.
 //!
-//! The driver (in `node.rs`) feeds in probe results and incoming gossip with the current
-//! time and acts on the returned [`Event`]s; nothing here sleeps or touches a socket.
+//! The driver (`node.rs`) asks [`Membership::tick`] what to probe, performs the probes,
+//! and reports outcomes; incoming gossip goes to [`Membership::on_gossip`]. Time comes in
+//! as an argument and randomness from a seeded RNG, so the whole protocol runs in tests
+//! without sockets or real time.
 //!
-//! - Discovery *targets* are addresses (`host:port`) from the domain scan, the seed list
-//!   and other nodes' member lists. Addresses without a node behind them are re-probed with
-//!   doubling backoff, so an idle range costs little.
-//! - *Peers* are identified by node id. A peer is alive while it answers probes or sends
-//!   us gossip; with no direct contact for `dead_after` it is declared dead and removed.
-//! - A node that announces it is leaving is removed at once; a new id answering at a
-//!   known address replaces the old entry.
+//! - **Discovery targets** are addresses (`host:port`) from the domain scan, seeds and
+//!   other nodes' news. Addresses with no node behind them are retried with doubling
+//!   backoff (so an idle port range costs little) and probed with the full member list.
+//! - **Members** are known by node id. Each tick one member is probed, in shuffled
+//!   round-robin order, so probe traffic per node stays constant as the cluster grows.
+//!   A refused connection means nobody listens there any more: the member is declared
+//!   dead at once. A probe that times out is retried through a few other members
+//!   (indirect probes); if none gets through, the member becomes *suspect*.
+//! - **Suspicion** is refutable: news of its own suspicion makes a node raise its
+//!   incarnation and spread that it is alive. A suspect that does not refute in time
+//!   (shorter the more members independently suspect it) is declared dead.
+//! - **Local health**: failed probes raise this node's own health score, which stretches
+//!   its probe timeouts and suspicion times, so a node that is itself slow (CPU
+//!   starvation) does not accuse healthy peers.
+//! - **News** (alive / suspect / dead / left, with incarnations) rides on every message,
+//!   each item a bounded number of times; a periodic full exchange with a random member
+//!   repairs anything missed. Dead and left members stay as tombstones for a while so
+//!   stale news cannot resurrect them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use tokio::time::Instant;
 
-use crate::wire::{Gossip, NodeInfo};
+use crate::wire::{Gossip, MemberState, NodeInfo, Update};
 
-/// Timing of membership. See [`MembershipConfig::default`] for the values used.
+/// Timing and sizes of the protocol. See [`MembershipConfig::default`].
 #[derive(Clone, Debug)]
 pub struct MembershipConfig {
-    /// How often each live peer is probed.
+    /// One member is probed per interval. Must not be zero.
     pub probe_interval: Duration,
-    /// A peer with no successful direct contact for this long is declared dead.
-    /// Must exceed `probe_interval` (several probes can fail before a peer is dropped).
-    pub dead_after: Duration,
-    /// First retry delay for an address where no node answered.
+    /// Deadline of a direct probe at full health (stretched when health is poor).
+    pub probe_timeout: Duration,
+    /// Members asked to probe a member that missed a direct probe.
+    pub indirect_probes: usize,
+    /// Shortest suspicion before a suspect is declared dead (all confirmations in).
+    pub suspicion_min: Duration,
+    /// Longest suspicion (no independent confirmation). At least `suspicion_min`.
+    pub suspicion_max: Duration,
+    /// How often the whole member list is exchanged with one random member.
+    pub full_sync_interval: Duration,
+    /// How long dead and left members are remembered.
+    pub tombstone_ttl: Duration,
+    /// First retry delay for an address where nobody answered.
     pub min_backoff: Duration,
     /// Longest retry delay for such an address.
     pub max_backoff: Duration,
+    /// Most news items carried by one message.
+    pub max_piggyback: usize,
+    /// Each news item is sent `retransmit_mult * ceil(log2(members + 2))` times.
+    pub retransmit_mult: u32,
+    /// Upper bound of the local health score (0 = healthy).
+    pub max_health: u32,
 }
 
 impl Default for MembershipConfig {
-    /// Probe every 500 ms, dead after 2.5 s of silence, empty ports retried from 250 ms
-    /// up to every 5 s.
+    /// Probe one member every 200 ms with a 500 ms deadline, ask 3 others when it does
+    /// not answer, suspect for 2-6 s, full exchange every 3 s, tombstones for 60 s,
+    /// empty ports retried from 250 ms up to every 5 s.
     fn default() -> Self {
         MembershipConfig {
-            probe_interval: Duration::from_millis(500),
-            dead_after: Duration::from_millis(2_500),
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(500),
+            indirect_probes: 3,
+            suspicion_min: Duration::from_secs(2),
+            suspicion_max: Duration::from_secs(6),
+            full_sync_interval: Duration::from_secs(3),
+            tombstone_ttl: Duration::from_secs(60),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
+            max_piggyback: 16,
+            retransmit_mult: 4,
+            max_health: 8,
         }
     }
 }
 
-/// A change in the set of live peers.
+/// A change in the membership seen by this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A new peer is alive.
+    /// A new member is alive (first seen, or back with a higher incarnation).
     Joined(NodeInfo),
-    /// A peer announced it is leaving and was removed.
+    /// A member announced it is leaving.
     Left(NodeInfo),
-    /// A peer stopped answering and was removed.
+    /// A member was declared dead.
     Dead(NodeInfo),
-    /// A new node id answered at an address that belonged to another id.
+    /// A new node id answered at the address of another member, which was removed.
     Replaced {
-        /// The entry that was removed.
+        /// The member that was removed.
         old: NodeInfo,
-        /// The entry that took its place.
+        /// The node that took its place.
         new: NodeInfo,
     },
+    /// A member missed its probes and is suspected (still counted as a member).
+    Suspected(NodeInfo),
+    /// A suspect proved to be alive.
+    Recovered(NodeInfo),
 }
 
-/// A live peer. `info.host`/`info.port` is the address we reach it at.
+/// What a probe achieved, as the driver saw it.
+#[derive(Clone, Debug)]
+pub enum ProbeOutcome {
+    /// The node answered.
+    Reply(Gossip),
+    /// The connection was refused: nothing listens at that address.
+    Refused,
+    /// Timeout, reset, or an invalid answer.
+    Failed,
+}
+
+/// A probe the driver must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Where to.
+    pub addr: String,
+    /// The member expected there; `None` for a discovery probe.
+    pub member: Option<String>,
+    /// Send the whole member list (and ask for theirs).
+    pub full: bool,
+    /// Deadline for the answer.
+    pub timeout: Duration,
+}
+
+/// Ask these members (addresses) to probe `target_addr` for us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndirectProbe {
+    /// The member that missed its probe.
+    pub member: String,
+    /// Its address.
+    pub target_addr: String,
+    /// Addresses of the members asked to help.
+    pub helpers: Vec<String>,
+    /// Deadline for each helper's answer.
+    pub timeout: Duration,
+}
+
+/// A live member as reported to the API. `info.host`/`info.port` is its reachable address.
 #[derive(Clone, Debug)]
 pub struct Peer {
     /// Identity and reachable address.
     pub info: NodeInfo,
-    /// Last successful direct contact (a probe answer or a message from it).
+    /// Its incarnation as last heard.
+    pub incarnation: u64,
+    /// True while suspected.
+    pub suspect: bool,
+    /// Last direct contact (its answer to a probe, or a message from it).
     pub last_seen: Instant,
 }
 
@@ -77,6 +163,57 @@ impl Peer {
     /// `host:port` to reach this peer.
     pub fn addr(&self) -> String {
         fmt_addr(&self.info.host, self.info.port)
+    }
+
+    /// `alive` or `suspect`.
+    pub fn state(&self) -> &'static str {
+        if self.suspect {
+            "suspect"
+        } else {
+            "alive"
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Status {
+    Alive,
+    Suspect {
+        since: Instant,
+        confirmations: HashSet<String>,
+    },
+    /// Tombstone: dead or left at `since`.
+    Down {
+        state: MemberState,
+        since: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct Member {
+    peer: Peer,
+    status: Status,
+}
+
+impl Member {
+    fn is_live(&self) -> bool {
+        !matches!(self.status, Status::Down { .. })
+    }
+
+    fn state(&self) -> MemberState {
+        match self.status {
+            Status::Alive => MemberState::Alive,
+            Status::Suspect { .. } => MemberState::Suspect,
+            Status::Down { state, .. } => state,
+        }
+    }
+
+    fn update(&self) -> Update {
+        Update {
+            node: self.peer.info.clone(),
+            incarnation: self.peer.incarnation,
+            state: self.state(),
+        }
     }
 }
 
@@ -91,13 +228,27 @@ struct Target {
     in_flight: bool,
 }
 
+#[derive(Debug)]
+struct Broadcast {
+    update: Update,
+    sent: u32,
+}
+
 /// The membership state of one node.
 #[derive(Debug)]
 pub struct Membership {
     me: NodeInfo,
+    incarnation: u64,
     cfg: MembershipConfig,
-    peers: HashMap<String, Peer>,
+    members: HashMap<String, Member>,
     targets: HashMap<String, Target>,
+    broadcasts: HashMap<String, Broadcast>,
+    probe_order: Vec<String>,
+    probing: HashSet<String>,
+    next_member_probe: Instant,
+    next_full_sync: Instant,
+    health: u32,
+    rng: StdRng,
 }
 
 /// `host:port`, with IPv6 hosts in brackets.
@@ -120,43 +271,86 @@ pub fn split_addr(addr: &str) -> Option<(&str, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
+/// Events for a member `old` removed because `direct` contact found another node at its
+/// address: a `Joined` of the newcomer becomes one `Replaced`.
+fn merge_replacement(old: Option<NodeInfo>, mut direct: Vec<Event>) -> Vec<Event> {
+    let Some(old) = old else {
+        return direct;
+    };
+    match direct.first() {
+        Some(Event::Joined(new)) => {
+            let new = new.clone();
+            direct[0] = Event::Replaced { old, new };
+            direct
+        }
+        _ => {
+            direct.insert(0, Event::Dead(old));
+            direct
+        }
+    }
+}
+
 impl Membership {
-    /// A node that knows nobody yet.
-    pub fn new(me: NodeInfo, cfg: MembershipConfig) -> Self {
+    /// A node that knows nobody yet. `seed` drives every random choice.
+    pub fn new(me: NodeInfo, cfg: MembershipConfig, seed: u64, now: Instant) -> Self {
         Membership {
             me,
+            incarnation: 0,
             cfg,
-            peers: HashMap::new(),
+            members: HashMap::new(),
             targets: HashMap::new(),
+            broadcasts: HashMap::new(),
+            probe_order: Vec::new(),
+            probing: HashSet::new(),
+            next_member_probe: now,
+            next_full_sync: now,
+            health: 0,
+            rng: StdRng::seed_from_u64(seed),
         }
     }
 
-    /// This node.
+    /// This node (its host is learned from peers when not configured).
     pub fn me(&self) -> &NodeInfo {
         &self.me
     }
 
-    /// Live peers (never this node).
+    /// This node's incarnation (raised to refute suspicion).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Local health score: 0 is healthy; higher stretches timeouts.
+    pub fn health(&self) -> u32 {
+        self.health
+    }
+
+    /// Live members (alive or suspect), never this node.
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {
-        self.peers.values()
+        self.members
+            .values()
+            .filter(|m| m.is_live())
+            .map(|m| &m.peer)
     }
 
-    /// Number of live peers.
+    /// Number of live members.
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.members.values().filter(|m| m.is_live()).count()
     }
 
-    /// True when no peer is alive.
+    /// True when no member is alive.
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.len() == 0
     }
 
-    /// The peer with this id, if alive.
+    /// The live member with this id.
     pub fn peer(&self, id: &str) -> Option<&Peer> {
-        self.peers.get(id)
+        self.members
+            .get(id)
+            .filter(|m| m.is_live())
+            .map(|m| &m.peer)
     }
 
-    /// Number of discovery addresses known (including those of live peers).
+    /// Number of discovery addresses known.
     pub fn target_count(&self) -> usize {
         self.targets.len()
     }
@@ -172,236 +366,595 @@ impl Membership {
         });
     }
 
-    /// Addresses to probe now (each marked in flight until its result is reported), and
-    /// peers declared dead because nothing was heard from them for `dead_after`.
-    pub fn poll(&mut self, now: Instant) -> (Vec<String>, Vec<Event>) {
-        let mut events = Vec::new();
-        let stale: Vec<String> = self
-            .peers
-            .values()
-            .filter(|p| now.saturating_duration_since(p.last_seen) >= self.cfg.dead_after)
-            .map(|p| p.info.id.clone())
-            .collect();
-        for id in stale {
-            if let Some(peer) = self.remove_peer(&id, now) {
-                events.push(Event::Dead(peer.info));
-            }
-        }
-        let mut due = Vec::new();
-        for (addr, t) in &mut self.targets {
-            if !t.is_self && !t.in_flight && t.next_probe <= now {
-                t.in_flight = true;
-                due.push(addr.clone());
-            }
-        }
-        (due, events)
+    fn scaled(&self, d: Duration) -> Duration {
+        d * (1 + self.health)
     }
 
-    /// Earliest instant at which [`Membership::poll`] may have work.
+    fn suspicion_timeout(&self, confirmations: usize) -> Duration {
+        // Lifeguard: each independent confirmation shortens the wait, down to the minimum.
+        let (min, max) = (
+            self.scaled(self.cfg.suspicion_min),
+            self.scaled(self.cfg.suspicion_max),
+        );
+        let expected = self.cfg.indirect_probes.max(1) as f64;
+        let c = confirmations.saturating_sub(1) as f64;
+        let frac = ((c + 1.0).ln() / (expected + 1.0).ln()).min(1.0);
+        max.saturating_sub((max.saturating_sub(min)).mul_f64(frac))
+            .max(min)
+    }
+
+    /// Probes due now, and members declared dead because their suspicion ran out.
+    pub fn tick(&mut self, now: Instant) -> (Vec<Probe>, Vec<Event>) {
+        let mut events = Vec::new();
+        // Suspicions that ran out.
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter_map(|(id, m)| match &m.status {
+                Status::Suspect {
+                    since,
+                    confirmations,
+                } if now >= *since + self.suspicion_timeout(confirmations.len()) => {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for id in expired {
+            events.extend(self.mark_down(&id, MemberState::Dead, now));
+        }
+        // Forget old tombstones.
+        let ttl = self.cfg.tombstone_ttl;
+        self.members.retain(|_, m| match m.status {
+            Status::Down { since, .. } => now.saturating_duration_since(since) < ttl,
+            _ => true,
+        });
+
+        let mut probes = Vec::new();
+        let timeout = self.scaled(self.cfg.probe_timeout);
+        // Discovery: addresses without a live member behind them.
+        for (addr, t) in &mut self.targets {
+            let owned = t.peer.as_ref().is_some_and(|id| {
+                self.members
+                    .get(id)
+                    .is_some_and(|m| m.is_live() && m.peer.addr() == *addr)
+            });
+            if !t.is_self && !t.in_flight && !owned && t.next_probe <= now {
+                t.in_flight = true;
+                probes.push(Probe {
+                    addr: addr.clone(),
+                    member: None,
+                    full: true,
+                    timeout,
+                });
+            }
+        }
+        // One member per probe interval, in shuffled round-robin order.
+        if now >= self.next_member_probe {
+            let full = now >= self.next_full_sync;
+            if let Some(id) = self.next_probe_target() {
+                self.next_member_probe = now + self.cfg.probe_interval;
+                if full {
+                    self.next_full_sync = now + self.cfg.full_sync_interval;
+                }
+                self.probing.insert(id.clone());
+                probes.push(Probe {
+                    addr: self.members[&id].peer.addr(),
+                    member: Some(id),
+                    full,
+                    timeout,
+                });
+            }
+        }
+        (probes, events)
+    }
+
+    fn next_probe_target(&mut self) -> Option<String> {
+        for _ in 0..2 {
+            while let Some(id) = self.probe_order.pop() {
+                let live = self.members.get(&id).is_some_and(Member::is_live);
+                if live && !self.probing.contains(&id) {
+                    return Some(id);
+                }
+            }
+            // Start a new round over the current live members.
+            self.probe_order = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.is_live())
+                .map(|(id, _)| id.clone())
+                .collect();
+            self.probe_order.sort();
+            self.probe_order.shuffle(&mut self.rng);
+        }
+        None
+    }
+
+    /// Earliest instant at which [`Membership::tick`] may have work.
     pub fn next_deadline(&self) -> Option<Instant> {
         let probes = self
             .targets
             .values()
             .filter(|t| !t.is_self && !t.in_flight)
             .map(|t| t.next_probe);
-        let deaths = self
-            .peers
-            .values()
-            .map(|p| p.last_seen + self.cfg.dead_after);
-        probes.chain(deaths).min()
-    }
-
-    /// The node at `addr` answered a probe with `reply`.
-    pub fn probe_ok(&mut self, addr: &str, reply: &Gossip, now: Instant) -> Vec<Event> {
-        let interval = self.cfg.probe_interval;
-        let Some(t) = self.targets.get_mut(addr) else {
-            return Vec::new();
-        };
-        t.in_flight = false;
-        if reply.from.id == self.me.id {
-            t.is_self = true;
-            return Vec::new();
-        }
-        if reply.leaving {
-            // It answered, but is on its way out: drop it rather than (re)admit it.
-            t.backoff = self.cfg.min_backoff;
-            t.next_probe = now + self.cfg.min_backoff;
-            let id = reply.from.id.clone();
-            return self.leave(&id, now);
-        }
-        t.backoff = Duration::ZERO;
-        t.next_probe = now + interval;
-        let Some((host, port)) = split_addr(addr) else {
-            return Vec::new();
-        };
-        let info = NodeInfo {
-            id: reply.from.id.clone(),
-            host: host.to_string(),
-            port,
-        };
-        let events = self.upsert_peer(addr, info, now);
-        let alias = self
-            .peers
-            .get(&reply.from.id)
-            .is_some_and(|p| p.addr() != addr);
-        if alias {
-            // Another address of a peer we already reach: only check it now and then.
-            if let Some(t) = self.targets.get_mut(addr) {
-                t.next_probe = now + self.cfg.max_backoff;
-            }
-        }
-        self.learn(&reply.members, now);
-        events
-    }
-
-    /// Nobody (or nothing sensible) answered at `addr`.
-    pub fn probe_failed(&mut self, addr: &str, now: Instant) -> Vec<Event> {
-        let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
-        let interval = self.cfg.probe_interval;
-        let Some(t) = self.targets.get_mut(addr) else {
-            return Vec::new();
-        };
-        t.in_flight = false;
-        let live_peer = t.peer.clone().filter(|id| {
-            self.peers
-                .get(id)
-                .is_some_and(|p| fmt_addr(&p.info.host, p.info.port) == addr)
+        let member_probe = (!self.is_empty()).then_some(self.next_member_probe);
+        let suspicions = self.members.values().filter_map(|m| match &m.status {
+            Status::Suspect {
+                since,
+                confirmations,
+            } => Some(*since + self.suspicion_timeout(confirmations.len())),
+            _ => None,
         });
-        match live_peer {
-            Some(id) => {
-                // A peer's own address: keep probing at the normal pace until dead_after.
-                t.next_probe = now + interval;
-                let silent = self
-                    .peers
-                    .get(&id)
-                    .map(|p| now.saturating_duration_since(p.last_seen))
-                    .unwrap_or_default();
-                if silent >= self.cfg.dead_after {
-                    if let Some(peer) = self.remove_peer(&id, now) {
-                        return vec![Event::Dead(peer.info)];
-                    }
-                }
-                Vec::new()
+        probes.chain(member_probe).chain(suspicions).min()
+    }
+
+    /// The message to send to `to` (a member id, if known): our news, or the whole list
+    /// when `full`.
+    pub fn message(&mut self, full: bool, to: Option<&str>) -> Gossip {
+        let mut updates = if full {
+            self.members.values().map(Member::update).collect()
+        } else {
+            self.piggyback()
+        };
+        // A member we suspect or declared dead must hear it, so it can refute.
+        if let Some(m) = to.and_then(|id| self.members.get(id)) {
+            if m.state() != MemberState::Alive
+                && !updates.iter().any(|u| u.node.id == m.peer.info.id)
+            {
+                updates.push(m.update());
             }
-            None => {
-                t.backoff = (t.backoff * 2).clamp(min, max);
-                t.next_probe = now + t.backoff;
-                Vec::new()
+        }
+        Gossip {
+            from: self.me.clone(),
+            incarnation: self.incarnation,
+            leaving: false,
+            full,
+            observed: String::new(),
+            relay: String::new(),
+            relay_ok: false,
+            updates,
+        }
+    }
+
+    /// The message announcing that this node leaves.
+    pub fn leave_message(&self) -> Gossip {
+        Gossip {
+            from: self.me.clone(),
+            incarnation: self.incarnation,
+            leaving: true,
+            ..Gossip::default()
+        }
+    }
+
+    fn piggyback(&mut self) -> Vec<Update> {
+        if self.broadcasts.is_empty() {
+            return Vec::new();
+        }
+        let n = self.len() as f64 + 2.0;
+        let limit = self.cfg.retransmit_mult * n.log2().ceil() as u32;
+        let mut items: Vec<(&String, u32)> =
+            self.broadcasts.iter().map(|(k, b)| (k, b.sent)).collect();
+        items.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+        let chosen: Vec<String> = items
+            .into_iter()
+            .take(self.cfg.max_piggyback)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::with_capacity(chosen.len());
+        for key in chosen {
+            if let Some(b) = self.broadcasts.get_mut(&key) {
+                b.sent += 1;
+                out.push(b.update.clone());
+                if b.sent >= limit {
+                    self.broadcasts.remove(&key);
+                }
+            }
+        }
+        out
+    }
+
+    fn broadcast(&mut self, update: Update) {
+        self.broadcasts
+            .insert(update.node.id.clone(), Broadcast { update, sent: 0 });
+    }
+
+    /// Report the outcome of a probe from [`Membership::tick`]. May ask for indirect probes.
+    pub fn probe_result(
+        &mut self,
+        probe: &Probe,
+        outcome: ProbeOutcome,
+        now: Instant,
+    ) -> (Vec<Event>, Option<IndirectProbe>) {
+        if let Some(id) = &probe.member {
+            self.probing.remove(id);
+        }
+        let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
+        if let Some(t) = self.targets.get_mut(&probe.addr) {
+            t.in_flight = false;
+        }
+        match outcome {
+            ProbeOutcome::Reply(reply) => {
+                if reply.from.id == self.me.id {
+                    if let Some(t) = self.targets.get_mut(&probe.addr) {
+                        t.is_self = true;
+                    }
+                    return (Vec::new(), None);
+                }
+                self.health = self.health.saturating_sub(1);
+                if self.me.host.is_empty() && !reply.observed.is_empty() {
+                    self.me.host = reply.observed.clone();
+                }
+                // Somebody else answers at this member's address: the member is gone.
+                let replaced = probe
+                    .member
+                    .as_ref()
+                    .filter(|id| **id != reply.from.id)
+                    .filter(|id| {
+                        self.members
+                            .get(id.as_str())
+                            .is_some_and(|m| m.is_live() && m.peer.addr() == probe.addr)
+                    })
+                    .cloned();
+                let old = replaced.and_then(|id| {
+                    let info = self.members.get(&id).map(|m| m.peer.info.clone());
+                    self.mark_down(&id, MemberState::Dead, now);
+                    info
+                });
+                let direct = self.on_direct(&probe.addr, &reply, now);
+                let events = merge_replacement(old, direct);
+                if let Some(t) = self.targets.get_mut(&probe.addr) {
+                    t.backoff = Duration::ZERO;
+                    t.peer = Some(reply.from.id.clone());
+                    // An alias of a member reached elsewhere: check it only now and then.
+                    t.next_probe = now + max;
+                }
+                (events, None)
+            }
+            ProbeOutcome::Refused | ProbeOutcome::Failed if probe.member.is_none() => {
+                if let Some(t) = self.targets.get_mut(&probe.addr) {
+                    t.backoff = (t.backoff * 2).clamp(min, max);
+                    t.next_probe = now + t.backoff;
+                }
+                (Vec::new(), None)
+            }
+            ProbeOutcome::Refused => {
+                let id = probe.member.clone().unwrap_or_default();
+                let here = self
+                    .members
+                    .get(&id)
+                    .is_some_and(|m| m.is_live() && m.peer.addr() == probe.addr);
+                if !here {
+                    return (Vec::new(), None);
+                }
+                (self.mark_down(&id, MemberState::Dead, now), None)
+            }
+            ProbeOutcome::Failed => {
+                let id = probe.member.clone().unwrap_or_default();
+                if !self.members.get(&id).is_some_and(Member::is_live) {
+                    return (Vec::new(), None);
+                }
+                self.health = (self.health + 1).min(self.cfg.max_health);
+                let mut helpers: Vec<String> = self
+                    .members
+                    .iter()
+                    .filter(|(mid, m)| **mid != id && matches!(m.status, Status::Alive))
+                    .map(|(_, m)| m.peer.addr())
+                    .collect();
+                helpers.sort();
+                helpers.shuffle(&mut self.rng);
+                helpers.truncate(self.cfg.indirect_probes);
+                if helpers.is_empty() {
+                    return (self.suspect(&id, None, now), None);
+                }
+                let plan = IndirectProbe {
+                    member: id,
+                    target_addr: probe.addr.clone(),
+                    helpers,
+                    timeout: self.scaled(self.cfg.probe_timeout) * 2,
+                };
+                (Vec::new(), Some(plan))
             }
         }
     }
 
-    /// Gossip arrived from another node. `source` is the IP it came from, used when the
-    /// sender does not know its own host.
+    /// Report whether any helper of an [`IndirectProbe`] reached the member.
+    pub fn indirect_result(&mut self, member: &str, reached: bool, now: Instant) -> Vec<Event> {
+        if reached {
+            if let Some(m) = self.members.get_mut(member) {
+                m.peer.last_seen = now;
+            }
+            return Vec::new();
+        }
+        self.suspect(member, None, now)
+    }
+
+    /// Gossip arrived from another node; `source` is the IP it came from. The caller
+    /// answers with [`Membership::message`] (full when the request was full).
     pub fn on_gossip(&mut self, msg: &Gossip, source: Option<IpAddr>, now: Instant) -> Vec<Event> {
         if msg.from.id == self.me.id {
             return Vec::new();
         }
-        if msg.leaving {
-            return self.leave(&msg.from.id, now);
-        }
         let host = if msg.from.host.is_empty() {
             match source {
                 Some(ip) => ip.to_string(),
-                None => return Vec::new(),
+                None => return self.apply_updates(&msg.updates, &msg.from.id, now),
             }
         } else {
             msg.from.host.clone()
         };
         let addr = fmt_addr(&host, msg.from.port);
-        let info = NodeInfo {
-            id: msg.from.id.clone(),
-            host,
-            port: msg.from.port,
-        };
         self.add_target(addr.clone(), now);
         if let Some(t) = self.targets.get_mut(&addr) {
+            t.peer = Some(msg.from.id.clone());
             t.backoff = Duration::ZERO;
-            if t.peer.as_deref() != Some(info.id.as_str()) && !t.in_flight {
-                t.next_probe = now + self.cfg.probe_interval;
+        }
+        if msg.leaving {
+            if !self.members.contains_key(&msg.from.id) {
+                return Vec::new();
             }
+            return self.mark_down(&msg.from.id, MemberState::Left, now);
         }
-        let events = self.upsert_peer(&addr, info, now);
-        self.learn(&msg.members, now);
-        events
+        // Another id at this very address is an old incarnation of the same slot.
+        let stale: Option<String> = self
+            .members
+            .iter()
+            .find(|(id, m)| **id != msg.from.id && m.is_live() && m.peer.addr() == addr)
+            .map(|(id, _)| id.clone());
+        let old = stale.and_then(|id| {
+            let info = self.members.get(&id).map(|m| m.peer.info.clone());
+            self.mark_down(&id, MemberState::Dead, now);
+            info
+        });
+        let direct = self.on_direct(&addr, msg, now);
+        merge_replacement(old, direct)
     }
 
-    /// The gossip this node sends and answers with.
-    pub fn gossip(&self, leaving: bool) -> Gossip {
-        Gossip {
-            from: self.me.clone(),
-            leaving,
-            members: self.peers.values().map(|p| p.info.clone()).collect(),
-        }
-    }
-
-    /// Remove a peer that announced it is leaving.
-    fn leave(&mut self, id: &str, now: Instant) -> Vec<Event> {
-        match self.remove_peer(id, now) {
-            Some(peer) => vec![Event::Left(peer.info)],
-            None => Vec::new(),
-        }
-    }
-
-    fn upsert_peer(&mut self, addr: &str, info: NodeInfo, now: Instant) -> Vec<Event> {
+    /// Direct contact with `msg.from` at `addr`, then its news.
+    fn on_direct(&mut self, addr: &str, msg: &Gossip, now: Instant) -> Vec<Event> {
+        let Some((host, port)) = split_addr(addr) else {
+            return Vec::new();
+        };
+        let info = NodeInfo {
+            id: msg.from.id.clone(),
+            host: host.to_string(),
+            port,
+        };
         let mut events = Vec::new();
-        // Another id at this very address is an old incarnation: replace it.
-        let previous = self.targets.get(addr).and_then(|t| t.peer.clone());
-        if let Some(old_id) = previous.filter(|old| *old != info.id) {
-            let owned_here = self.peers.get(&old_id).is_some_and(|p| p.addr() == addr);
-            if owned_here {
-                if let Some(old) = self.peers.remove(&old_id) {
-                    events.push(Event::Replaced {
-                        old: old.info,
-                        new: info.clone(),
-                    });
-                }
-            }
-        }
-        if let Some(t) = self.targets.get_mut(addr) {
-            t.peer = Some(info.id.clone());
-        }
-        match self.peers.get_mut(&info.id) {
-            // Known under this or another address (an alias): it is alive, keep its address.
-            Some(p) => p.last_seen = now,
+        let inc = msg.incarnation;
+        match self.members.get_mut(&info.id) {
             None => {
-                if !events
-                    .iter()
-                    .any(|e| matches!(e, Event::Replaced { new, .. } if new.id == info.id))
-                {
-                    events.push(Event::Joined(info.clone()));
-                }
-                self.peers.insert(
+                self.members.insert(
                     info.id.clone(),
-                    Peer {
-                        info,
-                        last_seen: now,
+                    Member {
+                        peer: Peer {
+                            info: info.clone(),
+                            incarnation: inc,
+                            suspect: false,
+                            last_seen: now,
+                        },
+                        status: Status::Alive,
                     },
                 );
+                self.broadcast(Update {
+                    node: info.clone(),
+                    incarnation: inc,
+                    state: MemberState::Alive,
+                });
+                events.push(Event::Joined(info));
+            }
+            Some(m) => {
+                m.peer.last_seen = now;
+                match &mut m.status {
+                    Status::Alive => m.peer.incarnation = m.peer.incarnation.max(inc),
+                    Status::Suspect { since, .. } => {
+                        if inc > m.peer.incarnation {
+                            m.peer.incarnation = inc;
+                            m.peer.suspect = false;
+                            m.status = Status::Alive;
+                            let u = m.update();
+                            let info = m.peer.info.clone();
+                            self.broadcast(u);
+                            events.push(Event::Recovered(info));
+                        } else {
+                            // Evidently alive: give it time to refute (it hears our news).
+                            *since = now;
+                        }
+                    }
+                    Status::Down { state, .. } => {
+                        if inc > m.peer.incarnation && *state == MemberState::Dead {
+                            m.peer.incarnation = inc;
+                            m.peer.info = info.clone();
+                            m.peer.suspect = false;
+                            m.status = Status::Alive;
+                            let u = m.update();
+                            self.broadcast(u);
+                            events.push(Event::Joined(info));
+                        }
+                    }
+                }
+            }
+        }
+        events.extend(self.apply_updates(&msg.updates, &msg.from.id, now));
+        events
+    }
+
+    /// Apply news received from `sender`.
+    fn apply_updates(&mut self, updates: &[Update], sender: &str, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        for u in updates {
+            if u.node.id == self.me.id {
+                self.refute(u);
+                continue;
+            }
+            let Some(m) = self.members.get_mut(&u.node.id) else {
+                events.extend(self.learn(u, sender, now));
+                continue;
+            };
+            match (u.state, &mut m.status) {
+                (MemberState::Alive, status) if u.incarnation > m.peer.incarnation => {
+                    let was = std::mem::replace(status, Status::Alive);
+                    m.peer.incarnation = u.incarnation;
+                    m.peer.suspect = false;
+                    let info = m.peer.info.clone();
+                    match was {
+                        Status::Suspect { .. } => events.push(Event::Recovered(info)),
+                        Status::Down {
+                            state: MemberState::Dead,
+                            ..
+                        } if !u.node.host.is_empty() => {
+                            m.peer.info = u.node.clone();
+                            events.push(Event::Joined(u.node.clone()));
+                        }
+                        Status::Down { state, since } => {
+                            // Left for good, or no address to reach it: stay down.
+                            m.status = Status::Down { state, since };
+                            continue;
+                        }
+                        Status::Alive => {}
+                    }
+                    self.broadcast(u.clone());
+                }
+                (MemberState::Suspect, Status::Alive) if u.incarnation >= m.peer.incarnation => {
+                    m.peer.incarnation = u.incarnation;
+                    events.extend(self.suspect(&u.node.id, Some(sender), now));
+                }
+                (MemberState::Suspect, Status::Suspect { confirmations, .. })
+                    if u.incarnation == m.peer.incarnation =>
+                {
+                    confirmations.insert(sender.to_string());
+                }
+                (MemberState::Suspect, Status::Suspect { .. })
+                    if u.incarnation > m.peer.incarnation =>
+                {
+                    m.peer.incarnation = u.incarnation;
+                    m.status = Status::Alive;
+                    events.extend(self.suspect(&u.node.id, Some(sender), now));
+                }
+                (MemberState::Dead | MemberState::Left, status)
+                    if u.incarnation >= m.peer.incarnation
+                        && !matches!(status, Status::Down { .. }) =>
+                {
+                    m.peer.incarnation = u.incarnation;
+                    events.extend(self.mark_down(&u.node.id, u.state, now));
+                }
+                _ => {}
             }
         }
         events
     }
 
-    fn remove_peer(&mut self, id: &str, now: Instant) -> Option<Peer> {
-        let peer = self.peers.remove(id)?;
-        let min = self.cfg.min_backoff;
-        for t in self.targets.values_mut() {
-            if t.peer.as_deref() == Some(id) {
-                t.peer = None;
-                t.backoff = min;
-                t.next_probe = t.next_probe.max(now + min);
+    /// News about a member we did not know.
+    fn learn(&mut self, u: &Update, sender: &str, now: Instant) -> Vec<Event> {
+        match u.state {
+            MemberState::Alive | MemberState::Suspect if !u.node.host.is_empty() => {
+                let addr = fmt_addr(&u.node.host, u.node.port);
+                if self.targets.get(&addr).is_some_and(|t| t.is_self) {
+                    return Vec::new();
+                }
+                self.add_target(addr.clone(), now);
+                if let Some(t) = self.targets.get_mut(&addr) {
+                    t.peer = Some(u.node.id.clone());
+                }
+                self.members.insert(
+                    u.node.id.clone(),
+                    Member {
+                        peer: Peer {
+                            info: u.node.clone(),
+                            incarnation: u.incarnation,
+                            suspect: false,
+                            last_seen: now,
+                        },
+                        status: Status::Alive,
+                    },
+                );
+                self.broadcast(Update {
+                    state: MemberState::Alive,
+                    ..u.clone()
+                });
+                let mut events = vec![Event::Joined(u.node.clone())];
+                if u.state == MemberState::Suspect {
+                    events.extend(self.suspect(&u.node.id, Some(sender), now));
+                }
+                events
             }
+            MemberState::Dead | MemberState::Left => {
+                // Remember it, so stale news cannot bring it back.
+                self.members.insert(
+                    u.node.id.clone(),
+                    Member {
+                        peer: Peer {
+                            info: u.node.clone(),
+                            incarnation: u.incarnation,
+                            suspect: false,
+                            last_seen: now,
+                        },
+                        status: Status::Down {
+                            state: u.state,
+                            since: now,
+                        },
+                    },
+                );
+                Vec::new()
+            }
+            _ => Vec::new(),
         }
-        Some(peer)
     }
 
-    fn learn(&mut self, members: &[NodeInfo], now: Instant) {
-        for m in members {
-            if m.id != self.me.id && !m.host.is_empty() && !self.peers.contains_key(&m.id) {
-                self.add_target(fmt_addr(&m.host, m.port), now);
-            }
+    /// News about ourselves: refute suspicion or death by raising our incarnation.
+    fn refute(&mut self, u: &Update) {
+        let accused = matches!(u.state, MemberState::Suspect | MemberState::Dead);
+        if accused && u.incarnation >= self.incarnation {
+            self.incarnation = u.incarnation + 1;
+            self.health = (self.health + 1).min(self.cfg.max_health);
+            self.broadcast(Update {
+                node: self.me.clone(),
+                incarnation: self.incarnation,
+                state: MemberState::Alive,
+            });
         }
+    }
+
+    fn suspect(&mut self, id: &str, by: Option<&str>, now: Instant) -> Vec<Event> {
+        let me = self.me.id.clone();
+        let Some(m) = self.members.get_mut(id) else {
+            return Vec::new();
+        };
+        if !matches!(m.status, Status::Alive) {
+            return Vec::new();
+        }
+        let mut confirmations = HashSet::new();
+        confirmations.insert(by.unwrap_or(&me).to_string());
+        m.status = Status::Suspect {
+            since: now,
+            confirmations,
+        };
+        m.peer.suspect = true;
+        let (u, info) = (m.update(), m.peer.info.clone());
+        self.broadcast(u);
+        vec![Event::Suspected(info)]
+    }
+
+    fn mark_down(&mut self, id: &str, state: MemberState, now: Instant) -> Vec<Event> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Vec::new();
+        };
+        if !m.is_live() {
+            return Vec::new();
+        }
+        m.status = Status::Down { state, since: now };
+        m.peer.suspect = false;
+        let (u, info, addr) = (m.update(), m.peer.info.clone(), m.peer.addr());
+        self.broadcast(u);
+        self.probing.remove(id);
+        let min = self.cfg.min_backoff;
+        if let Some(t) = self.targets.get_mut(&addr) {
+            t.backoff = min;
+            t.next_probe = t.next_probe.max(now + min);
+        }
+        vec![match state {
+            MemberState::Left => Event::Left(info),
+            _ => Event::Dead(info),
+        }]
     }
 }
 
@@ -417,124 +970,304 @@ mod tests {
         }
     }
 
-    fn reply(id: &str, port: u16, members: Vec<NodeInfo>) -> Gossip {
+    fn gossip(id: &str, port: u16, inc: u64, updates: Vec<Update>) -> Gossip {
         Gossip {
             from: info(id, port),
-            leaving: false,
-            members,
+            incarnation: inc,
+            updates,
+            ..Gossip::default()
+        }
+    }
+
+    fn upd(id: &str, port: u16, inc: u64, state: MemberState) -> Update {
+        Update {
+            node: info(id, port),
+            incarnation: inc,
+            state,
         }
     }
 
     fn node() -> (Membership, Instant) {
+        let now = Instant::now();
         (
-            Membership::new(info("me", 8081), MembershipConfig::default()),
-            Instant::now(),
+            Membership::new(info("me", 8081), MembershipConfig::default(), 1, now),
+            now,
         )
     }
 
-    #[test]
-    fn a_probe_answer_adds_a_peer_once() {
+    /// A member "b" on 8082, learned by a discovery probe.
+    fn with_b() -> (Membership, Instant) {
         let (mut m, t0) = node();
         m.add_target("127.0.0.1:8082".into(), t0);
-        let (due, _) = m.poll(t0);
-        assert_eq!(due, vec!["127.0.0.1:8082".to_string()]);
-        assert!(m.poll(t0).0.is_empty(), "in flight: not due twice");
-        let ev = m.probe_ok("127.0.0.1:8082", &reply("b", 8082, vec![]), t0);
+        let (probes, _) = m.tick(t0);
+        let p = probes
+            .into_iter()
+            .find(|p| p.member.is_none())
+            .expect("discovery probe");
+        let (ev, _) = m.probe_result(&p, ProbeOutcome::Reply(gossip("b", 8082, 0, vec![])), t0);
         assert_eq!(ev, vec![Event::Joined(info("b", 8082))]);
-        let ev = m.probe_ok("127.0.0.1:8082", &reply("b", 8082, vec![]), t0);
-        assert!(ev.is_empty());
-        assert_eq!(m.len(), 1);
+        (m, t0)
+    }
+
+    fn member_probe(m: &mut Membership, now: Instant) -> Probe {
+        let (probes, _) = m.tick(now);
+        probes
+            .into_iter()
+            .find(|p| p.member.is_some())
+            .expect("a member probe")
     }
 
     #[test]
-    fn answering_with_our_own_id_marks_the_address_as_self() {
-        let (mut m, t0) = node();
-        m.add_target("10.0.0.1:8081".into(), t0);
-        m.poll(t0);
-        assert!(m
-            .probe_ok("10.0.0.1:8081", &reply("me", 8081, vec![]), t0)
-            .is_empty());
-        assert!(m.is_empty());
-        assert!(m.poll(t0 + Duration::from_secs(60)).0.is_empty());
-    }
-
-    #[test]
-    fn empty_ports_back_off_up_to_the_limit() {
+    fn discovery_probes_are_full_and_back_off_when_nobody_answers() {
         let (mut m, t0) = node();
         let a = "127.0.0.1:8090".to_string();
         m.add_target(a.clone(), t0);
         let mut now = t0;
         let mut gaps = Vec::new();
-        for _ in 0..8 {
-            let (due, _) = m.poll(now);
-            assert_eq!(due, vec![a.clone()]);
-            m.probe_failed(&a, now);
+        for _ in 0..7 {
+            let (probes, _) = m.tick(now);
+            assert_eq!(probes.len(), 1);
+            assert!(probes[0].full && probes[0].member.is_none());
+            assert!(m.tick(now).0.is_empty(), "in flight: not due twice");
+            m.probe_result(&probes[0], ProbeOutcome::Refused, now);
             let next = m.next_deadline().unwrap();
-            gaps.push(next - now);
+            gaps.push((next - now).as_millis());
             now = next;
         }
-        let ms: Vec<u128> = gaps.iter().map(|d| d.as_millis()).collect();
-        assert_eq!(ms, vec![250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        assert_eq!(gaps, vec![250, 500, 1000, 2000, 4000, 5000, 5000]);
     }
 
     #[test]
-    fn a_silent_peer_is_dead_after_the_timeout_not_before() {
+    fn our_own_address_is_recognised_and_never_probed_again() {
         let (mut m, t0) = node();
-        m.add_target("127.0.0.1:8082".into(), t0);
-        m.poll(t0);
-        m.probe_ok("127.0.0.1:8082", &reply("b", 8082, vec![]), t0);
-        let mut now = t0;
-        let mut died = None;
-        while now < t0 + Duration::from_secs(10) {
-            now += Duration::from_millis(100);
-            let (due, mut ev) = m.poll(now);
-            for a in due {
-                ev.extend(m.probe_failed(&a, now));
-            }
-            if !ev.is_empty() {
-                assert_eq!(ev, vec![Event::Dead(info("b", 8082))]);
-                died = Some(now - t0);
-                break;
-            }
-        }
-        assert_eq!(died, Some(Duration::from_millis(2_500)));
+        m.add_target("10.0.0.1:8081".into(), t0);
+        let (p, _) = m.tick(t0);
+        m.probe_result(
+            &p[0],
+            ProbeOutcome::Reply(gossip("me", 8081, 0, vec![])),
+            t0,
+        );
         assert!(m.is_empty());
+        assert!(m.tick(t0 + Duration::from_secs(60)).0.is_empty());
     }
 
     #[test]
-    fn incoming_gossip_keeps_a_peer_alive_and_teaches_its_members() {
+    fn one_member_is_probed_per_interval_in_round_robin() {
         let (mut m, t0) = node();
-        let g = reply("b", 8082, vec![info("c", 8083), info("me", 8081)]);
-        let ev = m.on_gossip(&g, None, t0);
+        for (id, port) in [("b", 8082), ("c", 8083), ("d", 8084)] {
+            m.on_gossip(&gossip(id, port, 0, vec![]), None, t0);
+        }
+        let mut seen = Vec::new();
+        let mut now = t0;
+        for _ in 0..6 {
+            let p = member_probe(&mut m, now);
+            seen.push(p.member.clone().unwrap());
+            m.probe_result(
+                &p,
+                ProbeOutcome::Reply(gossip(
+                    &seen[seen.len() - 1],
+                    p.addr.rsplit(':').next().unwrap().parse().unwrap(),
+                    0,
+                    vec![],
+                )),
+                now,
+            );
+            now += Duration::from_millis(200);
+            assert!(m.tick(now - Duration::from_millis(1)).0.is_empty());
+        }
+        let mut first: Vec<_> = seen[..3].to_vec();
+        first.sort();
+        assert_eq!(
+            first,
+            vec!["b", "c", "d"],
+            "each member once per round: {seen:?}"
+        );
+        let mut second: Vec<_> = seen[3..].to_vec();
+        second.sort();
+        assert_eq!(second, vec!["b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_refused_probe_declares_death_at_once_and_spreads_it() {
+        let (mut m, t0) = with_b();
+        let p = member_probe(&mut m, t0);
+        let (ev, plan) = m.probe_result(&p, ProbeOutcome::Refused, t0);
+        assert_eq!(ev, vec![Event::Dead(info("b", 8082))]);
+        assert!(plan.is_none());
+        assert!(m.is_empty());
+        let news = m.message(false, None).updates;
+        assert!(
+            news.contains(&upd("b", 8082, 0, MemberState::Dead)),
+            "{news:?}"
+        );
+    }
+
+    #[test]
+    fn a_timeout_asks_others_then_suspects_then_declares_dead() {
+        let (mut m, t0) = with_b();
+        m.on_gossip(&gossip("c", 8083, 0, vec![]), None, t0);
+        // Probe until b is the target.
+        let mut now = t0;
+        let p = loop {
+            let p = member_probe(&mut m, now);
+            if p.member.as_deref() == Some("b") {
+                break p;
+            }
+            m.probe_result(&p, ProbeOutcome::Reply(gossip("c", 8083, 0, vec![])), now);
+            now += Duration::from_millis(200);
+        };
+        let (ev, plan) = m.probe_result(&p, ProbeOutcome::Failed, now);
+        assert!(ev.is_empty());
+        let plan = plan.expect("indirect probe");
+        assert_eq!(plan.helpers, vec!["127.0.0.1:8083".to_string()]);
+        assert_eq!(m.health(), 1);
+        let ev = m.indirect_result("b", false, now);
+        assert_eq!(ev, vec![Event::Suspected(info("b", 8082))]);
+        assert_eq!(m.peer("b").unwrap().state(), "suspect");
+        assert_eq!(m.len(), 2, "a suspect is still a member");
+        // With health 1 the longest suspicion is 12 s.
+        let (_, ev) = m.tick(now + Duration::from_millis(11_900));
+        assert!(ev.is_empty());
+        let (_, ev) = m.tick(now + Duration::from_secs(12));
+        assert_eq!(ev, vec![Event::Dead(info("b", 8082))]);
+    }
+
+    #[test]
+    fn confirmations_from_others_shorten_suspicion() {
+        let (mut m, t0) = with_b();
+        m.on_gossip(&gossip("c", 8083, 0, vec![]), None, t0);
+        m.on_gossip(&gossip("d", 8084, 0, vec![]), None, t0);
+        m.on_gossip(&gossip("e", 8085, 0, vec![]), None, t0);
+        m.on_gossip(&gossip("f", 8086, 0, vec![]), None, t0);
+        let s = |inc| vec![upd("b", 8082, inc, MemberState::Suspect)];
+        assert_eq!(
+            m.on_gossip(&gossip("c", 8083, 0, s(0)), None, t0),
+            vec![Event::Suspected(info("b", 8082))]
+        );
+        m.on_gossip(&gossip("d", 8084, 0, s(0)), None, t0);
+        // Two confirmations after the first suspicion: 6 - 4 * ln 3 / ln 4 = 2.83 s.
+        m.on_gossip(&gossip("e", 8085, 0, s(0)), None, t0);
+        assert!(m.tick(t0 + Duration::from_millis(2_800)).1.is_empty());
+        // The third confirmation (as many as indirect probes) brings it to the minimum.
+        m.on_gossip(&gossip("f", 8086, 0, s(0)), None, t0);
+        assert_eq!(
+            m.tick(t0 + Duration::from_millis(2_801)).1,
+            vec![Event::Dead(info("b", 8082))]
+        );
+    }
+
+    #[test]
+    fn a_suspect_refutes_with_a_higher_incarnation() {
+        // Seen from the accused: news of its own suspicion raises its incarnation.
+        let (mut b, t0) = node();
+        b.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("me", 8081, 0, MemberState::Suspect)]),
+            None,
+            t0,
+        );
+        assert_eq!(b.incarnation(), 1);
+        let news = b.message(false, None).updates;
+        assert!(
+            news.contains(&upd("me", 8081, 1, MemberState::Alive)),
+            "{news:?}"
+        );
+
+        // Seen from an accuser: the refutation clears the suspicion.
+        let (mut m, t0) = with_b();
+        m.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Suspect)]),
+            None,
+            t0,
+        );
+        assert_eq!(m.peer("b").unwrap().state(), "suspect");
+        let ev = m.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 1, MemberState::Alive)]),
+            None,
+            t0,
+        );
+        assert_eq!(ev, vec![Event::Recovered(info("b", 8082))]);
+        assert_eq!(m.peer("b").unwrap().state(), "alive");
+        // Old suspicion (incarnation 0) cannot come back.
+        m.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Suspect)]),
+            None,
+            t0,
+        );
+        assert_eq!(m.peer("b").unwrap().state(), "alive");
+    }
+
+    #[test]
+    fn a_member_we_suspect_hears_it_in_our_messages() {
+        let (mut m, t0) = with_b();
+        m.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Suspect)]),
+            None,
+            t0,
+        );
+        // Drain the piggyback queue so only the targeted news remains.
+        for _ in 0..50 {
+            m.message(false, None);
+        }
+        let to_b = m.message(false, Some("b")).updates;
+        assert_eq!(to_b, vec![upd("b", 8082, 0, MemberState::Suspect)]);
+    }
+
+    #[test]
+    fn dead_news_is_not_undone_by_stale_alive_news() {
+        let (mut m, t0) = with_b();
+        let ev = m.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Dead)]),
+            None,
+            t0,
+        );
+        assert_eq!(
+            ev,
+            vec![Event::Joined(info("c", 8083)), Event::Dead(info("b", 8082))]
+        );
+        let ev = m.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Alive)]),
+            None,
+            t0,
+        );
+        assert!(ev.is_empty());
+        assert!(m.peer("b").is_none());
+        // A higher incarnation (it refuted) brings it back.
+        let ev = m.on_gossip(
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 1, MemberState::Alive)]),
+            None,
+            t0,
+        );
         assert_eq!(ev, vec![Event::Joined(info("b", 8082))]);
-        // c is a target to probe, not yet a peer; our own entry is ignored.
-        assert_eq!(m.len(), 1);
-        assert_eq!(m.poll(t0).0, vec!["127.0.0.1:8083".to_string()]);
-        m.on_gossip(&g, None, t0 + Duration::from_secs(2));
-        let (_, ev) = m.poll(t0 + Duration::from_millis(3_000));
-        assert!(ev.is_empty(), "heard from b at 2 s");
     }
 
     #[test]
-    fn a_sender_without_host_is_reached_at_its_source_ip() {
+    fn news_of_unknown_members_adds_them_and_teaches_their_address() {
         let (mut m, t0) = node();
-        let mut g = reply("b", 9000, vec![]);
-        g.from.host.clear();
-        assert!(m.on_gossip(&g, None, t0).is_empty(), "no way to reach it");
-        let ev = m.on_gossip(&g, Some("10.1.2.3".parse().unwrap()), t0);
-        assert_eq!(ev.len(), 1);
-        assert_eq!(m.peer("b").unwrap().addr(), "10.1.2.3:9000");
-        let mut g6 = reply("c", 9001, vec![]);
-        g6.from.host.clear();
-        m.on_gossip(&g6, Some("::1".parse().unwrap()), t0);
-        assert_eq!(m.peer("c").unwrap().addr(), "[::1]:9001");
+        let ev = m.on_gossip(
+            &gossip("b", 8082, 0, vec![upd("c", 8083, 2, MemberState::Alive)]),
+            None,
+            t0,
+        );
+        assert_eq!(
+            ev,
+            vec![
+                Event::Joined(info("b", 8082)),
+                Event::Joined(info("c", 8083))
+            ]
+        );
+        assert_eq!(m.peer("c").unwrap().incarnation, 2);
+        // News without an address is useless and ignored.
+        let mut nohost = upd("d", 8084, 0, MemberState::Alive);
+        nohost.node.host.clear();
+        assert!(m
+            .on_gossip(&gossip("b", 8082, 0, vec![nohost]), None, t0)
+            .is_empty());
     }
 
     #[test]
-    fn leaving_removes_at_once() {
-        let (mut m, t0) = node();
-        m.on_gossip(&reply("b", 8082, vec![]), None, t0);
-        let mut bye = reply("b", 8082, vec![]);
+    fn leaving_removes_at_once_and_is_spread() {
+        let (mut m, t0) = with_b();
+        let mut bye = gossip("b", 8082, 0, vec![]);
         bye.leaving = true;
         assert_eq!(
             m.on_gossip(&bye, None, t0),
@@ -542,59 +1275,99 @@ mod tests {
         );
         assert!(m.is_empty());
         assert!(m.on_gossip(&bye, None, t0).is_empty());
+        let news = m.message(false, None).updates;
+        assert!(news.contains(&upd("b", 8082, 0, MemberState::Left)));
     }
 
     #[test]
-    fn a_probe_answer_from_a_leaving_node_removes_it_instead_of_admitting_it() {
-        let (mut m, t0) = node();
-        m.add_target("127.0.0.1:8082".into(), t0);
-        m.poll(t0);
-        m.probe_ok("127.0.0.1:8082", &reply("b", 8082, vec![]), t0);
-        let later = t0 + Duration::from_secs(1);
-        m.poll(later);
-        let mut bye = reply("b", 8082, vec![]);
-        bye.leaving = true;
-        assert_eq!(
-            m.probe_ok("127.0.0.1:8082", &bye, later),
-            vec![Event::Left(info("b", 8082))]
-        );
-        assert!(m.is_empty());
-        assert!(m.probe_ok("127.0.0.1:8082", &bye, later).is_empty());
-    }
-
-    #[test]
-    fn a_new_id_at_a_known_address_replaces_the_old_entry() {
-        let (mut m, t0) = node();
-        m.on_gossip(&reply("b-old", 8082, vec![]), None, t0);
-        let ev = m.on_gossip(&reply("b-new", 8082, vec![]), None, t0);
+    fn a_new_id_at_a_member_address_replaces_it() {
+        let (mut m, t0) = with_b();
+        let ev = m.on_gossip(&gossip("b2", 8082, 0, vec![]), None, t0);
         assert_eq!(
             ev,
             vec![Event::Replaced {
-                old: info("b-old", 8082),
-                new: info("b-new", 8082)
+                old: info("b", 8082),
+                new: info("b2", 8082)
             }]
         );
         assert_eq!(m.len(), 1);
-        assert!(m.peer("b-new").is_some());
+        // The same seen by probing b's address.
+        let (mut m, t0) = with_b();
+        let p = member_probe(&mut m, t0);
+        let (ev, _) = m.probe_result(&p, ProbeOutcome::Reply(gossip("b3", 8082, 0, vec![])), t0);
+        assert_eq!(
+            ev,
+            vec![Event::Replaced {
+                old: info("b", 8082),
+                new: info("b3", 8082)
+            }]
+        );
     }
 
     #[test]
-    fn one_node_reached_at_two_addresses_is_one_peer() {
+    fn a_sender_without_host_is_reached_at_its_source_ip() {
+        let (mut m, t0) = node();
+        let mut g = gossip("b", 9000, 0, vec![]);
+        g.from.host.clear();
+        assert!(m.on_gossip(&g, None, t0).is_empty(), "no way to reach it");
+        m.on_gossip(&g, Some("10.1.2.3".parse().unwrap()), t0);
+        assert_eq!(m.peer("b").unwrap().addr(), "10.1.2.3:9000");
+        let mut g6 = gossip("c", 9001, 0, vec![]);
+        g6.from.host.clear();
+        m.on_gossip(&g6, Some("::1".parse().unwrap()), t0);
+        assert_eq!(m.peer("c").unwrap().addr(), "[::1]:9001");
+    }
+
+    #[test]
+    fn a_node_learns_its_own_host_from_the_first_answer() {
+        let (mut m, t0) = node();
+        m.me.host.clear();
+        m.add_target("127.0.0.1:8082".into(), t0);
+        let (p, _) = m.tick(t0);
+        let mut reply = gossip("b", 8082, 0, vec![]);
+        reply.observed = "10.9.8.7".into();
+        m.probe_result(&p[0], ProbeOutcome::Reply(reply), t0);
+        assert_eq!(m.me().host, "10.9.8.7");
+    }
+
+    #[test]
+    fn one_node_at_two_addresses_is_one_member() {
         let (mut m, t0) = node();
         m.add_target("127.0.0.1:8082".into(), t0);
         m.add_target("[::1]:8082".into(), t0);
-        m.poll(t0);
-        m.probe_ok("127.0.0.1:8082", &reply("b", 8082, vec![]), t0);
-        let ev = m.probe_ok("[::1]:8082", &reply("b", 8082, vec![]), t0);
-        assert!(ev.is_empty());
+        let (probes, _) = m.tick(t0);
+        assert_eq!(probes.len(), 2);
+        for p in &probes {
+            m.probe_result(p, ProbeOutcome::Reply(gossip("b", 8082, 0, vec![])), t0);
+        }
         assert_eq!(m.len(), 1);
-        assert_eq!(m.peer("b").unwrap().addr(), "127.0.0.1:8082");
-        // Failing probes on the alias never kill the peer while its own address answers.
-        let later = t0 + Duration::from_secs(1);
-        assert!(m.probe_failed("[::1]:8082", later).is_empty());
-        m.poll(later);
-        m.probe_ok("127.0.0.1:8082", &reply("b", 8082, vec![]), later);
-        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn full_messages_carry_every_member_and_piggyback_is_bounded() {
+        let (mut m, t0) = node();
+        for i in 0..40u16 {
+            m.on_gossip(&gossip(&format!("n{i}"), 9000 + i, 0, vec![]), None, t0);
+        }
+        assert_eq!(m.message(true, None).updates.len(), 40);
+        assert_eq!(m.message(false, None).updates.len(), 16);
+        // Every item is sent a bounded number of times, then dropped.
+        let mut total = 0;
+        for _ in 0..200 {
+            total += m.message(false, None).updates.len();
+        }
+        assert!(total < 40 * 4 * 6, "{total}");
+        assert!(m.message(false, None).updates.is_empty());
+    }
+
+    #[test]
+    fn tombstones_are_forgotten_after_their_ttl() {
+        let (mut m, t0) = with_b();
+        let p = member_probe(&mut m, t0);
+        m.probe_result(&p, ProbeOutcome::Refused, t0);
+        assert_eq!(m.members.len(), 1);
+        m.tick(t0 + Duration::from_secs(61));
+        assert!(m.members.is_empty());
     }
 
     #[test]

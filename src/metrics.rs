@@ -40,8 +40,10 @@ pub struct Metrics {
     pub peer_joins: Counter,
     /// Peers that announced they were leaving.
     pub peer_leaves: Counter,
-    /// Peers declared dead after silence.
+    /// Peers declared dead (refused connection, or suspicion ran out).
     pub peer_deaths: Counter,
+    /// Times a peer became suspect.
+    pub peer_suspicions: Counter,
     /// Probes that got no valid answer (includes empty ports of the range).
     pub probe_failures: Counter,
     /// Replication batches a peer confirmed.
@@ -85,6 +87,7 @@ impl Metrics {
             peer_joins: Counter::default(),
             peer_leaves: Counter::default(),
             peer_deaths: Counter::default(),
+            peer_suspicions: Counter::default(),
             probe_failures: Counter::default(),
             replication_batches: Counter::default(),
             replication_entries: Counter::default(),
@@ -112,6 +115,11 @@ impl Metrics {
             m.peer_leaves.clone(),
         );
         registry.register("peer_deaths", "Peers declared dead", m.peer_deaths.clone());
+        registry.register(
+            "peer_suspicions",
+            "Times a peer became suspect",
+            m.peer_suspicions.clone(),
+        );
         registry.register(
             "probe_failures",
             "Membership probes without a valid answer",

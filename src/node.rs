@@ -15,11 +15,13 @@ use tracing::{debug, info, warn};
 
 use crate::clock::{now_ms, origin_tag, Hlc, Version};
 use crate::config::Config;
-use crate::membership::{fmt_addr, Event, Membership, MembershipConfig};
+use crate::membership::{
+    fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
+};
 use crate::metrics::Metrics;
 use crate::replication::{await_acks, Replicator};
 use crate::store::{Applied, Record, Store, StoreError};
-use crate::transport::{PeerClient, GOSSIP_PATH, SYNC_PATH};
+use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
 use crate::wire::{Entry, Message, NodeInfo, SyncRequest};
 
 /// Timing knobs that are not part of the public configuration.
@@ -27,8 +29,6 @@ use crate::wire::{Entry, Message, NodeInfo, SyncRequest};
 pub struct Tuning {
     /// Membership timing.
     pub membership: MembershipConfig,
-    /// Deadline of one membership probe.
-    pub probe_timeout: Duration,
     /// How often DISCOVERY_DOMAIN is resolved again.
     pub resolve_interval: Duration,
     /// How long in-flight requests may take to finish on shutdown.
@@ -43,7 +43,6 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             membership: MembershipConfig::default(),
-            probe_timeout: Duration::from_millis(1_000),
             resolve_interval: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(3),
             header_timeout: Duration::from_secs(10),
@@ -104,7 +103,7 @@ pub const EVENT_HISTORY: usize = 100;
 pub struct MembershipEvent {
     /// Wall-clock ms when this node saw it.
     pub at_ms: u64,
-    /// `joined`, `left`, `dead` or `replaced`.
+    /// `joined`, `left`, `dead`, `replaced`, `suspected` or `recovered`.
     pub kind: &'static str,
     /// The peer concerned (the new id for `replaced`).
     pub peer: String,
@@ -150,7 +149,12 @@ impl Node {
         let client = PeerClient::new();
         Arc::new(Node {
             origin: origin_tag(&id),
-            membership: Mutex::new(Membership::new(me, tuning.membership.clone())),
+            membership: Mutex::new(Membership::new(
+                me,
+                tuning.membership.clone(),
+                rand::thread_rng().gen(),
+                Instant::now(),
+            )),
             membership_changed: Notify::new(),
             replicator: Replicator::new(client.clone(), metrics.clone()),
             store: Store::new(config.max_storage_bytes),
@@ -300,15 +304,41 @@ impl Node {
         })
     }
 
-    /// Handle gossip received over HTTP and return our answer.
-    pub fn on_gossip(self: &Arc<Self>, msg: &crate::wire::Gossip, source: IpAddr) -> Message {
-        let (events, reply) = {
+    /// Handle gossip received over HTTP and return our answer. A relay request (indirect
+    /// probe) is carried out before answering.
+    pub async fn on_gossip(self: &Arc<Self>, msg: crate::wire::Gossip, source: IpAddr) -> Message {
+        let relay_ok = if msg.relay.is_empty() {
+            false
+        } else {
+            self.relay_probe(&msg.relay).await
+        };
+        let (events, mut reply) = {
             let mut m = self.membership();
-            let events = m.on_gossip(msg, Some(source), Instant::now());
-            (events, m.gossip(self.is_stopping()))
+            let events = m.on_gossip(&msg, Some(source), Instant::now());
+            let reply = if self.is_stopping() {
+                m.leave_message()
+            } else {
+                m.message(msg.full, Some(&msg.from.id))
+            };
+            (events, reply)
         };
         self.handle_events(events);
+        reply.observed = source.to_string();
+        reply.relay_ok = relay_ok;
         Message::Gossip(reply)
+    }
+
+    /// Probe `addr` for another node (an indirect probe): true if anything answered.
+    async fn relay_probe(&self, addr: &str) -> bool {
+        let (msg, timeout) = {
+            let mut m = self.membership();
+            let timeout = self.tuning.membership.probe_timeout * (1 + m.health());
+            (Message::Gossip(m.message(false, None)), timeout)
+        };
+        matches!(
+            self.client.call(addr, GOSSIP_PATH, &msg, timeout).await,
+            Ok(Message::Gossip(_))
+        )
     }
 
     /// Act on membership changes: logs, metrics, replication links, catch-up.
@@ -316,6 +346,7 @@ impl Node {
         if events.is_empty() {
             return;
         }
+        let mut changed = false;
         for event in events {
             self.remember(&event);
             match event {
@@ -336,7 +367,21 @@ impl Node {
                     self.replicator.remove_peer(&old.id);
                     self.peer_up(new);
                 }
+                Event::Suspected(p) => {
+                    info!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer suspected");
+                    self.metrics.peer_suspicions.inc();
+                    continue;
+                }
+                Event::Recovered(p) => {
+                    info!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "suspected peer is alive");
+                    continue;
+                }
             }
+            changed = true;
+        }
+        if !changed {
+            self.membership_changed.notify_one();
+            return;
         }
         let size = self.membership().len() + 1;
         self.metrics.peers.set(size as i64 - 1);
@@ -360,6 +405,8 @@ impl Node {
             Event::Left(p) => ("left", p, None),
             Event::Dead(p) => ("dead", p, None),
             Event::Replaced { old, new } => ("replaced", new, Some(old.id.clone())),
+            Event::Suspected(p) => ("suspected", p, None),
+            Event::Recovered(p) => ("recovered", p, None),
         };
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if events.len() == EVENT_HISTORY {
@@ -426,24 +473,65 @@ impl Node {
         }
     }
 
-    /// Probe one address and feed the result back into membership.
-    async fn probe(self: Arc<Self>, addr: String) {
-        let msg = Message::Gossip(self.membership().gossip(false));
+    /// Send one probe and feed the outcome back into membership.
+    async fn probe(self: Arc<Self>, probe: Probe) {
+        let msg = Message::Gossip(
+            self.membership()
+                .message(probe.full, probe.member.as_deref()),
+        );
         let result = self
             .client
-            .call(&addr, GOSSIP_PATH, &msg, self.tuning.probe_timeout)
+            .call(&probe.addr, GOSSIP_PATH, &msg, probe.timeout)
             .await;
-        let now = Instant::now();
-        let events = match result {
-            Ok(Message::Gossip(reply)) => self.membership().probe_ok(&addr, &reply, now),
+        let outcome = match result {
+            Ok(Message::Gossip(reply)) => ProbeOutcome::Reply(reply),
+            Err(CallError::Refused) => ProbeOutcome::Refused,
             other => {
-                if let Err(e) = &other {
-                    debug!(node = %self.id, addr = %addr, error = %e, "probe failed");
+                if probe.member.is_some() {
+                    let why = match other {
+                        Ok(m) => format!("unexpected reply {m:?}"),
+                        Err(e) => e.to_string(),
+                    };
+                    debug!(node = %self.id, addr = %probe.addr, error = %why, "probe failed");
                 }
-                self.metrics.probe_failures.inc();
-                self.membership().probe_failed(&addr, now)
+                ProbeOutcome::Failed
             }
         };
+        if !matches!(outcome, ProbeOutcome::Reply(_)) {
+            self.metrics.probe_failures.inc();
+        }
+        let (events, indirect) = self
+            .membership()
+            .probe_result(&probe, outcome, Instant::now());
+        self.handle_events(events);
+        if let Some(plan) = indirect {
+            self.indirect_probe(plan).await;
+        }
+    }
+
+    /// Ask other members to probe a member that missed its direct probe.
+    async fn indirect_probe(self: &Arc<Self>, plan: IndirectProbe) {
+        let msg = {
+            let mut g = self.membership().message(false, None);
+            g.relay = plan.target_addr.clone();
+            Message::Gossip(g)
+        };
+        let asks = plan.helpers.iter().map(|helper| {
+            let msg = &msg;
+            async move {
+                matches!(
+                    self.client.call(helper, GOSSIP_PATH, msg, plan.timeout).await,
+                    Ok(Message::Gossip(g)) if g.relay_ok
+                )
+            }
+        });
+        let reached = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .any(|ok| ok);
+        let events = self
+            .membership()
+            .indirect_result(&plan.member, reached, Instant::now());
         self.handle_events(events);
     }
 
@@ -462,10 +550,10 @@ impl Node {
     async fn drive_membership(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
         self.refresh_targets().await;
-        let (due, _) = self.membership().poll(Instant::now());
-        let first: Vec<_> = due
+        let (first, _) = self.membership().tick(Instant::now());
+        let first: Vec<_> = first
             .into_iter()
-            .map(|addr| tokio::spawn(self.clone().probe(addr)))
+            .map(|p| tokio::spawn(self.clone().probe(p)))
             .collect();
         futures::future::join_all(first).await;
         self.ready.store(true, Ordering::Release);
@@ -478,10 +566,10 @@ impl Node {
                 self.refresh_targets().await;
                 next_resolve = now + self.tuning.resolve_interval;
             }
-            let (due, events) = self.membership().poll(now);
+            let (probes, events) = self.membership().tick(now);
             self.handle_events(events);
-            for addr in due {
-                tokio::spawn(self.clone().probe(addr));
+            for p in probes {
+                tokio::spawn(self.clone().probe(p));
             }
             let wake = self
                 .membership()
@@ -502,7 +590,7 @@ impl Node {
         let (msg, addrs) = {
             let m = self.membership();
             (
-                Message::Gossip(m.gossip(true)),
+                Message::Gossip(m.leave_message()),
                 m.peers().map(|p| p.addr()).collect::<Vec<_>>(),
             )
         };

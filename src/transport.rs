@@ -28,6 +28,9 @@ pub enum CallError {
     /// No answer within the deadline.
     #[error("timed out")]
     Timeout,
+    /// The connection was refused: nothing listens at that address.
+    #[error("connection refused")]
+    Refused,
     /// Connecting or talking HTTP failed.
     #[error("http: {0}")]
     Http(String),
@@ -93,11 +96,13 @@ impl PeerClient {
             .header(header::CONTENT_TYPE, CONTENT_TYPE)
             .body(Full::new(body))
             .map_err(|e| CallError::Http(e.to_string()))?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| CallError::Http(e.to_string()))?;
+        let resp = self.http.request(req).await.map_err(|e| {
+            if is_refused(&e) {
+                CallError::Refused
+            } else {
+                CallError::Http(e.to_string())
+            }
+        })?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
             .collect()
@@ -108,5 +113,44 @@ impl PeerClient {
             return Err(CallError::Status(status));
         }
         Ok(Message::decode(body)?)
+    }
+}
+
+/// True when `err` or one of its sources is a refused connection.
+fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_is_reported_as_refused() {
+        // Bind then drop: nothing listens on that port afterwards.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let client = PeerClient::new();
+        let err = client
+            .call(
+                &format!("127.0.0.1:{port}"),
+                GOSSIP_PATH,
+                &Message::Ack(0),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Refused), "{err:?}");
     }
 }

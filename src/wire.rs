@@ -19,7 +19,7 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_KEY: usize = 250;
 
 /// A node as other nodes know it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct NodeInfo {
     /// Unique node id, e.g. `flux-node-2-7f3a9c`.
     pub id: String,
@@ -30,15 +30,71 @@ pub struct NodeInfo {
     pub port: u16,
 }
 
-/// A membership exchange: sent by a prober and answered in kind by the probed node.
+/// What a membership update says about a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; dead unless it refutes in time.
+    Suspect,
+    /// Declared dead.
+    Dead,
+    /// Left gracefully.
+    Left,
+}
+
+impl MemberState {
+    fn to_byte(self) -> u8 {
+        match self {
+            MemberState::Alive => 0,
+            MemberState::Suspect => 1,
+            MemberState::Dead => 2,
+            MemberState::Left => 3,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, WireError> {
+        Ok(match b {
+            0 => MemberState::Alive,
+            1 => MemberState::Suspect,
+            2 => MemberState::Dead,
+            3 => MemberState::Left,
+            other => return Err(WireError::BadField("member state", other)),
+        })
+    }
+}
+
+/// One piece of membership news: `node` is in `state` as of `incarnation`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    /// The node concerned, with the address the sender reaches it at (host may be empty).
+    pub node: NodeInfo,
+    /// The node's incarnation this news is about (only the node itself raises it).
+    pub incarnation: u64,
+    /// Its state.
+    pub state: MemberState,
+}
+
+/// A membership exchange: a probe and its answer have the same shape.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Gossip {
     /// The sender.
     pub from: NodeInfo,
+    /// The sender's current incarnation.
+    pub incarnation: u64,
     /// True when the sender is shutting down and must be removed at once.
     pub leaving: bool,
-    /// The peers the sender currently considers alive (addresses for discovery).
-    pub members: Vec<NodeInfo>,
+    /// True when the sender includes its whole member list (and wants the same back).
+    pub full: bool,
+    /// In answers: the IP the request came from, so a node learns its own address.
+    pub observed: String,
+    /// In requests: an address the receiver should probe on the sender's behalf
+    /// (indirect probe); empty when none. In answers: unused.
+    pub relay: String,
+    /// In answers to a relay request: whether the relayed probe got an answer.
+    pub relay_ok: bool,
+    /// Membership news (piggybacked), or the whole list when `full`.
+    pub updates: Vec<Update>,
 }
 
 /// One replicated write.
@@ -117,6 +173,9 @@ pub enum WireError {
     /// A field is longer than allowed.
     #[error("{0} too long")]
     TooLong(&'static str),
+    /// A field holds a value outside its range.
+    #[error("invalid {0} {1}")]
+    BadField(&'static str, u8),
     /// Bytes left over after the message.
     #[error("{0} unexpected trailing bytes")]
     Trailing(usize),
@@ -132,10 +191,15 @@ impl Message {
             Message::Gossip(g) => {
                 b.put_u8(KIND_GOSSIP);
                 put_node(&mut b, &g.from);
-                b.put_u8(u8::from(g.leaving));
-                b.put_u32(g.members.len() as u32);
-                for m in &g.members {
-                    put_node(&mut b, m);
+                b.put_u64(g.incarnation);
+                b.put_u8(u8::from(g.leaving) | u8::from(g.full) << 1 | u8::from(g.relay_ok) << 2);
+                put_str(&mut b, &g.observed);
+                put_str(&mut b, &g.relay);
+                b.put_u32(g.updates.len() as u32);
+                for u in &g.updates {
+                    put_node(&mut b, &u.node);
+                    b.put_u64(u.incarnation);
+                    b.put_u8(u.state.to_byte());
                 }
             }
             Message::Replicate(entries) => {
@@ -167,7 +231,7 @@ impl Message {
                 .sum::<usize>()
         };
         8 + match self {
-            Message::Gossip(g) => 64 * (g.members.len() + 1),
+            Message::Gossip(g) => 80 * (g.updates.len() + 1),
             Message::Replicate(es) => entries(es),
             Message::SyncPage(p) => entries(&p.entries),
             Message::Ack(_) => 4,
@@ -191,18 +255,38 @@ impl Message {
         let msg = match b.get_u8() {
             KIND_GOSSIP => {
                 let from = get_node(b)?;
-                need(b, 5)?;
-                let leaving = b.get_u8() != 0;
+                need(b, 9)?;
+                let incarnation = b.get_u64();
+                let flags = b.get_u8();
+                if flags & !0b111 != 0 {
+                    return Err(WireError::BadField("gossip flags", flags));
+                }
+                let observed = get_str(b, "observed host", MAX_NAME)?;
+                let relay = get_str(b, "relay address", MAX_NAME)?;
+                need(b, 4)?;
                 let n = b.get_u32() as usize;
-                // Each member needs at least 4 bytes: never trust `n` for allocation.
-                let mut members = Vec::with_capacity(n.min(b.remaining() / 4));
+                // An update takes at least 15 bytes: never trust `n` for allocation.
+                let mut updates = Vec::with_capacity(n.min(b.remaining() / 15));
                 for _ in 0..n {
-                    members.push(get_node(b)?);
+                    let node = get_node(b)?;
+                    need(b, 9)?;
+                    let incarnation = b.get_u64();
+                    let state = MemberState::from_byte(b.get_u8())?;
+                    updates.push(Update {
+                        node,
+                        incarnation,
+                        state,
+                    });
                 }
                 Message::Gossip(Gossip {
                     from,
-                    leaving,
-                    members,
+                    incarnation,
+                    leaving: flags & 1 != 0,
+                    full: flags & 2 != 0,
+                    relay_ok: flags & 4 != 0,
+                    observed,
+                    relay,
+                    updates,
                 })
             }
             KIND_REPLICATE => Message::Replicate(get_entries(b)?),
@@ -359,9 +443,26 @@ mod tests {
         vec![
             Message::Gossip(Gossip {
                 from: node("a", 8081),
+                incarnation: 4,
                 leaving: true,
-                members: vec![node("b", 8082), node("c", 8083)],
+                full: true,
+                observed: "10.0.0.1".into(),
+                relay: "127.0.0.1:9".into(),
+                relay_ok: true,
+                updates: vec![
+                    Update {
+                        node: node("b", 8082),
+                        incarnation: 1,
+                        state: MemberState::Suspect,
+                    },
+                    Update {
+                        node: node("c", 8083),
+                        incarnation: 0,
+                        state: MemberState::Left,
+                    },
+                ],
             }),
+            Message::Gossip(Gossip::default()),
             Message::Replicate(vec![entry("k1", b"v1"), entry("k2", b"")]),
             Message::Replicate(vec![entry("only", b"\x00\xff")]),
             Message::Ack(3),
@@ -426,6 +527,32 @@ mod tests {
         let mut bad = good;
         bad.push(0);
         assert_eq!(Message::decode(bad.into()), Err(WireError::Trailing(1)));
+    }
+
+    #[test]
+    fn unknown_flags_and_states_are_refused() {
+        let g = Message::Gossip(Gossip {
+            updates: vec![Update {
+                node: node("b", 1),
+                incarnation: 0,
+                state: MemberState::Alive,
+            }],
+            ..Gossip::default()
+        });
+        let raw = g.encode().to_vec();
+        let mut bad = raw.clone();
+        *bad.last_mut().unwrap() = 9;
+        assert_eq!(
+            Message::decode(bad.into()),
+            Err(WireError::BadField("member state", 9))
+        );
+        // header 4 + from (2+0 + 2+0 + 2) + incarnation 8 = flags at offset 18.
+        let mut bad = raw;
+        bad[18] = 0x80;
+        assert_eq!(
+            Message::decode(bad.into()),
+            Err(WireError::BadField("gossip flags", 0x80))
+        );
     }
 
     #[test]

@@ -383,8 +383,7 @@ async fn spawn_deaf_peer(port: u16) -> tokio::task::JoinHandle<()> {
                                     host: String::new(),
                                     port,
                                 },
-                                leaving: false,
-                                members: vec![],
+                                ..Gossip::default()
                             });
                             Response::new(Full::new(g.encode()))
                         } else {

@@ -212,7 +212,7 @@ fn peers(node: &Node) -> Resp {
             json!({
                 "node_id": p.info.id,
                 "address": p.addr(),
-                "state": "alive",
+                "state": p.state(),
                 "last_seen_ms": now.saturating_duration_since(p.last_seen).as_millis() as u64,
             })
         })
@@ -430,7 +430,7 @@ async fn internal_route(
         ApiError::bad_request(format!("invalid node message: {e}"))
     })?;
     let reply = match (path, msg) {
-        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(&g, remote.ip()),
+        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(g, remote.ip()).await,
         (REPLICATE_PATH, Message::Replicate(entries)) => {
             let mut held = 0u32;
             for e in entries {
