@@ -271,6 +271,18 @@ pub fn split_addr(addr: &str) -> Option<(&str, u16)> {
     (!host.is_empty()).then_some((host, port))
 }
 
+/// True when `addr` is a discovery address still to be probed: not ourselves, no probe
+/// in flight, and no live member reached at exactly this address (members are probed by
+/// the member schedule instead).
+fn discovery_pending(members: &HashMap<String, Member>, addr: &str, t: &Target) -> bool {
+    let owned = t.peer.as_ref().is_some_and(|id| {
+        members
+            .get(id)
+            .is_some_and(|m| m.is_live() && m.peer.addr() == addr)
+    });
+    !t.is_self && !t.in_flight && !owned
+}
+
 /// Events for a member `old` removed because `direct` contact found another node at its
 /// address: a `Joined` of the newcomer becomes one `Replaced`.
 fn merge_replacement(old: Option<NodeInfo>, mut direct: Vec<Event>) -> Vec<Event> {
@@ -414,12 +426,7 @@ impl Membership {
         let timeout = self.scaled(self.cfg.probe_timeout);
         // Discovery: addresses without a live member behind them.
         for (addr, t) in &mut self.targets {
-            let owned = t.peer.as_ref().is_some_and(|id| {
-                self.members
-                    .get(id)
-                    .is_some_and(|m| m.is_live() && m.peer.addr() == *addr)
-            });
-            if !t.is_self && !t.in_flight && !owned && t.next_probe <= now {
+            if t.next_probe <= now && discovery_pending(&self.members, addr, t) {
                 t.in_flight = true;
                 probes.push(Probe {
                     addr: addr.clone(),
@@ -474,9 +481,9 @@ impl Membership {
     pub fn next_deadline(&self) -> Option<Instant> {
         let probes = self
             .targets
-            .values()
-            .filter(|t| !t.is_self && !t.in_flight)
-            .map(|t| t.next_probe);
+            .iter()
+            .filter(|(addr, t)| discovery_pending(&self.members, addr, t))
+            .map(|(_, t)| t.next_probe);
         let member_probe = (!self.is_empty()).then_some(self.next_member_probe);
         let suspicions = self.members.values().filter_map(|m| match &m.status {
             Status::Suspect {
@@ -1358,6 +1365,20 @@ mod tests {
         }
         assert!(total < 40 * 4 * 6, "{total}");
         assert!(m.message(false, None).updates.is_empty());
+    }
+
+    #[test]
+    fn the_next_deadline_is_never_in_the_past_for_a_settled_member() {
+        let (mut m, t0) = with_b();
+        let p = member_probe(&mut m, t0);
+        m.probe_result(&p, ProbeOutcome::Reply(gossip("b", 8082, 0, vec![])), t0);
+        let later = t0 + Duration::from_secs(10);
+        // b's address is owned by the member schedule: only the member probe is due.
+        assert_eq!(m.next_deadline(), Some(t0 + Duration::from_millis(200)));
+        let (probes, _) = m.tick(later);
+        assert_eq!(probes.len(), 1);
+        assert_eq!(probes[0].member.as_deref(), Some("b"));
+        assert_eq!(m.next_deadline(), Some(later + Duration::from_millis(200)));
     }
 
     #[test]
