@@ -102,6 +102,10 @@ pub struct Config {
     /// `REPRAM_RATE_LIMIT`: requests per second per client IP on the public API.
     /// Default 100; 0 turns limiting off.
     pub rate_limit: u32,
+    /// `REPRAM_TRUST_PROXY`: take the client IP from the `X-Forwarded-For` header set by
+    /// a reverse proxy in front of the nodes (on Flux, the Flux Domain Manager fronts all
+    /// client traffic). Default false; `true`/`false`/`1`/`0`, any case.
+    pub trust_proxy: bool,
     /// `REPRAM_MIN_TTL` (seconds): shortest TTL; shorter requests are raised to it.
     /// Default 300; at least 1.
     pub min_ttl: u64,
@@ -239,7 +243,7 @@ fn bad_item_suffix(value: &str, item: &str) -> String {
 
 /// Every variable read: the names `--help` lists, and the filter applied before `envy`
 /// sees the environment.
-const VARS: [&str; 23] = [
+const VARS: [&str; 24] = [
     "DISCOVERY_DOMAIN",
     "BASE_PORT",
     "MAX_PORTS",
@@ -253,6 +257,7 @@ const VARS: [&str; 23] = [
     "REPRAM_FLUX_API",
     "REPRAM_CLEANUP_INTERVAL",
     "REPRAM_RATE_LIMIT",
+    "REPRAM_TRUST_PROXY",
     "REPRAM_MIN_TTL",
     "REPRAM_MAX_TTL",
     "REPRAM_DEFAULT_TTL",
@@ -266,7 +271,7 @@ const VARS: [&str; 23] = [
 ];
 
 /// `(variable, default, meaning)` rows of the help table, in [`VARS`] order.
-fn help_rows() -> [(&'static str, String, String); 23] {
+fn help_rows() -> [(&'static str, String, String); 24] {
     [
         (
             "DISCOVERY_DOMAIN",
@@ -344,6 +349,12 @@ fn help_rows() -> [(&'static str, String, String); 23] {
                 .to_string(),
         ),
         (
+            "REPRAM_TRUST_PROXY",
+            "false".to_string(),
+            "true behind a reverse proxy (Flux): the client IP comes from X-Forwarded-For"
+                .to_string(),
+        ),
+        (
             "REPRAM_MIN_TTL",
             DEFAULT_MIN_TTL.to_string(),
             "shortest TTL, seconds (at least 1)".to_string(),
@@ -413,6 +424,7 @@ struct Raw {
     repram_flux_api: Option<String>,
     repram_cleanup_interval: Option<String>,
     repram_rate_limit: Option<String>,
+    repram_trust_proxy: Option<String>,
     repram_min_ttl: Option<String>,
     repram_max_ttl: Option<String>,
     repram_default_ttl: Option<String>,
@@ -491,6 +503,18 @@ impl Raw {
                 0,
                 u32::MAX,
             )?,
+            trust_proxy: match text(&self.repram_trust_proxy) {
+                None => false,
+                Some(s) if s == "1" || s.eq_ignore_ascii_case("true") => true,
+                Some(s) if s == "0" || s.eq_ignore_ascii_case("false") => false,
+                Some(s) => {
+                    return Err(ConfigError::Invalid {
+                        var: "REPRAM_TRUST_PROXY",
+                        value: shown(s),
+                        expected: "true, false, 1 or 0",
+                    })
+                }
+            },
             min_ttl: number(
                 "REPRAM_MIN_TTL",
                 &self.repram_min_ttl,
@@ -910,6 +934,7 @@ impl Config {
             "REPRAM_FLUX_API": self.flux_api,
             "REPRAM_CLEANUP_INTERVAL": self.cleanup_interval.as_secs(),
             "REPRAM_RATE_LIMIT": self.rate_limit,
+            "REPRAM_TRUST_PROXY": self.trust_proxy,
             "REPRAM_MIN_TTL": self.min_ttl,
             "REPRAM_MAX_TTL": self.max_ttl,
             "REPRAM_DEFAULT_TTL": self.default_ttl,
@@ -985,6 +1010,7 @@ impl Default for Config {
             flux_api: DEFAULT_FLUX_API.to_string(),
             cleanup_interval: Duration::from_secs(DEFAULT_CLEANUP_INTERVAL_S),
             rate_limit: DEFAULT_RATE_LIMIT,
+            trust_proxy: false,
             min_ttl: DEFAULT_MIN_TTL,
             max_ttl: DEFAULT_MAX_TTL,
             default_ttl: DEFAULT_DEFAULT_TTL,
@@ -1014,6 +1040,7 @@ impl fmt::Debug for Config {
             .field("flux_api", &self.flux_api)
             .field("cleanup_interval", &self.cleanup_interval)
             .field("rate_limit", &self.rate_limit)
+            .field("trust_proxy", &self.trust_proxy)
             .field("min_ttl", &self.min_ttl)
             .field("max_ttl", &self.max_ttl)
             .field("default_ttl", &self.default_ttl)
@@ -1059,6 +1086,7 @@ mod tests {
         assert_eq!(c.flux_api, "https://api.runonflux.io");
         assert_eq!(c.cleanup_interval, Duration::from_secs(30));
         assert_eq!(c.rate_limit, 100);
+        assert!(!c.trust_proxy);
         assert_eq!((c.min_ttl, c.max_ttl, c.default_ttl), (300, 86_400, 3_600));
         assert_eq!(c.max_value_bytes, 10_485_760);
         assert_eq!(c.max_storage_bytes, 1_073_741_824);
@@ -1210,6 +1238,10 @@ mod tests {
                 &[("REPRAM_FLUX_API", "ftp://x")],
                 "REPRAM_FLUX_API=ftp://x: expected an http:// or https:// URL",
             ),
+            (
+                &[("REPRAM_TRUST_PROXY", "yes")],
+                "REPRAM_TRUST_PROXY=yes: expected true, false, 1 or 0",
+            ),
         ];
         for (pairs, want) in cases {
             assert_eq!(err(pairs), *want, "for {pairs:?}");
@@ -1235,6 +1267,7 @@ mod tests {
             ("REPRAM_MAX_STORAGE_BYTES", "x"),
             ("REPRAM_WRITE_TIMEOUT_MS", "x"),
             ("REPRAM_LOG_FORMAT", "x"),
+            ("REPRAM_TRUST_PROXY", "x"),
             ("REPRAM_LOG", "foo=notalevel"),
             ("RUST_LOG", "foo=notalevel"),
             ("REPRAM_RATE_LIMIT", "4294967296"),
@@ -1317,6 +1350,33 @@ mod tests {
         let c = env(&[("FLUX_NODE_HOST_IP", "203.0.113.7"), ("ADVERTISE_HOST", "")]).unwrap();
         assert_eq!(c.advertise_host.as_deref(), Some("203.0.113.7"));
         assert_eq!(env(&[]).unwrap().advertise_host, None);
+    }
+
+    #[test]
+    fn trust_proxy_accepts_booleans_and_digits() {
+        for (value, want) in [
+            ("true", true),
+            (" TRUE ", true),
+            ("True", true),
+            ("1", true),
+            ("false", false),
+            ("FALSE", false),
+            ("0", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                env(&[("REPRAM_TRUST_PROXY", value)]).unwrap().trust_proxy,
+                want,
+                "{value:?}"
+            );
+        }
+        for bad in ["yes", "no", "2", "on", "truee", "-1"] {
+            assert_eq!(
+                err(&[("REPRAM_TRUST_PROXY", bad)]),
+                format!("REPRAM_TRUST_PROXY={bad}: expected true, false, 1 or 0")
+            );
+        }
+        assert!(Config::help_text().contains("REPRAM_TRUST_PROXY"));
     }
 
     #[test]
@@ -1479,6 +1539,7 @@ mod tests {
         assert_eq!(json["REPRAM_WRITE_TIMEOUT_MS"], 2000);
         assert_eq!(json["REPRAM_CLEANUP_INTERVAL"], 30);
         assert_eq!(json["REPRAM_LOG_FORMAT"], "text");
+        assert_eq!(json["REPRAM_TRUST_PROXY"], false);
         assert_eq!(json["DISCOVERY_PEERS"], serde_json::json!([]));
         assert_eq!(json["ADVERTISE_HOST"], Value::Null);
     }
