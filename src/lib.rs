@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::await_holding_lock)]
 
+pub mod antientropy;
 pub mod clock;
 pub mod config;
 pub mod discovery;

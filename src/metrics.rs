@@ -58,6 +58,14 @@ pub struct Metrics {
     pub replication_batch_seconds: Histogram,
     /// Entries received from peers (replication and catch-up) that changed the store.
     pub entries_applied: Counter,
+    /// Anti-entropy rounds completed.
+    pub anti_entropy_rounds: Counter,
+    /// Entries changed by anti-entropy (repairs and catch-up).
+    pub anti_entropy_repairs: Counter,
+    /// Time from a write at its origin to its arrival here.
+    pub replication_lag_seconds: Histogram,
+    /// Writes waiting in the replication queues of all peers (set at scrape time).
+    pub replication_queue: Gauge,
     /// Node-to-node messages refused as malformed.
     pub rejected_messages: Counter,
     /// Live peers (set at scrape time).
@@ -95,6 +103,10 @@ impl Metrics {
             replication_dropped: Counter::default(),
             replication_batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             entries_applied: Counter::default(),
+            anti_entropy_rounds: Counter::default(),
+            anti_entropy_repairs: Counter::default(),
+            replication_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            replication_queue: Gauge::default(),
             rejected_messages: Counter::default(),
             peers: Gauge::default(),
             keys: Gauge::default(),
@@ -159,6 +171,26 @@ impl Metrics {
             "rejected_messages",
             "Node-to-node messages refused as malformed",
             m.rejected_messages.clone(),
+        );
+        registry.register(
+            "anti_entropy_rounds",
+            "Anti-entropy rounds completed",
+            m.anti_entropy_rounds.clone(),
+        );
+        registry.register(
+            "anti_entropy_repairs",
+            "Entries changed by anti-entropy",
+            m.anti_entropy_repairs.clone(),
+        );
+        registry.register(
+            "replication_lag_seconds",
+            "Time from a write at its origin to its arrival here",
+            m.replication_lag_seconds.clone(),
+        );
+        registry.register(
+            "replication_queue",
+            "Writes waiting in peer replication queues",
+            m.replication_queue.clone(),
         );
         registry.register("peers", "Live peers", m.peers.clone());
         registry.register("keys", "Keys held", m.keys.clone());

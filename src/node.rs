@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
 use crate::clock::{now_ms, origin_tag, Hlc, Version};
 use crate::config::Config;
 use crate::membership::{
@@ -22,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::replication::{await_acks, Replicator};
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
-use crate::wire::{Entry, Message, NodeInfo, SyncRequest};
+use crate::wire::{Entry, Message, NodeInfo};
 
 /// Timing knobs that are not part of the public configuration.
 #[derive(Clone, Debug)]
@@ -37,6 +38,8 @@ pub struct Tuning {
     pub header_timeout: Duration,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// Time between anti-entropy rounds against a random peer.
+    pub anti_entropy_interval: Duration,
 }
 
 impl Default for Tuning {
@@ -47,19 +50,40 @@ impl Default for Tuning {
             drain_timeout: Duration::from_secs(3),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            anti_entropy_interval: Duration::from_secs(2),
         }
     }
 }
 
-/// Most entries per catch-up page.
-const SYNC_PAGE: u32 = 2_000;
 /// Clock skew tolerated from peers when merging their HLC timestamps.
 const MAX_SKEW_MS: u64 = 60_000;
 
-/// A unique, readable node id: `flux-node-<index>-<6 hex digits>`, fresh on every start.
-pub fn new_node_id(index: usize) -> String {
-    let suffix: u32 = rand::thread_rng().gen_range(0..0x100_0000);
-    format!("flux-node-{index}-{suffix:06x}")
+/// A fresh random process tag: 6 hex digits shared by all nodes of one process.
+pub fn new_process_tag() -> String {
+    let tag: u32 = rand::thread_rng().gen_range(0..0x100_0000);
+    format!("{tag:06x}")
+}
+
+/// A unique, readable node id: `flux-node-<index>-<process tag>`, with `-r<n>` appended
+/// for the n-th restart of that node, so every start has a fresh identity.
+pub fn node_id(index: usize, process_tag: &str, restarts: u32) -> String {
+    if restarts == 0 {
+        format!("flux-node-{index}-{process_tag}")
+    } else {
+        format!("flux-node-{index}-{process_tag}-r{restarts}")
+    }
+}
+
+/// The failure domain (process) of a node id: its process tag for ids made by
+/// [`node_id`], the whole id otherwise (an unknown format is its own domain).
+pub fn failure_domain(id: &str) -> &str {
+    let mut parts = id.splitn(4, '-');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("flux"), Some("node"), Some(_index), Some(rest)) => {
+            rest.split('-').next().unwrap_or(rest)
+        }
+        _ => id,
+    }
 }
 
 /// The state one node's tasks share.
@@ -91,6 +115,8 @@ pub struct Node {
     /// When it started.
     pub started: Instant,
     ready: AtomicBool,
+    /// Set once a first anti-entropy round with some peer succeeded.
+    caught_up: AtomicBool,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
 }
@@ -133,13 +159,13 @@ impl PutOutcome {
 impl Node {
     /// A node that knows nobody yet.
     pub fn new(
+        id: String,
         index: usize,
         port: u16,
         config: Arc<Config>,
         tuning: Tuning,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Node> {
-        let id = new_node_id(index);
         let me = NodeInfo {
             id: id.clone(),
             host: config.advertise_host.clone().unwrap_or_default(),
@@ -156,13 +182,18 @@ impl Node {
                 Instant::now(),
             )),
             membership_changed: Notify::new(),
-            replicator: Replicator::new(client.clone(), metrics.clone()),
+            replicator: Replicator::new(
+                failure_domain(&id).to_string(),
+                client.clone(),
+                metrics.clone(),
+            ),
             store: Store::new(config.max_storage_bytes),
             hlc: Hlc::new(),
             client,
             metrics,
             started: Instant::now(),
             ready: AtomicBool::new(false),
+            caught_up: AtomicBool::new(false),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             id,
             index,
@@ -228,8 +259,11 @@ impl Node {
         let queued = self.replicator.broadcast(entry, Some(&tx));
         drop(tx);
         let quorum = self.config.quorum(self.replicator.peer_count() + 1);
+        // With other processes alive, one copy must live outside this process, so a
+        // durable write survives the loss of any one process.
+        let need_other_domain = quorum > 1 && self.replicator.has_other_domain();
         let remote = if quorum > 1 && queued > 0 {
-            await_acks(rx, quorum - 1, deadline).await
+            await_acks(rx, quorum - 1, need_other_domain, deadline).await
         } else {
             0
         };
@@ -239,12 +273,12 @@ impl Node {
         })
     }
 
-    /// Apply one entry received from a peer. Returns true when this node now holds it (or
-    /// something newer), false when it refused it (invalid, or storage full).
-    pub fn apply_remote(&self, e: Entry) -> bool {
+    /// Apply one entry received from a peer. `None` when refused (invalid, or storage
+    /// full); otherwise what the store did (this node then holds it or something newer).
+    pub fn apply_remote(&self, e: Entry) -> Option<Applied> {
         if crate::http::check_key(&e.key).is_err() || e.value.len() > self.config.max_value_bytes {
             self.metrics.rejected_messages.inc();
-            return false;
+            return None;
         }
         let now = now_ms();
         self.hlc.observe(e.version.hlc, now, MAX_SKEW_MS);
@@ -268,29 +302,38 @@ impl Node {
             version: e.version,
         };
         match self.store.apply(&e.key, record) {
-            Ok(Applied::Inserted | Applied::Replaced) => {
-                self.metrics.entries_applied.inc();
-                true
+            Ok(applied) => {
+                if matches!(applied, Applied::Inserted | Applied::Replaced) {
+                    self.metrics.entries_applied.inc();
+                    self.metrics
+                        .replication_lag_seconds
+                        .observe(now.saturating_sub(e.version.wall_ms()) as f64 / 1000.0);
+                }
+                Some(applied)
             }
-            Ok(Applied::Stale | Applied::Expired) => true,
             Err(err) => {
                 debug!(node = %self.id, key = %e.key, error = %err, "replica refused");
-                false
+                None
             }
         }
     }
 
-    /// Answer a catch-up page request from the local store.
-    pub fn sync_page(&self, req: &SyncRequest) -> Message {
-        let limit = req.limit.clamp(1, SYNC_PAGE) as usize;
-        let after = (!req.after.is_empty()).then_some(req.after.as_str());
-        let (keys, next) = self.store.keys("", after, limit);
+    /// Anti-entropy step 2: our (key, version) pairs in the buckets where `remote` differs.
+    pub fn versions_for(&self, remote: &[u64]) -> Message {
+        let diff = antientropy::differing(&self.store.digest(), remote);
+        let settled = now_ms().saturating_sub(SETTLE_MS);
+        Message::Versions(self.store.versions_in(&diff, settled))
+    }
+
+    /// Anti-entropy step 3: the live entries among `keys` (at most [`FETCH_CHUNK`]).
+    pub fn fetch(&self, keys: &[String]) -> Message {
         let entries = keys
-            .into_iter()
+            .iter()
+            .take(FETCH_CHUNK)
             .filter_map(|k| {
-                let r = self.store.get(&k)?;
+                let r = self.store.get(k)?;
                 Some(Entry {
-                    key: k,
+                    key: k.clone(),
                     value: r.value,
                     created_ms: r.created_ms,
                     expires_ms: r.expires_ms,
@@ -298,10 +341,111 @@ impl Node {
                 })
             })
             .collect();
-        Message::SyncPage(crate::wire::SyncPage {
-            entries,
-            more: next.is_some(),
-        })
+        Message::Replicate(entries)
+    }
+
+    /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
+    /// an older version of. Returns how many entries changed here.
+    pub async fn sync_with(&self, addr: &str) -> Result<usize, CallError> {
+        const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
+        let digest = Message::Digest(self.store.digest());
+        let versions = match self
+            .client
+            .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
+            .await?
+        {
+            Message::Versions(v) => v,
+            other => {
+                return Err(CallError::Http(format!(
+                    "unexpected reply {}",
+                    other.kind()
+                )))
+            }
+        };
+        let wanted: Vec<String> = antientropy::wanted(&versions, |k| self.store.version(k))
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let mut repaired = 0;
+        for chunk in wanted.chunks(FETCH_CHUNK) {
+            let fetch = Message::Fetch(chunk.to_vec());
+            match self
+                .client
+                .call(addr, SYNC_PATH, &fetch, ROUND_TIMEOUT)
+                .await?
+            {
+                Message::Replicate(entries) => {
+                    for e in entries {
+                        if matches!(
+                            self.apply_remote(e),
+                            Some(Applied::Inserted | Applied::Replaced)
+                        ) {
+                            repaired += 1;
+                        }
+                    }
+                }
+                other => {
+                    return Err(CallError::Http(format!(
+                        "unexpected reply {}",
+                        other.kind()
+                    )))
+                }
+            }
+            if self.is_stopping() {
+                break;
+            }
+        }
+        self.metrics.anti_entropy_rounds.inc();
+        self.metrics.anti_entropy_repairs.inc_by(repaired as u64);
+        Ok(repaired)
+    }
+
+    /// Anti-entropy rounds against a random live peer, forever (until shutdown).
+    async fn anti_entropy_loop(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let jitter = rand::thread_rng()
+                .gen_range(0..=self.tuning.anti_entropy_interval.as_millis() as u64 / 4);
+            tokio::select! {
+                _ = tokio::time::sleep(self.tuning.anti_entropy_interval + Duration::from_millis(jitter)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let peer = {
+                let m = self.membership();
+                let peers: Vec<_> = m.peers().filter(|p| !p.suspect).map(|p| p.addr()).collect();
+                if peers.is_empty() {
+                    continue;
+                }
+                peers[rand::thread_rng().gen_range(0..peers.len())].clone()
+            };
+            match self.sync_with(&peer).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(node = %self.id, peer = %peer, repaired = n, "anti-entropy repaired entries")
+                }
+                Err(e) => {
+                    debug!(node = %self.id, peer = %peer, error = %e, "anti-entropy round failed")
+                }
+            }
+        }
+    }
+
+    /// After start, pull everything from the first peer that answers.
+    async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
+        if self.caught_up.load(Ordering::Acquire) {
+            return;
+        }
+        let started = Instant::now();
+        match self.sync_with(&addr).await {
+            Ok(n) => {
+                if !self.caught_up.swap(true, Ordering::AcqRel) || n > 0 {
+                    info!(node = %self.id, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
+                }
+            }
+            Err(e) => {
+                debug!(node = %self.id, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
+            }
+        }
     }
 
     /// Handle gossip received over HTTP and return our answer. A relay request (indirect
@@ -428,49 +572,6 @@ impl Node {
         self.replicator.add_peer(&p.id, addr.clone());
         let node = self.clone();
         tokio::spawn(async move { node.catch_up_from(p.id, addr).await });
-    }
-
-    /// Pull every live entry of a newly seen peer, page by page.
-    async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
-        let mut after = String::new();
-        let mut pulled = 0usize;
-        loop {
-            let req = Message::SyncRequest(SyncRequest {
-                after: after.clone(),
-                limit: SYNC_PAGE,
-            });
-            match self
-                .client
-                .call(&addr, SYNC_PATH, &req, Duration::from_secs(10))
-                .await
-            {
-                Ok(Message::SyncPage(page)) => {
-                    let last = page.entries.last().map(|e| e.key.clone());
-                    pulled += page.entries.len();
-                    for e in page.entries {
-                        self.apply_remote(e);
-                    }
-                    match (page.more, last) {
-                        (true, Some(k)) => after = k,
-                        _ => break,
-                    }
-                }
-                other => {
-                    let why = match other {
-                        Ok(m) => format!("unexpected reply {m:?}"),
-                        Err(e) => e.to_string(),
-                    };
-                    debug!(node = %self.id, peer = %peer, error = %why, "catch-up stopped");
-                    return;
-                }
-            }
-            if self.is_stopping() {
-                return;
-            }
-        }
-        if pulled > 0 {
-            info!(node = %self.id, peer = %peer, entries = pulled, "caught up from peer");
-        }
     }
 
     /// Send one probe and feed the outcome back into membership.
@@ -610,9 +711,11 @@ impl Node {
             .store
             .spawn_purger(self.config.cleanup_interval, self.shutdown.clone());
         let driver = tokio::spawn(self.clone().drive_membership());
+        let anti_entropy = tokio::spawn(self.clone().anti_entropy_loop());
         let server = crate::http::serve(self.clone(), listener);
         server.await;
         driver.abort();
+        anti_entropy.abort();
         purger.abort();
         Ok(())
     }
@@ -627,5 +730,28 @@ impl Node {
     pub async fn stopped(&self) {
         let mut rx = self.shutdown.clone();
         let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_carry_index_process_and_restart_count() {
+        assert_eq!(node_id(2, "7f3a9c", 0), "flux-node-2-7f3a9c");
+        assert_eq!(node_id(2, "7f3a9c", 3), "flux-node-2-7f3a9c-r3");
+        let tag = new_process_tag();
+        assert_eq!(tag.len(), 6);
+        assert!(tag.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn the_failure_domain_is_the_process_tag() {
+        assert_eq!(failure_domain("flux-node-2-7f3a9c"), "7f3a9c");
+        assert_eq!(failure_domain("flux-node-12-7f3a9c-r3"), "7f3a9c");
+        assert_eq!(failure_domain("something-else"), "something-else");
+        assert_eq!(failure_domain("flux-node-1"), "flux-node-1");
+        assert_eq!(failure_domain(""), "");
     }
 }

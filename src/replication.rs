@@ -26,8 +26,9 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Deadline for one batch round trip.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sent once by each peer that holds a write.
-pub type AckSender = mpsc::UnboundedSender<()>;
+/// Sent once by each peer that holds a write: true when that peer is in another
+/// failure domain (process) than this node.
+pub type AckSender = mpsc::UnboundedSender<bool>;
 
 struct Job {
     entry: Arc<Entry>,
@@ -37,19 +38,23 @@ struct Job {
 struct Link {
     addr: String,
     tx: mpsc::Sender<Job>,
+    other_domain: bool,
 }
 
 /// The replication side of one node: its peers' queues.
 pub struct Replicator {
+    /// This node's failure domain (see [`crate::node::failure_domain`]).
+    domain: String,
     links: Mutex<HashMap<String, Link>>,
     client: PeerClient,
     metrics: Arc<Metrics>,
 }
 
 impl Replicator {
-    /// No peers yet.
-    pub fn new(client: PeerClient, metrics: Arc<Metrics>) -> Self {
+    /// No peers yet. `domain` is this node's failure domain.
+    pub fn new(domain: String, client: PeerClient, metrics: Arc<Metrics>) -> Self {
         Replicator {
+            domain,
             links: Mutex::new(HashMap::new()),
             client,
             metrics,
@@ -59,9 +64,23 @@ impl Replicator {
     /// Start replicating to a peer (replacing any link of the same id).
     pub fn add_peer(&self, id: &str, addr: String) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let task = sender_task(self.client.clone(), addr.clone(), rx, self.metrics.clone());
+        let other_domain = crate::node::failure_domain(id) != self.domain;
+        let task = sender_task(
+            self.client.clone(),
+            addr.clone(),
+            rx,
+            other_domain,
+            self.metrics.clone(),
+        );
         tokio::spawn(task);
-        lock(&self.links).insert(id.to_string(), Link { addr, tx });
+        lock(&self.links).insert(
+            id.to_string(),
+            Link {
+                addr,
+                tx,
+                other_domain,
+            },
+        );
     }
 
     /// Stop replicating to a peer. Its queued writes are still attempted.
@@ -72,6 +91,19 @@ impl Replicator {
     /// Stop replicating to everyone.
     pub fn clear(&self) {
         lock(&self.links).clear();
+    }
+
+    /// Writes waiting in all peer queues.
+    pub fn queued(&self) -> usize {
+        lock(&self.links)
+            .values()
+            .map(|l| QUEUE_CAPACITY.saturating_sub(l.tx.capacity()))
+            .sum()
+    }
+
+    /// True when some peer lives in another failure domain (process).
+    pub fn has_other_domain(&self) -> bool {
+        lock(&self.links).values().any(|l| l.other_domain)
     }
 
     /// Number of peers writes are sent to.
@@ -101,21 +133,32 @@ impl Replicator {
     }
 }
 
-/// Wait until `needed` acknowledgements arrived, every sender is done, or `deadline`.
-/// Returns the number received.
+/// Wait until `needed` acknowledgements arrived (at least one of them from another
+/// failure domain when `need_other_domain`), every sender is done, or `deadline`.
+/// Returns the number received, or fewer than `needed` when the domain rule is unmet
+/// (so the caller sees the quorum as not reached).
 pub async fn await_acks(
-    mut rx: mpsc::UnboundedReceiver<()>,
+    mut rx: mpsc::UnboundedReceiver<bool>,
     needed: usize,
+    need_other_domain: bool,
     deadline: Instant,
 ) -> usize {
     let mut got = 0;
-    while got < needed {
+    let mut other_domain = !need_other_domain;
+    while got < needed || !other_domain {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(())) => got += 1,
+            Ok(Some(remote)) => {
+                got += 1;
+                other_domain |= remote;
+            }
             Ok(None) | Err(_) => break,
         }
     }
-    got
+    if other_domain {
+        got
+    } else {
+        got.min(needed.saturating_sub(1))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -126,6 +169,7 @@ async fn sender_task(
     client: PeerClient,
     addr: String,
     mut rx: mpsc::Receiver<Job>,
+    other_domain: bool,
     metrics: Arc<Metrics>,
 ) {
     let mut batch: Vec<Job> = Vec::new();
@@ -155,7 +199,7 @@ async fn sender_task(
                     .observe(started.elapsed().as_secs_f64());
                 for job in batch.drain(..) {
                     if let Some(ack) = job.ack {
-                        let _ = ack.send(());
+                        let _ = ack.send(other_domain);
                     }
                 }
             }
@@ -169,5 +213,43 @@ async fn sender_task(
                 batch.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn acks(sent: &[bool], needed: usize, other: bool) -> usize {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for s in sent {
+            tx.send(*s).unwrap();
+        }
+        drop(tx);
+        await_acks(rx, needed, other, Instant::now() + Duration::from_secs(1)).await
+    }
+
+    #[tokio::test]
+    async fn quorum_counts_acks_and_stops_when_senders_are_done() {
+        assert_eq!(acks(&[false], 1, false).await, 1);
+        assert_eq!(acks(&[false, false, false], 2, false).await, 2);
+        assert_eq!(acks(&[], 1, false).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_quorum_inside_one_process_is_not_enough_when_others_are_alive() {
+        // Two local acks but none from another process: reported as short of quorum.
+        assert_eq!(acks(&[false, false], 1, true).await, 0);
+        // It waits past the plain quorum for the cross-process ack.
+        assert_eq!(acks(&[false, false, true], 1, true).await, 3);
+        assert_eq!(acks(&[true], 1, true).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_ends_the_wait() {
+        let (tx, rx) = mpsc::unbounded_channel::<bool>();
+        let got = await_acks(rx, 1, false, Instant::now() + Duration::from_millis(50)).await;
+        assert_eq!(got, 0);
+        drop(tx);
     }
 }

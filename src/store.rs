@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::antientropy;
 use crate::clock::Version;
 
 /// One stored value and its metadata.
@@ -102,7 +103,6 @@ struct Shared {
     epoch: Instant,
 }
 
-#[derive(Default)]
 struct State {
     /// Every stored entry, keyed by its key.
     map: HashSet<ByKey>,
@@ -111,6 +111,20 @@ struct State {
     /// Sum of [`Record::cost`] over all entries.
     bytes: u64,
     purged_total: u64,
+    /// Per anti-entropy bucket, the XOR of the entry hashes of its entries.
+    digest: Vec<u64>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            map: HashSet::new(),
+            index: BTreeSet::new(),
+            bytes: 0,
+            purged_total: 0,
+            digest: vec![0; antientropy::BUCKETS],
+        }
+    }
 }
 
 /// One entry, shared by the map and the index: a single allocation for keys of up to
@@ -128,6 +142,15 @@ struct Node {
 impl Node {
     fn cost(&self) -> u64 {
         self.key.as_bytes().len() as u64 + self.value.len() as u64
+    }
+
+    /// (bucket, hash) of this entry in the anti-entropy digest.
+    fn digest_part(&self) -> (usize, u64) {
+        let key = self.key.as_bytes();
+        (
+            antientropy::bucket_of(key),
+            antientropy::entry_hash(key, self.version),
+        )
     }
 }
 
@@ -268,10 +291,17 @@ impl State {
     /// Removes `key` from map and index, returning its node.
     fn remove(&mut self, key: &[u8]) -> Option<Arc<Node>> {
         let ByKey(node) = self.map.take(key)?;
+        self.toggle_digest(&node);
         let node = ByDeadline(node);
         self.index.remove(&node);
         self.bytes = self.bytes.saturating_sub(node.0.cost());
         Some(node.0)
+    }
+
+    /// Add or remove (XOR is its own inverse) `node` in the digest.
+    fn toggle_digest(&mut self, node: &Node) {
+        let (bucket, hash) = node.digest_part();
+        self.digest[bucket] ^= hash;
     }
 
     /// Removes up to `max` entries with `deadline <= now`, earliest first, moving them
@@ -292,6 +322,7 @@ impl State {
                 .is_some_and(|m| Arc::ptr_eq(&m.0, &node))
             {
                 self.map.remove(node.key.as_bytes());
+                self.toggle_digest(&node);
             }
             self.bytes = self.bytes.saturating_sub(node.cost());
             freed.push(node);
@@ -384,8 +415,10 @@ impl Store {
         });
         if let Some(ByKey(old)) = state.map.replace(ByKey(Arc::clone(&node))) {
             state.bytes = state.bytes.saturating_sub(old.cost());
+            state.toggle_digest(&old);
             state.index.remove(&ByDeadline(old));
         }
+        state.toggle_digest(&node);
         state.index.insert(ByDeadline(node));
         state.bytes += cost;
         drop(state);
@@ -508,6 +541,36 @@ impl Store {
             .filter(|ByKey(node)| node.deadline > now)
             .map(|ByKey(node)| (node.key.string(), self.shared.record(node)))
             .collect()
+    }
+
+    /// The anti-entropy digest: per bucket, the XOR of the hashes of its entries.
+    pub fn digest(&self) -> Vec<u64> {
+        self.shared.lock().digest.clone()
+    }
+
+    /// (key, version) of the live entries in the buckets flagged in `buckets` (indexed by
+    /// bucket), leaving out entries written after `settled_ms` (by version time).
+    pub fn versions_in(&self, buckets: &[bool], settled_ms: u64) -> Vec<(String, Version)> {
+        let now = self.shared.offset(Instant::now());
+        let state = self.shared.lock();
+        state
+            .map
+            .iter()
+            .filter(|ByKey(n)| {
+                n.deadline > now
+                    && n.version.wall_ms() <= settled_ms
+                    && buckets.get(n.digest_part().0).copied().unwrap_or(false)
+            })
+            .map(|ByKey(n)| (n.key.string(), n.version))
+            .collect()
+    }
+
+    /// The version of the live entry under `key`.
+    pub fn version(&self, key: &str) -> Option<Version> {
+        let now = self.shared.offset(Instant::now());
+        let state = self.shared.lock();
+        let ByKey(node) = state.map.get(key.as_bytes())?;
+        (node.deadline > now).then_some(node.version)
     }
 
     /// Expired entries removed since the store was created.
@@ -918,6 +981,38 @@ mod tests {
         let mut snap: Vec<String> = store.snapshot().into_iter().map(|(k, _)| k).collect();
         snap.sort();
         assert_eq!(snap, all);
+    }
+
+    #[test]
+    fn the_digest_follows_inserts_replacements_and_purges() {
+        let a = Store::new(1 << 20);
+        let b = Store::new(1 << 20);
+        assert_eq!(a.digest(), b.digest());
+        a.apply("k1", rec("x", 60_000, 1)).unwrap();
+        a.apply("k2", rec("y", 60_000, 1)).unwrap();
+        assert_ne!(a.digest(), b.digest());
+        // Same content reached in another order via an older version: same digest.
+        b.apply("k2", rec("y", 60_000, 1)).unwrap();
+        b.apply("k1", rec("old", 60_000, 0)).unwrap();
+        assert_ne!(a.digest(), b.digest());
+        b.apply("k1", rec("x", 60_000, 1)).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        let diff = antientropy::differing(&a.digest(), &Store::new(1).digest());
+        assert_eq!(a.versions_in(&diff, u64::MAX).len(), 2);
+        assert_eq!(a.version("k1"), Some(version(1)));
+        // No bucket flagged: nothing to report.
+        let none = vec![false; antientropy::BUCKETS];
+        assert!(a.versions_in(&none, u64::MAX).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn purging_removes_entries_from_the_digest() {
+        let a = Store::new(1 << 20);
+        let empty = a.digest();
+        a.apply("k", rec("x", 1_000, 1)).unwrap();
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        assert_eq!(a.purge_expired(), 1);
+        assert_eq!(a.digest(), empty);
     }
 
     #[test]

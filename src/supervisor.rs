@@ -59,6 +59,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 struct Slot {
     index: usize,
+    /// Starts of this node so far (the first start is 0).
+    restarts: u32,
     port: u16,
     listener: TcpListener,
     failures: u32,
@@ -82,6 +84,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
                 info!(node = index, port, bind = %config.bind_addr, "claimed port");
                 slots.push(Slot {
                     index,
+                    restarts: 0,
                     port,
                     listener,
                     failures: 0,
@@ -110,6 +113,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let nodes = Arc::new(Mutex::new(Vec::new()));
     let supervisor = Supervisor {
+        process_tag: crate::node::new_process_tag(),
         set: JoinSet::new(),
         tasks: HashMap::new(),
         config,
@@ -128,6 +132,8 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
 
 /// The supervision loop's state: running node tasks and what restarting one needs.
 struct Supervisor {
+    /// Shared by every node id of this process: its failure domain.
+    process_tag: String,
     set: JoinSet<()>,
     tasks: HashMap<Id, usize>,
     config: Arc<Config>,
@@ -139,7 +145,10 @@ struct Supervisor {
 impl Supervisor {
     /// Start (after `delay`) a fresh incarnation of the node in `slot`.
     fn launch(&mut self, slot: &mut Slot, position: usize, delay: Duration) {
+        let id = crate::node::node_id(slot.index, &self.process_tag, slot.restarts);
+        slot.restarts += 1;
         let node = Node::new(
+            id,
             slot.index,
             slot.port,
             self.config.clone(),

@@ -112,24 +112,6 @@ pub struct Entry {
     pub version: Version,
 }
 
-/// A request for live entries with keys strictly after `after`, at most `limit`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncRequest {
-    /// Cursor: the last key already received (empty = from the start).
-    pub after: String,
-    /// Most entries wanted in the reply.
-    pub limit: u32,
-}
-
-/// A page of entries answering a [`SyncRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncPage {
-    /// Entries in key order.
-    pub entries: Vec<Entry>,
-    /// True when more entries follow the last one.
-    pub more: bool,
-}
-
 /// Every message kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -140,17 +122,22 @@ pub enum Message {
     /// Acknowledgement of a batch: how many entries the receiver holds now (applied or
     /// already had a newer or equal version).
     Ack(u32),
-    /// Ask for a page of the receiver's live entries.
-    SyncRequest(SyncRequest),
-    /// A page of entries.
-    SyncPage(SyncPage),
+    /// Anti-entropy step 1: the sender's per-bucket digest.
+    Digest(Vec<u64>),
+    /// Anti-entropy step 2: (key, version) of the receiver's entries in differing buckets.
+    Versions(Vec<(String, Version)>),
+    /// Anti-entropy step 3: ask for these entries (answered with `Replicate`).
+    Fetch(Vec<String>),
 }
 
 const KIND_GOSSIP: u8 = 1;
 const KIND_REPLICATE: u8 = 2;
 const KIND_ACK: u8 = 3;
-const KIND_SYNC_REQUEST: u8 = 4;
-const KIND_SYNC_PAGE: u8 = 5;
+const KIND_DIGEST: u8 = 4;
+const KIND_VERSIONS: u8 = 5;
+const KIND_FETCH: u8 = 6;
+/// Most items in a digest, version list or fetch.
+pub const MAX_ITEMS: usize = 1 << 22;
 
 /// Why a message could not be decoded. Nothing is applied from a message that fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,6 +169,18 @@ pub enum WireError {
 }
 
 impl Message {
+    /// Name of the message kind, for errors and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Gossip(_) => "gossip",
+            Message::Replicate(_) => "replicate",
+            Message::Ack(_) => "ack",
+            Message::Digest(_) => "digest",
+            Message::Versions(_) => "versions",
+            Message::Fetch(_) => "fetch",
+        }
+    }
+
     /// Encode into a fresh buffer.
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::with_capacity(self.size_hint());
@@ -210,15 +209,28 @@ impl Message {
                 b.put_u8(KIND_ACK);
                 b.put_u32(*n);
             }
-            Message::SyncRequest(r) => {
-                b.put_u8(KIND_SYNC_REQUEST);
-                put_str(&mut b, &r.after);
-                b.put_u32(r.limit);
+            Message::Digest(d) => {
+                b.put_u8(KIND_DIGEST);
+                b.put_u32(d.len() as u32);
+                for h in d {
+                    b.put_u64(*h);
+                }
             }
-            Message::SyncPage(p) => {
-                b.put_u8(KIND_SYNC_PAGE);
-                b.put_u8(u8::from(p.more));
-                put_entries(&mut b, p.entries.iter());
+            Message::Versions(vs) => {
+                b.put_u8(KIND_VERSIONS);
+                b.put_u32(vs.len() as u32);
+                for (k, v) in vs {
+                    put_str(&mut b, k);
+                    b.put_u64(v.hlc);
+                    b.put_u64(v.origin);
+                }
+            }
+            Message::Fetch(keys) => {
+                b.put_u8(KIND_FETCH);
+                b.put_u32(keys.len() as u32);
+                for k in keys {
+                    put_str(&mut b, k);
+                }
             }
         }
         b.freeze()
@@ -233,9 +245,10 @@ impl Message {
         8 + match self {
             Message::Gossip(g) => 80 * (g.updates.len() + 1),
             Message::Replicate(es) => entries(es),
-            Message::SyncPage(p) => entries(&p.entries),
             Message::Ack(_) => 4,
-            Message::SyncRequest(r) => r.after.len() + 8,
+            Message::Digest(d) => 4 + 8 * d.len(),
+            Message::Versions(vs) => 4 + vs.iter().map(|(k, _)| k.len() + 18).sum::<usize>(),
+            Message::Fetch(ks) => 4 + ks.iter().map(|k| k.len() + 2).sum::<usize>(),
         }
     }
 
@@ -294,21 +307,31 @@ impl Message {
                 need(b, 4)?;
                 Message::Ack(b.get_u32())
             }
-            KIND_SYNC_REQUEST => {
-                let after = get_str(b, "cursor", MAX_KEY)?;
-                need(b, 4)?;
-                Message::SyncRequest(SyncRequest {
-                    after,
-                    limit: b.get_u32(),
-                })
+            KIND_DIGEST => {
+                let n = get_count(b, 8)?;
+                Message::Digest((0..n).map(|_| b.get_u64()).collect())
             }
-            KIND_SYNC_PAGE => {
-                need(b, 1)?;
-                let more = b.get_u8() != 0;
-                Message::SyncPage(SyncPage {
-                    more,
-                    entries: get_entries(b)?,
-                })
+            KIND_VERSIONS => {
+                let n = get_count(b, 18)?;
+                let mut vs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let key = get_str(b, "key", MAX_KEY)?;
+                    need(b, 16)?;
+                    let version = Version {
+                        hlc: b.get_u64(),
+                        origin: b.get_u64(),
+                    };
+                    vs.push((key, version));
+                }
+                Message::Versions(vs)
+            }
+            KIND_FETCH => {
+                let n = get_count(b, 2)?;
+                let mut keys = Vec::with_capacity(n);
+                for _ in 0..n {
+                    keys.push(get_str(b, "key", MAX_KEY)?);
+                }
+                Message::Fetch(keys)
             }
             other => return Err(WireError::UnknownKind(other)),
         };
@@ -317,6 +340,18 @@ impl Message {
         }
         Ok(msg)
     }
+}
+
+/// A u32 item count, checked against what the rest of the input can hold at
+/// `min_item` bytes per item (so a lying count can neither over-allocate nor pass).
+fn get_count(b: &mut Bytes, min_item: usize) -> Result<usize, WireError> {
+    need(b, 4)?;
+    let n = b.get_u32() as usize;
+    if n > MAX_ITEMS {
+        return Err(WireError::TooLong("item list"));
+    }
+    need(b, n.saturating_mul(min_item))?;
+    Ok(n)
 }
 
 fn need(b: &Bytes, n: usize) -> Result<(), WireError> {
@@ -466,14 +501,10 @@ mod tests {
             Message::Replicate(vec![entry("k1", b"v1"), entry("k2", b"")]),
             Message::Replicate(vec![entry("only", b"\x00\xff")]),
             Message::Ack(3),
-            Message::SyncRequest(SyncRequest {
-                after: "k1".into(),
-                limit: 500,
-            }),
-            Message::SyncPage(SyncPage {
-                entries: vec![entry("z", b"zz")],
-                more: true,
-            }),
+            Message::Digest(vec![0, 1, u64::MAX]),
+            Message::Versions(vec![("k1".into(), Version { hlc: 9, origin: 8 })]),
+            Message::Fetch(vec!["a".into(), "b".into()]),
+            Message::Digest(vec![]),
         ]
     }
 
@@ -589,7 +620,7 @@ mod tests {
             let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             if rng.gen_bool(0.7) && v.len() >= 4 {
                 v[..3].copy_from_slice(&[b'R', b'F', VERSION]);
-                v[3] = rng.gen_range(1..=5);
+                v[3] = rng.gen_range(1..=6);
             }
             let _ = Message::decode(v.into());
         }

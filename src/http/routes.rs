@@ -258,6 +258,7 @@ fn metrics(node: &Node) -> Resp {
     m.keys.set(node.store.len() as i64);
     m.bytes.set(node.store.bytes() as i64);
     m.purged.set(node.store.purged_total() as i64);
+    m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
     let mut resp = Response::new(Full::new(Bytes::from(m.render())));
     resp.headers_mut().insert(
@@ -434,28 +435,19 @@ async fn internal_route(
         (REPLICATE_PATH, Message::Replicate(entries)) => {
             let mut held = 0u32;
             for e in entries {
-                held += u32::from(node.apply_remote(e));
+                held += u32::from(node.apply_remote(e).is_some());
             }
             Message::Ack(held)
         }
-        (SYNC_PATH, Message::SyncRequest(r)) => node.sync_page(&r),
+        (SYNC_PATH, Message::Digest(d)) => node.versions_for(&d),
+        (SYNC_PATH, Message::Fetch(keys)) => node.fetch(&keys),
         (_, other) => {
             node.metrics.rejected_messages.inc();
             return Err(ApiError::bad_request(format!(
                 "message kind {} does not belong on {path}",
-                kind_name(&other)
+                other.kind()
             )));
         }
     };
     Ok(wire_response(&reply))
-}
-
-fn kind_name(m: &Message) -> &'static str {
-    match m {
-        Message::Gossip(_) => "gossip",
-        Message::Replicate(_) => "replicate",
-        Message::Ack(_) => "ack",
-        Message::SyncRequest(_) => "sync-request",
-        Message::SyncPage(_) => "sync-page",
-    }
 }

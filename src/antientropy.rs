@@ -1,0 +1,127 @@
+//! Anti-entropy: how two nodes find and repair the keys on which they differ.
+//!
+//! The key space is cut into [`BUCKETS`] buckets by a stable hash of the key. Each store
+//! keeps, per bucket, the XOR of a hash of every (key, version) it holds, updated on every
+//! insert and removal, so a node's digest costs nothing to produce. A round is a pull:
+//!
+//! 1. A sends its digest to B.
+//! 2. B answers with the (key, version) pairs it holds in every bucket whose hash differs
+//!    (leaving out writes younger than [`SETTLE_MS`], which replication is still
+//!    delivering).
+//! 3. A fetches the keys it lacks or holds an older version of, and applies them.
+//!
+//! Every node runs rounds against random peers, so differences in both directions heal.
+//! Hashes are stable across processes and machines (FNV-1a and SplitMix64, no seeds).
+
+use crate::clock::Version;
+
+/// Number of digest buckets.
+pub const BUCKETS: usize = 1024;
+/// Writes younger than this are left to replication, not repaired.
+pub const SETTLE_MS: u64 = 2_000;
+/// Most keys asked for in one fetch.
+pub const FETCH_CHUNK: usize = 1_000;
+
+/// 64-bit FNV-1a of a key.
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The bucket a key belongs to.
+pub fn bucket_of(key: &[u8]) -> usize {
+    (key_hash(key) % BUCKETS as u64) as usize
+}
+
+fn mix(mut z: u64) -> u64 {
+    // SplitMix64 finaliser.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The contribution of one (key, version) to its bucket's hash.
+pub fn entry_hash(key: &[u8], version: Version) -> u64 {
+    mix(key_hash(key) ^ mix(version.hlc ^ mix(version.origin)))
+}
+
+/// Buckets whose hashes differ. Digests of another size are wholly different.
+pub fn differing(local: &[u64], remote: &[u64]) -> Vec<bool> {
+    if local.len() != remote.len() {
+        return vec![true; BUCKETS];
+    }
+    local.iter().zip(remote).map(|(a, b)| a != b).collect()
+}
+
+/// Keys of `remote` that this node lacks or holds an older version of.
+pub fn wanted(
+    remote: &[(String, Version)],
+    local_version: impl Fn(&str) -> Option<Version>,
+) -> Vec<&str> {
+    remote
+        .iter()
+        .filter(|(k, v)| local_version(k).map_or(true, |mine| mine < *v))
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(hlc: u64) -> Version {
+        Version { hlc, origin: 1 }
+    }
+
+    #[test]
+    fn hashes_are_stable_and_spread() {
+        assert_eq!(key_hash(b"greeting"), key_hash(b"greeting"));
+        assert_ne!(entry_hash(b"k", v(1)), entry_hash(b"k", v(2)));
+        assert_ne!(entry_hash(b"k", v(1)), entry_hash(b"j", v(1)));
+        let mut used = vec![false; BUCKETS];
+        for i in 0..20_000 {
+            used[bucket_of(format!("key-{i}").as_bytes())] = true;
+        }
+        assert!(used.iter().all(|u| *u), "20k keys reach every bucket");
+    }
+
+    #[test]
+    fn xor_digests_do_not_depend_on_insertion_order() {
+        let entries: Vec<(String, Version)> = (0..500).map(|i| (format!("k{i}"), v(i))).collect();
+        let digest = |order: &mut dyn Iterator<Item = &(String, Version)>| {
+            let mut d = vec![0u64; BUCKETS];
+            for (k, ver) in order {
+                d[bucket_of(k.as_bytes())] ^= entry_hash(k.as_bytes(), *ver);
+            }
+            d
+        };
+        assert_eq!(
+            digest(&mut entries.iter()),
+            digest(&mut entries.iter().rev())
+        );
+    }
+
+    #[test]
+    fn differing_buckets_and_wanted_keys() {
+        let a = vec![1, 2, 3];
+        assert_eq!(differing(&a, &[1, 9, 3]), vec![false, true, false]);
+        assert_eq!(differing(&a, &[1]).len(), BUCKETS);
+        let remote = vec![
+            ("new".to_string(), v(5)),
+            ("older-here".to_string(), v(5)),
+            ("newer-here".to_string(), v(5)),
+            ("same".to_string(), v(5)),
+        ];
+        let local = |k: &str| match k {
+            "older-here" => Some(v(4)),
+            "newer-here" => Some(v(6)),
+            "same" => Some(v(5)),
+            _ => None,
+        };
+        assert_eq!(wanted(&remote, local), vec!["new", "older-here"]);
+    }
+}
