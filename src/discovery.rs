@@ -1,15 +1,21 @@
 //! Where a node looks for peers: every address `DISCOVERY_DOMAIN` resolves to × the port
-//! range, plus the `DISCOVERY_PEERS` seeds. (Membership gossip adds the addresses other
-//! nodes report; see `membership.rs`.)
+//! range, on Flux every other instance's IP (from the Flux location API, see
+//! [`crate::flux::location`]) × the port range, plus the `DISCOVERY_PEERS` seeds.
+//! (Membership gossip adds the addresses other nodes report; see `membership.rs`.)
 
 use std::net::IpAddr;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::membership::fmt_addr;
 
-/// Discovery addresses (`host:port`) for the node serving on `own_port`.
+/// Discovery addresses (`host:port`) for the node serving on `own_port`: the domain
+/// scan, then the Flux instances (when `FLUX_APP_NAME` is set), then the seeds.
+///
+/// Never waits long: the Flux list is cached and refreshed in the background (only the
+/// very first call waits for the first answer), and an API failure only drops the Flux
+/// part of the list.
 ///
 /// The node's own port is skipped on addresses that are certainly this host (loopback,
 /// unspecified, `BIND_ADDR`); on other addresses it is probed like any other, and an
@@ -28,7 +34,18 @@ pub async fn targets(config: &Config, own_port: u16) -> Vec<String> {
             Vec::new()
         }
     };
-    addrs.extend(config.discovery_peers.iter().cloned());
+    if let Some(app) = config.flux_app_name.as_deref() {
+        match crate::flux::instance_ips(config).await {
+            Ok(ips) => addrs.extend(scan_addresses(&ips, config, own_port)),
+            // The location client already warned when the request failed.
+            Err(e) => debug!(app = %app, error = %e, "no Flux instances this round"),
+        }
+    }
+    for seed in &config.discovery_peers {
+        if !addrs.contains(seed) {
+            addrs.push(seed.clone());
+        }
+    }
     addrs
 }
 
@@ -79,6 +96,74 @@ mod tests {
         assert_eq!(
             scan_addresses(&ips, &config(), 9000),
             vec!["[::1]:9001", "[::1]:9002"]
+        );
+    }
+
+    #[tokio::test]
+    async fn flux_instances_are_scanned_between_domain_and_seeds() {
+        use crate::flux::location::fake;
+        let api = fake::start(fake::list(&[
+            "10.7.0.2:16137",
+            "10.7.0.1:16137",
+            "10.7.0.3",
+        ]))
+        .await;
+        let c = Config {
+            flux_app_name: Some("repram".into()),
+            flux_api: api.url.clone(),
+            flux_node_host_ip: Some("10.7.0.1".into()),
+            discovery_peers: vec!["10.9.9.9:7000".into(), "127.0.0.1:9002".into()],
+            ..config()
+        };
+        assert_eq!(
+            targets(&c, 9000).await,
+            vec![
+                "127.0.0.1:9001",
+                "127.0.0.1:9002",
+                "10.7.0.2:9000",
+                "10.7.0.2:9001",
+                "10.7.0.2:9002",
+                "10.7.0.3:9000",
+                "10.7.0.3:9001",
+                "10.7.0.3:9002",
+                "10.9.9.9:7000",
+            ]
+        );
+        assert_eq!(
+            api.paths.lock().unwrap()[0],
+            "GET /apps/location/repram HTTP/1.1"
+        );
+        // Several nodes of one process share one cached answer.
+        let _ = targets(&c, 9001).await;
+        let _ = targets(&c, 9002).await;
+        assert_eq!(api.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_broken_flux_api_leaves_the_other_sources() {
+        use crate::flux::location::fake;
+        let api = fake::start(fake::Reply::Http(
+            200,
+            "{\"status\":\"error\",\"data\":{\"message\":\"down\"}}".into(),
+        ))
+        .await;
+        let c = Config {
+            flux_app_name: Some("repram".into()),
+            flux_api: api.url.clone(),
+            discovery_peers: vec!["10.9.9.9:7000".into()],
+            ..config()
+        };
+        assert_eq!(
+            targets(&c, 9000).await,
+            vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
+        );
+        let down = Config {
+            flux_api: "http://127.0.0.1:1".into(),
+            ..c
+        };
+        assert_eq!(
+            targets(&down, 9000).await,
+            vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
         );
     }
 

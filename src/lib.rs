@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod flux;
 pub mod http;
 pub mod membership;
 pub mod metrics;

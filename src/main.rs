@@ -4,18 +4,26 @@
 use std::process::ExitCode;
 
 use repram_flux::config::{Config, LogFormat};
+use repram_flux::flux::{health, spec};
 
 fn main() -> ExitCode {
     if let Some(arg) = std::env::args_os().nth(1) {
         match arg.to_str() {
             Some("-h" | "--help") => {
                 print!("{}", Config::help_text());
+                print!(
+                    "\nSubcommands:\n  \
+                     flux-spec    print a Flux app specification (see flux-spec --help)\n  \
+                     healthcheck  exit 0 when every local node answers /health (Docker HEALTHCHECK)\n"
+                );
                 return ExitCode::SUCCESS;
             }
             Some("-V" | "--version") => {
                 println!("repram-flux {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
             }
+            Some("flux-spec") => return flux_spec(),
+            Some("healthcheck") => return healthcheck(),
             _ => {
                 eprintln!(
                     "repram-flux: unknown argument {arg:?}; configuration comes from the environment (see --help)"
@@ -48,6 +56,53 @@ fn main() -> ExitCode {
             eprintln!("repram-flux: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `repram-flux flux-spec …`: print a Flux v8 app specification (see `flux-spec --help`).
+fn flux_spec() -> ExitCode {
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(2) {
+        match arg.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                eprintln!("repram-flux flux-spec: argument {a:?} is not valid UTF-8");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let result = spec::parse_args(args).and_then(|cmd| match cmd {
+        spec::SpecCommand::Help => Ok(spec::usage()),
+        spec::SpecCommand::Generate(opts) => spec::generate(&opts).map(|app| spec::to_json(&app)),
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("repram-flux flux-spec: {e} (see repram-flux flux-spec --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `repram-flux healthcheck` (for Docker's HEALTHCHECK): exit 0 when all `NODE_COUNT`
+/// local nodes answer `/health`, else 1.
+fn healthcheck() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("repram-flux healthcheck: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = health::check(&config, std::time::Duration::from_secs(2));
+    println!("{}", report.summary());
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -1,0 +1,9 @@
+//! Running on Flux: instance discovery through the Flux location API ([`location`]),
+//! the v8 app specification generator and validator ([`spec`]), and the container
+//! health check ([`health`]).
+
+pub mod health;
+pub mod location;
+pub mod spec;
+
+pub use location::{instance_ips, FluxError};
