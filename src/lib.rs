@@ -14,6 +14,7 @@
 #![warn(clippy::await_holding_lock)]
 
 pub mod antientropy;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod discovery;

@@ -112,6 +112,8 @@ pub struct Node {
     pub client: PeerClient,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
+    /// Checks signed node messages when a cluster secret is set.
+    pub verifier: Option<crate::auth::Verifier>,
     /// When it started.
     pub started: Instant,
     ready: AtomicBool,
@@ -172,7 +174,7 @@ impl Node {
             port,
         };
         let metrics = Arc::new(Metrics::new());
-        let client = PeerClient::new();
+        let client = PeerClient::new(config.cluster_secret.as_deref());
         Arc::new(Node {
             origin: origin_tag(&id),
             membership: Mutex::new(Membership::new(
@@ -191,6 +193,10 @@ impl Node {
             hlc: Hlc::new(),
             client,
             metrics,
+            verifier: config
+                .cluster_secret
+                .as_deref()
+                .map(|s| crate::auth::Verifier::new(s.as_bytes())),
             started: Instant::now(),
             ready: AtomicBool::new(false),
             caught_up: AtomicBool::new(false),

@@ -9,6 +9,10 @@ use hyper::{header, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use std::sync::Arc;
+
+use crate::auth;
+use crate::clock::now_ms;
 use crate::wire::{Message, WireError};
 
 /// Route of membership exchanges.
@@ -46,17 +50,20 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
+    /// The cluster secret: when set, every request is signed with it.
+    secret: Option<Arc<[u8]>>,
 }
 
 impl Default for PeerClient {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
 impl PeerClient {
-    /// A client with keep-alive pooling and `TCP_NODELAY`.
-    pub fn new() -> Self {
+    /// A client with keep-alive pooling and `TCP_NODELAY`, signing its requests when a
+    /// cluster secret is given.
+    pub fn new(secret: Option<&str>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(500)));
@@ -64,7 +71,10 @@ impl PeerClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(8)
             .build(connector);
-        PeerClient { http }
+        PeerClient {
+            http,
+            secret: secret.map(|s| Arc::from(s.as_bytes())),
+        }
     }
 
     /// POST `msg` to `http://{addr}{path}` and decode the reply, all within `timeout`.
@@ -92,8 +102,16 @@ impl PeerClient {
     }
 
     async fn call_inner(&self, addr: &str, path: &str, body: Bytes) -> Result<Message, CallError> {
-        let req = Request::post(format!("http://{addr}{path}"))
-            .header(header::CONTENT_TYPE, CONTENT_TYPE)
+        let mut req = Request::post(format!("http://{addr}{path}"))
+            .header(header::CONTENT_TYPE, CONTENT_TYPE);
+        if let Some(secret) = &self.secret {
+            let sig = auth::sign(secret, "POST", path, now_ms(), &body);
+            req = req
+                .header(auth::TIMESTAMP_HEADER, sig.timestamp_ms)
+                .header(auth::NONCE_HEADER, sig.nonce)
+                .header(auth::SIGNATURE_HEADER, sig.signature);
+        }
+        let req = req
             .body(Full::new(body))
             .map_err(|e| CallError::Http(e.to_string()))?;
         let resp = self.http.request(req).await.map_err(|e| {
@@ -141,7 +159,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
-        let client = PeerClient::new();
+        let client = PeerClient::new(None);
         let err = client
             .call(
                 &format!("127.0.0.1:{port}"),

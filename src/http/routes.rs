@@ -16,6 +16,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::validate::{decode_key, parse_ttl, query_param, truncate};
+use crate::auth::{self, Verifier};
+use crate::clock::now_ms;
 use crate::metrics::Route;
 use crate::node::Node;
 use crate::replication::MAX_BATCH_BYTES;
@@ -425,7 +427,23 @@ async fn internal_route(
     req: Request<Incoming>,
 ) -> Result<Resp> {
     let max = MAX_BATCH_BYTES + node.config.max_value_bytes + (2 << 20);
-    let body = read_body(node, req.into_body(), max).await?;
+    let (parts, body) = req.into_parts();
+    let body = read_body(node, body, max).await?;
+    if let Some(verifier) = &node.verifier {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let checked = Verifier::parse(
+            header(auth::TIMESTAMP_HEADER),
+            header(auth::NONCE_HEADER),
+            header(auth::SIGNATURE_HEADER),
+        )
+        .and_then(|sig| verifier.verify("POST", path, &sig, &body, now_ms()));
+        if let Err(e) = checked {
+            node.metrics.rejected_messages.inc();
+            debug!(node = %node.id, remote = %remote, error = %e, "refused node message");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            return Err(ApiError::new(status, e.to_string()));
+        }
+    }
     let msg = Message::decode(body).map_err(|e| {
         node.metrics.rejected_messages.inc();
         ApiError::bad_request(format!("invalid node message: {e}"))

@@ -1,0 +1,304 @@
+//! Authenticated node-to-node traffic (`REPRAM_CLUSTER_SECRET`).
+//!
+//! Every `/internal/` request carries a timestamp, a random nonce and an HMAC-SHA256 over
+//! method, path, timestamp, nonce and body. A receiver refuses requests that are unsigned
+//! or malformed (401), stale by more than [`WINDOW_MS`] either way (401), wrongly signed
+//! (403) or replayed (403), before decoding anything.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+
+/// Header with the sender's wall clock, ms since the Unix epoch.
+pub const TIMESTAMP_HEADER: &str = "x-repram-timestamp";
+/// Header with a random single-use token (16-64 characters of `[0-9a-zA-Z]`).
+pub const NONCE_HEADER: &str = "x-repram-nonce";
+/// Header with the hex HMAC-SHA256 signature.
+pub const SIGNATURE_HEADER: &str = "x-repram-signature";
+/// Largest accepted difference between the sender's and the receiver's clocks.
+pub const WINDOW_MS: u64 = 30_000;
+/// Most nonces remembered; beyond this, signed requests are refused until old ones age out.
+const MAX_NONCES: usize = 1 << 20;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a request was refused. Nothing was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A signature header is missing.
+    #[error("unsigned node message")]
+    Missing,
+    /// A header is malformed.
+    #[error("malformed {0} header")]
+    Malformed(&'static str),
+    /// The timestamp is outside the window.
+    #[error("stale node message ({0} ms off)")]
+    Stale(u64),
+    /// The signature does not match.
+    #[error("bad signature")]
+    BadSignature,
+    /// The nonce was seen before.
+    #[error("replayed node message")]
+    Replayed,
+    /// Too many recent nonces to remember another.
+    #[error("too many node messages")]
+    Overloaded,
+}
+
+impl AuthError {
+    /// HTTP status for this refusal: 401 when the request is not (validly) signed, 403
+    /// when it is signed but must not be accepted.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Missing | AuthError::Malformed(_) | AuthError::Stale(_) => 401,
+            AuthError::BadSignature | AuthError::Replayed => 403,
+            AuthError::Overloaded => 503,
+        }
+    }
+}
+
+/// The three headers of a signed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// Sender's wall clock in ms.
+    pub timestamp_ms: u64,
+    /// Single-use token.
+    pub nonce: String,
+    /// Hex HMAC-SHA256.
+    pub signature: String,
+}
+
+fn mac(secret: &[u8], method: &str, path: &str, ts: u64, nonce: &str, body: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let mut m = match HmacSha256::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any size"),
+    };
+    for part in [
+        method.as_bytes(),
+        path.as_bytes(),
+        ts.to_string().as_bytes(),
+        nonce.as_bytes(),
+    ] {
+        m.update(&(part.len() as u64).to_be_bytes());
+        m.update(part);
+    }
+    m.update(body);
+    m
+}
+
+/// Sign a request with a fresh nonce.
+pub fn sign(secret: &[u8], method: &str, path: &str, now_ms: u64, body: &[u8]) -> Signature {
+    let nonce: String = rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect();
+    let tag = mac(secret, method, path, now_ms, &nonce, body)
+        .finalize()
+        .into_bytes();
+    Signature {
+        timestamp_ms: now_ms,
+        nonce,
+        signature: hex(&tag),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Checks signatures and remembers nonces (one per node).
+pub struct Verifier {
+    secret: Vec<u8>,
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl Verifier {
+    /// A verifier for `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        Verifier {
+            secret: secret.to_vec(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Parse the three header values (any may be missing).
+    pub fn parse(
+        ts: Option<&str>,
+        nonce: Option<&str>,
+        sig: Option<&str>,
+    ) -> Result<Signature, AuthError> {
+        let (Some(ts), Some(nonce), Some(sig)) = (ts, nonce, sig) else {
+            return Err(AuthError::Missing);
+        };
+        let timestamp_ms = ts
+            .trim()
+            .parse()
+            .map_err(|_| AuthError::Malformed(TIMESTAMP_HEADER))?;
+        let nonce_ok =
+            (16..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !nonce_ok {
+            return Err(AuthError::Malformed(NONCE_HEADER));
+        }
+        if sig.len() != 64 || unhex(sig).is_none() {
+            return Err(AuthError::Malformed(SIGNATURE_HEADER));
+        }
+        Ok(Signature {
+            timestamp_ms,
+            nonce: nonce.to_string(),
+            signature: sig.to_ascii_lowercase(),
+        })
+    }
+
+    /// Accept or refuse a request. On success its nonce is remembered, so the very same
+    /// request is refused next time.
+    pub fn verify(
+        &self,
+        method: &str,
+        path: &str,
+        sig: &Signature,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
+        let skew = now_ms.abs_diff(sig.timestamp_ms);
+        if skew > WINDOW_MS {
+            return Err(AuthError::Stale(skew));
+        }
+        let tag = unhex(&sig.signature).ok_or(AuthError::Malformed(SIGNATURE_HEADER))?;
+        mac(
+            &self.secret,
+            method,
+            path,
+            sig.timestamp_ms,
+            &sig.nonce,
+            body,
+        )
+        .verify_slice(&tag)
+        .map_err(|_| AuthError::BadSignature)?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_NONCES / 2 {
+            // Nonces older than the window can never be accepted again anyway.
+            seen.retain(|_, ts| now_ms.abs_diff(*ts) <= WINDOW_MS);
+        }
+        if seen.len() >= MAX_NONCES {
+            return Err(AuthError::Overloaded);
+        }
+        if seen.insert(sig.nonce.clone(), sig.timestamp_ms).is_some() {
+            return Err(AuthError::Replayed);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"cluster secret";
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn check(v: &Verifier, s: &Signature, body: &[u8], now: u64) -> Result<(), AuthError> {
+        v.verify("POST", "/internal/v1/replicate", s, body, now)
+    }
+
+    #[test]
+    fn a_correct_signature_passes_once() {
+        let v = Verifier::new(KEY);
+        let s = sign(KEY, "POST", "/internal/v1/replicate", NOW, b"body");
+        assert_eq!(check(&v, &s, b"body", NOW + 1_000), Ok(()));
+        assert_eq!(
+            check(&v, &s, b"body", NOW + 1_000),
+            Err(AuthError::Replayed)
+        );
+        assert_eq!(AuthError::Replayed.status(), 403);
+    }
+
+    #[test]
+    fn any_change_breaks_the_signature() {
+        let v = Verifier::new(KEY);
+        let s = sign(KEY, "POST", "/internal/v1/replicate", NOW, b"body");
+        assert_eq!(check(&v, &s, b"bodY", NOW), Err(AuthError::BadSignature));
+        let wrong_path = v.verify("POST", "/internal/v1/gossip", &s, b"body", NOW);
+        assert_eq!(wrong_path, Err(AuthError::BadSignature));
+        let other_key = sign(b"other", "POST", "/internal/v1/replicate", NOW, b"body");
+        assert_eq!(
+            check(&v, &other_key, b"body", NOW),
+            Err(AuthError::BadSignature)
+        );
+        let mut moved = s.clone();
+        moved.timestamp_ms += 1;
+        assert_eq!(
+            check(&v, &moved, b"body", NOW),
+            Err(AuthError::BadSignature)
+        );
+        // A refused request does not burn its nonce.
+        assert_eq!(check(&v, &s, b"body", NOW), Ok(()));
+    }
+
+    #[test]
+    fn stale_messages_are_refused_both_ways() {
+        let v = Verifier::new(KEY);
+        let old = sign(KEY, "POST", "/internal/v1/replicate", NOW - 30_001, b"");
+        assert_eq!(check(&v, &old, b"", NOW), Err(AuthError::Stale(30_001)));
+        let future = sign(KEY, "POST", "/internal/v1/replicate", NOW + 31_000, b"");
+        assert_eq!(
+            check(&v, &future, b"", NOW).map_err(|e| e.status()),
+            Err(401)
+        );
+        let edge = sign(KEY, "POST", "/internal/v1/replicate", NOW - 30_000, b"");
+        assert_eq!(check(&v, &edge, b"", NOW), Ok(()));
+    }
+
+    #[test]
+    fn headers_are_parsed_strictly() {
+        let s = sign(KEY, "POST", "/p", NOW, b"");
+        let ts = s.timestamp_ms.to_string();
+        assert_eq!(
+            Verifier::parse(Some(&ts), Some(&s.nonce), Some(&s.signature)),
+            Ok(s.clone())
+        );
+        assert_eq!(
+            Verifier::parse(None, Some(&s.nonce), Some(&s.signature)),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            Verifier::parse(Some("soon"), Some(&s.nonce), Some(&s.signature)),
+            Err(AuthError::Malformed(TIMESTAMP_HEADER))
+        );
+        assert_eq!(
+            Verifier::parse(Some(&ts), Some("short"), Some(&s.signature)),
+            Err(AuthError::Malformed(NONCE_HEADER))
+        );
+        assert_eq!(
+            Verifier::parse(Some(&ts), Some(&s.nonce), Some("zz")),
+            Err(AuthError::Malformed(SIGNATURE_HEADER))
+        );
+        let not_hex = "g".repeat(64);
+        assert_eq!(
+            Verifier::parse(Some(&ts), Some(&s.nonce), Some(&not_hex)),
+            Err(AuthError::Malformed(SIGNATURE_HEADER))
+        );
+    }
+
+    #[test]
+    fn nonces_are_fresh() {
+        let a = sign(KEY, "POST", "/p", NOW, b"");
+        let b = sign(KEY, "POST", "/p", NOW, b"");
+        assert_ne!(a.nonce, b.nonce);
+        assert_eq!(a.signature.len(), 64);
+    }
+}

@@ -1,0 +1,166 @@
+//! Authenticated node traffic over HTTP: forged, stale and replayed messages are refused
+//! and change nothing; a cluster sharing the secret works; public routes stay open.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Method;
+use repram_flux::auth::{self, sign};
+use repram_flux::clock::{now_ms, Version};
+use repram_flux::wire::{Entry, Message};
+use repram_flux::{Config, Tuning};
+
+use common::*;
+
+const SECRET: &str = "correct horse battery staple";
+
+fn replicate_body(key: &str) -> Bytes {
+    let now = now_ms();
+    Message::Replicate(vec![Entry {
+        key: key.into(),
+        value: Bytes::from_static(b"injected"),
+        created_ms: now,
+        expires_ms: now + 600_000,
+        version: Version {
+            hlc: now << 16,
+            origin: 7,
+        },
+    }])
+    .encode()
+}
+
+async fn post_signed(url: &str, body: Bytes, sig: Option<&auth::Signature>) -> Reply {
+    let ts;
+    let mut headers = vec![];
+    if let Some(s) = sig {
+        ts = s.timestamp_ms.to_string();
+        headers.push((auth::TIMESTAMP_HEADER, ts.as_str()));
+        headers.push((auth::NONCE_HEADER, s.nonce.as_str()));
+        headers.push((auth::SIGNATURE_HEADER, s.signature.as_str()));
+    }
+    request(Method::POST, url, body, &headers)
+        .await
+        .expect("answer")
+}
+
+#[tokio::test]
+async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
+    let base = free_range(1);
+    let cfg = Config {
+        base_port: base,
+        max_ports: 1,
+        node_count: 1,
+        cluster_secret: Some(SECRET.into()),
+        ..Config::for_test()
+    };
+    let cluster = repram_flux::start(cfg, Tuning::default()).unwrap();
+    let url = format!("http://127.0.0.1:{base}");
+    let path = "/internal/v1/replicate";
+    let target = format!("{url}{path}");
+    let body = replicate_body("evil");
+
+    let unsigned = post_signed(&target, body.clone(), None).await;
+    assert_eq!(unsigned.status, 401, "{}", unsigned.text());
+    let wrong_key = sign(b"not the secret", "POST", path, now_ms(), &body);
+    assert_eq!(
+        post_signed(&target, body.clone(), Some(&wrong_key))
+            .await
+            .status,
+        403
+    );
+    let other_body = sign(SECRET.as_bytes(), "POST", path, now_ms(), b"something else");
+    assert_eq!(
+        post_signed(&target, body.clone(), Some(&other_body))
+            .await
+            .status,
+        403
+    );
+    let stale = sign(SECRET.as_bytes(), "POST", path, now_ms() - 60_000, &body);
+    assert_eq!(
+        post_signed(&target, body.clone(), Some(&stale))
+            .await
+            .status,
+        401
+    );
+    let mut garbled = sign(SECRET.as_bytes(), "POST", path, now_ms(), &body);
+    garbled.signature = "xyz".into();
+    assert_eq!(
+        post_signed(&target, body.clone(), Some(&garbled))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        get(&format!("{url}/data/evil")).await.unwrap().status,
+        404,
+        "nothing applied"
+    );
+
+    // A correct message passes once; the very same request again is a replay.
+    let good = sign(SECRET.as_bytes(), "POST", path, now_ms(), &body);
+    assert_eq!(
+        post_signed(&target, body.clone(), Some(&good)).await.status,
+        200
+    );
+    assert_eq!(
+        get(&format!("{url}/data/evil")).await.unwrap().text(),
+        "injected"
+    );
+    assert_eq!(
+        post_signed(&target, body.clone(), Some(&good)).await.status,
+        403
+    );
+
+    // Public routes need no signature.
+    assert_eq!(get(&format!("{url}/health")).await.unwrap().status, 200);
+    assert_eq!(
+        put(&format!("{url}/data/open?ttl=60"), b"yes")
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    let m = get(&format!("{url}/metrics")).await.unwrap().text();
+    assert!(m.contains("repram_rejected_messages_total 6"), "{m}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
+    let base = free_range(4);
+    let cfg = |nodes, secret: &str| Config {
+        base_port: base,
+        max_ports: 4,
+        node_count: nodes,
+        cluster_secret: Some(secret.into()),
+        ..Config::for_test()
+    };
+    let cluster = repram_flux::start(cfg(3, SECRET), Tuning::default()).unwrap();
+    let ports = cluster.ports().to_vec();
+    wait_until(Duration::from_secs(5), "signed mesh", || full_mesh(&ports)).await;
+    let r = put(
+        &format!("http://127.0.0.1:{}/data/k?ttl=60", ports[0]),
+        b"v",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201);
+    for &p in &ports {
+        let url = format!("http://127.0.0.1:{p}/data/k");
+        wait_until(Duration::from_secs(5), "replicated", || {
+            let url = url.clone();
+            async move { get(&url).await.is_some_and(|r| r.text() == "v") }
+        })
+        .await;
+    }
+    // A node with another secret cannot join: nobody accepts its messages.
+    let stranger = repram_flux::start(cfg(1, "wrong"), Tuning::default()).unwrap();
+    let sp = stranger.ports()[0];
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(peer_ports(sp).await, Some(vec![]));
+    assert!(full_mesh(&ports).await, "the stranger is in nobody's view");
+    stranger.shutdown().await;
+    cluster.shutdown().await;
+}
