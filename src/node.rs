@@ -86,6 +86,15 @@ pub fn failure_domain(id: &str) -> &str {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The state one node's tasks share.
 pub struct Node {
     /// Unique id of this incarnation.
@@ -106,6 +115,7 @@ pub struct Node {
     pub origin: u64,
     membership: Mutex<Membership>,
     membership_changed: Notify,
+    fault: Notify,
     /// Per-peer replication queues.
     pub replicator: Replicator,
     /// Client for node-to-node calls.
@@ -184,6 +194,7 @@ impl Node {
                 Instant::now(),
             )),
             membership_changed: Notify::new(),
+            fault: Notify::new(),
             replicator: Replicator::new(
                 failure_domain(&id).to_string(),
                 client.clone(),
@@ -713,17 +724,27 @@ impl Node {
     /// stop accepting, and drain in-flight requests.
     pub async fn run(self: Arc<Self>, listener: std::net::TcpListener) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let purger = self
-            .store
-            .spawn_purger(self.config.cleanup_interval, self.shutdown.clone());
-        let driver = tokio::spawn(self.clone().drive_membership());
-        let anti_entropy = tokio::spawn(self.clone().anti_entropy_loop());
-        let server = crate::http::serve(self.clone(), listener);
-        server.await;
-        driver.abort();
-        anti_entropy.abort();
-        purger.abort();
-        Ok(())
+        // Background tasks die with this future, also when it panics (unwinding drops
+        // the guards), so a restarted node never runs beside its predecessor's tasks.
+        let _tasks = [
+            AbortOnDrop(
+                self.store
+                    .spawn_purger(self.config.cleanup_interval, self.shutdown.clone()),
+            ),
+            AbortOnDrop(tokio::spawn(self.clone().drive_membership())),
+            AbortOnDrop(tokio::spawn(self.clone().anti_entropy_loop())),
+        ];
+        tokio::select! {
+            _ = crate::http::serve(self.clone(), listener) => Ok(()),
+            _ = self.fault.notified() => panic!("fault injected into node {}", self.id),
+        }
+    }
+
+    /// Test hook: make this node's task panic, as a bug would, so the supervisor's
+    /// restart path can be exercised. Reachable only through the library API.
+    #[doc(hidden)]
+    pub fn inject_fault(&self) {
+        self.fault.notify_one();
     }
 
     /// Called by the HTTP server when shutdown begins, before it stops accepting.

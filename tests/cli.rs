@@ -229,3 +229,37 @@ async fn a_full_range_is_a_clear_error() {
     assert!(log.contains("in use"), "{log}");
     assert!(!log.contains("panicked"));
 }
+
+#[tokio::test]
+async fn a_killed_process_is_evicted_within_3_seconds_and_rejoins_after_restart() {
+    let base = free_range(6);
+    let a = Process::start(&env_for(base, 6, 3));
+    let mut b = Process::start(&env_for(base, 6, 3));
+    let (pa, pb) = (a.claimed_ports(3).await, b.claimed_ports(3).await);
+    let all: Vec<u16> = pa.iter().chain(&pb).copied().collect();
+    wait_until(Duration::from_secs(5), "6-node mesh", || full_mesh(&all)).await;
+
+    b.signal("KILL");
+    assert!(b.wait_exit(Duration::from_secs(5)).is_some());
+    let t0 = Instant::now();
+    wait_until(
+        Duration::from_secs(3),
+        "survivors drop the killed nodes",
+        || full_mesh(&pa),
+    )
+    .await;
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(3), "eviction took {took:?}");
+    assert!(a.log_text().contains("peer declared dead"));
+
+    // The restarted process (fresh ids, same ports if free) joins at once.
+    let c = Process::start(&env_for(base, 6, 3));
+    let pc = c.claimed_ports(3).await;
+    let all: Vec<u16> = pa.iter().chain(&pc).copied().collect();
+    wait_until(
+        Duration::from_secs(5),
+        "mesh with the restarted process",
+        || full_mesh(&all),
+    )
+    .await;
+}

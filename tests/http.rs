@@ -430,3 +430,45 @@ async fn a_write_without_quorum_answers_202_after_the_write_timeout_and_is_kept(
     deaf1.abort();
     deaf2.abort();
 }
+
+#[tokio::test]
+async fn a_node_that_panics_is_back_serving_and_in_the_mesh_within_a_second() {
+    let base = free_range(3);
+    let cluster = repram_flux::start(config(base, 3, 3), Tuning::default()).unwrap();
+    let ports = cluster.ports().to_vec();
+    wait_until(Duration::from_secs(5), "mesh", || full_mesh(&ports)).await;
+    let victim = cluster.nodes()[1].clone();
+    let old_id = victim.id.clone();
+    let port = victim.port;
+    victim.inject_fault();
+    let t0 = std::time::Instant::now();
+    wait_until(Duration::from_secs(1), "restarted node in the mesh", || {
+        let (ports, old_id) = (ports.clone(), old_id.clone());
+        async move {
+            let Some(h) = get(&format!("http://127.0.0.1:{port}/health")).await else {
+                return false;
+            };
+            let new_id = h.json()["node_id"].as_str().unwrap_or("").to_string();
+            if new_id == old_id || new_id.is_empty() || !full_mesh(&ports).await {
+                return false;
+            }
+            // Every other node knows the new identity and has forgotten the old one.
+            for &p in ports.iter().filter(|&&p| p != port) {
+                let body = get(&format!("http://127.0.0.1:{p}/peers"))
+                    .await
+                    .unwrap()
+                    .text();
+                if !body.contains(&new_id) || body.contains(&format!("\"{old_id}\"")) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    let restarted = &cluster.nodes()[1];
+    assert_eq!(restarted.id, format!("{old_id}-r1"));
+    assert_eq!(restarted.port, port, "kept its port");
+    cluster.shutdown().await;
+}
