@@ -104,10 +104,21 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         ));
     }
     let ports: Vec<u16> = slots.iter().map(|s| s.port).collect();
+    let host = match config.bind_addr {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let dashboards: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://{host}:{p}/"))
+        .collect();
     info!(
         nodes = ports.len(),
         ports = ?ports,
-        "cluster starting; try: curl http://localhost:{}/health",
+        dashboards = %dashboards.join(" "),
+        "cluster starting; dashboard: http://{host}:{}/ (every node serves one); try: curl http://{host}:{}/health",
+        ports[0],
         ports[0]
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

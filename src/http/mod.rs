@@ -2,6 +2,7 @@
 //!
 //! Routes live in [`routes`]; input checks in [`validate`].
 
+pub mod dashboard;
 pub mod routes;
 pub mod validate;
 

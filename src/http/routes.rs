@@ -149,6 +149,11 @@ async fn route(
         }
     };
     match public.as_str() {
+        "/" => read_only(Route::Other, &super::dashboard::page),
+        "/cluster" => (
+            Route::Other,
+            Ok(super::dashboard::cluster(node, &method, req.uri().query()).await),
+        ),
         "/health" => read_only(Route::Health, &|| health(node)),
         "/ready" => read_only(Route::Ready, &|| ready(node)),
         "/peers" => read_only(Route::Peers, &|| peers(node)),

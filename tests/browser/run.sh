@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Browser test of the dashboard (run by .ci/run).
+#
+# Installs Chromium from Debian if missing, builds repram-flux, starts a 3-node mesh on a
+# free high port range of 127.0.0.1 as TWO processes (NODE_COUNT=2 and NODE_COUNT=1, so one
+# node can be SIGKILLed alone), writes a key through the API, then drives headless Chromium
+# (tests/browser/dashboard_check.py, DevTools protocol) to check that the page shows 3 alive
+# nodes and the key on every node, that its form writes and reads a key, saves a screenshot
+# (docs/dashboard.png, or $SCREENSHOT), kills the 1-node process and checks that the open
+# page marks that node dead. Every process it starts is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SCREENSHOT=${SCREENSHOT:-$ROOT/docs/dashboard.png}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+say() { echo "browser-test: $*"; }
+
+# --- tools -----------------------------------------------------------------------------
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root to run: $*"; exit 1; fi; }
+CHROMIUM=$(command -v chromium || true)
+if [ -z "$CHROMIUM" ]; then
+    say "installing chromium from Debian"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+    CHROMIUM=$(command -v chromium)
+fi
+for tool in python3 curl; do
+    if ! command -v "$tool" >/dev/null; then
+        say "installing $tool"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$tool" python3-venv >/dev/null
+    fi
+done
+VENV=$TARGET_DIR/browser-venv
+if ! "$VENV/bin/python" -c 'import websocket' 2>/dev/null; then
+    say "preparing a Python venv with websocket-client in $VENV"
+    rm -rf "$VENV"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install -q --disable-pip-version-check websocket-client
+fi
+
+say "building repram-flux"
+cargo build --quiet --bin repram-flux
+BIN=$TARGET_DIR/debug/repram-flux
+
+# --- cluster ---------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/repram-browser.XXXXXX")
+PIDS=()
+cleanup() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
+    if [ "$status" != 0 ]; then
+        for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "---- $f (tail)"; tail -n 30 "$f"; }; done
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A base port in 20000-60000 whose 3 ports are free on 127.0.0.1 right now.
+BASE=$(python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randrange(20000, 60000 - 3)
+    socks = []
+    try:
+        for p in range(base, base + 3):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
+        print(base); break
+    except OSError:
+        pass
+    finally:
+        for s in socks: s.close()
+else:
+    raise SystemExit("no free port range")
+PY
+)
+start_process() { # name node_count
+    env -i PATH="$PATH" DISCOVERY_DOMAIN=127.0.0.1 BIND_ADDR=127.0.0.1 BASE_PORT="$BASE" \
+        MAX_PORTS=3 NODE_COUNT="$2" REPRAM_LOG=info "$BIN" >"$WORK/$1.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    disown $! # no "Killed" notice when the test kills it; cleanup still stops it by pid
+}
+claimed() { grep -o 'claimed port.*port=[0-9]*' "$WORK/$1.log" 2>/dev/null | sed 's/.*port=//' || true; }
+wait_claims() { # name count
+    for _ in $(seq 100); do
+        [ "$(claimed "$1" | wc -l)" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    say "process $1 did not claim $2 ports"; exit 1
+}
+start_process a 2
+wait_claims a 2
+start_process b 1
+wait_claims b 1
+VICTIM_PID=${PIDS[1]}
+VICTIM_PORT=$(claimed b | head -n1)
+PORTS=$(claimed a; claimed b)
+say "3-node mesh on 127.0.0.1 ports $(echo $PORTS) (pid ${PIDS[0]}: 2 nodes, pid $VICTIM_PID: 1 node)"
+
+# Wait for the full mesh: every node sees 2 peers.
+for _ in $(seq 100); do
+    ok=1
+    for p in $PORTS; do
+        n=$(curl -sf --max-time 1 "http://127.0.0.1:$p/health" | grep -o '"peers":[0-9]*' || true)
+        [ "$n" = '"peers":2' ] || ok=0
+    done
+    [ "$ok" = 1 ] && break
+    sleep 0.1
+done
+[ "$ok" = 1 ] || { say "the mesh did not form"; exit 1; }
+
+KEY=written-through-the-api
+curl -sf --max-time 5 -X PUT --data 'hello from curl' "http://127.0.0.1:$BASE/data/$KEY?ttl=600" >/dev/null
+
+# The page is served by a node of the process that stays up.
+A_PORTS=$(claimed a | tr '\n' ' ')
+VIEW_PORT=${A_PORTS%% *}
+OTHER_A=$(echo "$A_PORTS" | awk '{print $2}')
+"$VENV/bin/python" "$ROOT/tests/browser/dashboard_check.py" \
+    --chromium "$CHROMIUM" --url "http://127.0.0.1:$VIEW_PORT/" --nodes 3 --key "$KEY" \
+    --screenshot "$SCREENSHOT" --traffic-port "$OTHER_A" --traffic-port "$VICTIM_PORT" \
+    --kill-pid "$VICTIM_PID" --kill-port "$VICTIM_PORT"
