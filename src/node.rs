@@ -40,6 +40,9 @@ pub struct Tuning {
     pub body_timeout: Duration,
     /// Time between anti-entropy rounds against a random peer.
     pub anti_entropy_interval: Duration,
+    /// Wall clock in ms since the Unix epoch (write versions and expiry). Tests swap in a
+    /// clock that follows tokio's paused time.
+    pub wall_ms: fn() -> u64,
 }
 
 impl Default for Tuning {
@@ -51,6 +54,7 @@ impl Default for Tuning {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             anti_entropy_interval: Duration::from_secs(2),
+            wall_ms: now_ms,
         }
     }
 }
@@ -249,7 +253,7 @@ impl Node {
         value: Bytes,
         ttl_s: u64,
     ) -> Result<PutOutcome, StoreError> {
-        let created_ms = now_ms();
+        let created_ms = (self.tuning.wall_ms)();
         let ttl = Duration::from_secs(ttl_s);
         let version = Version {
             hlc: self.hlc.tick(created_ms),
@@ -297,7 +301,7 @@ impl Node {
             self.metrics.rejected_messages.inc();
             return None;
         }
-        let now = now_ms();
+        let now = (self.tuning.wall_ms)();
         self.hlc.observe(e.version.hlc, now, MAX_SKEW_MS);
         // Trust the origin's expiry, but never beyond what our own policy allows.
         let max_ms = self
@@ -338,7 +342,7 @@ impl Node {
     /// Anti-entropy step 2: our (key, version) pairs in the buckets where `remote` differs.
     pub fn versions_for(&self, remote: &[u64]) -> Message {
         let diff = antientropy::differing(&self.store.digest(), remote);
-        let settled = now_ms().saturating_sub(SETTLE_MS);
+        let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
         Message::Versions(self.store.versions_in(&diff, settled))
     }
 
