@@ -128,6 +128,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Checks signed node messages when a cluster secret is set.
     pub verifier: Option<crate::auth::Verifier>,
+    /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off).
+    pub limiter: Option<crate::http::ratelimit::RateLimiter>,
     /// When it started.
     pub started: Instant,
     ready: AtomicBool,
@@ -208,6 +210,7 @@ impl Node {
             hlc: Hlc::new(),
             client,
             metrics,
+            limiter: crate::http::ratelimit::RateLimiter::new(config.rate_limit),
             verifier: config
                 .cluster_secret
                 .as_deref()
@@ -333,7 +336,7 @@ impl Node {
                 Some(applied)
             }
             Err(err) => {
-                debug!(node = %self.id, key = %e.key, error = %err, "replica refused");
+                debug!(node = %self.id, port = self.port, key = %e.key, error = %err, "replica refused");
                 None
             }
         }
@@ -442,10 +445,10 @@ impl Node {
             match self.sync_with(&peer).await {
                 Ok(0) => {}
                 Ok(n) => {
-                    info!(node = %self.id, peer = %peer, repaired = n, "anti-entropy repaired entries")
+                    info!(node = %self.id, port = self.port, peer = %peer, repaired = n, "anti-entropy repaired entries")
                 }
                 Err(e) => {
-                    debug!(node = %self.id, peer = %peer, error = %e, "anti-entropy round failed")
+                    debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "anti-entropy round failed")
                 }
             }
         }
@@ -460,11 +463,11 @@ impl Node {
         match self.sync_with(&addr).await {
             Ok(n) => {
                 if !self.caught_up.swap(true, Ordering::AcqRel) || n > 0 {
-                    info!(node = %self.id, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
+                    info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
                 }
             }
             Err(e) => {
-                debug!(node = %self.id, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
+                debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
             }
         }
     }
@@ -517,28 +520,28 @@ impl Node {
             match event {
                 Event::Joined(p) => self.peer_up(p),
                 Event::Left(p) => {
-                    info!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer left");
+                    info!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer left");
                     self.metrics.peer_leaves.inc();
                     self.replicator.remove_peer(&p.id);
                 }
                 Event::Dead(p) => {
-                    warn!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
+                    warn!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
                     self.metrics.peer_deaths.inc();
                     self.replicator.remove_peer(&p.id);
                 }
                 Event::Replaced { old, new } => {
-                    info!(node = %self.id, old = %old.id, new = %new.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
+                    info!(node = %self.id, port = self.port, old = %old.id, new = %new.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
                     self.metrics.peer_deaths.inc();
                     self.replicator.remove_peer(&old.id);
                     self.peer_up(new);
                 }
                 Event::Suspected(p) => {
-                    info!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer suspected");
+                    info!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer suspected");
                     self.metrics.peer_suspicions.inc();
                     continue;
                 }
                 Event::Recovered(p) => {
-                    info!(node = %self.id, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "suspected peer is alive");
+                    info!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "suspected peer is alive");
                     continue;
                 }
             }
@@ -550,7 +553,7 @@ impl Node {
         }
         let size = self.membership().len() + 1;
         self.metrics.peers.set(size as i64 - 1);
-        info!(node = %self.id, mesh_size = size, "mesh size changed");
+        info!(node = %self.id, port = self.port, mesh_size = size, "mesh size changed");
         self.membership_changed.notify_one();
     }
 
@@ -588,7 +591,7 @@ impl Node {
 
     fn peer_up(self: &Arc<Self>, p: NodeInfo) {
         let addr = fmt_addr(&p.host, p.port);
-        info!(node = %self.id, peer = %p.id, addr = %addr, "peer joined");
+        info!(node = %self.id, port = self.port, peer = %p.id, addr = %addr, "peer joined");
         self.metrics.peer_joins.inc();
         self.replicator.add_peer(&p.id, addr.clone());
         let node = self.clone();
@@ -614,7 +617,7 @@ impl Node {
                         Ok(m) => format!("unexpected reply {m:?}"),
                         Err(e) => e.to_string(),
                     };
-                    debug!(node = %self.id, addr = %probe.addr, error = %why, "probe failed");
+                    debug!(node = %self.id, port = self.port, addr = %probe.addr, error = %why, "probe failed");
                 }
                 ProbeOutcome::Failed
             }

@@ -81,7 +81,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         let preferred = first.saturating_add(index as u16 - 1);
         match claim_port(config.bind_addr, port_order(first, last, preferred)) {
             Ok((listener, port)) => {
-                info!(node = index, port, bind = %config.bind_addr, "claimed port");
+                info!(index, port, bind = %config.bind_addr, "claimed port");
                 slots.push(Slot {
                     index,
                     restarts: 0,
@@ -92,7 +92,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
                 });
             }
             Err(e @ ClaimError::NoFreePort { .. }) => {
-                error!(node = index, error = %e, "node not started");
+                error!(index, error = %e, "node not started");
                 last_err = Some(e.to_string());
             }
             Err(e) => return Err(e.into()),
@@ -170,7 +170,7 @@ impl Supervisor {
         let listener = match slot.listener.try_clone() {
             Ok(l) => l,
             Err(e) => {
-                error!(node = slot.index, port = slot.port, error = %e, "cannot hand the listener to the node");
+                error!(index = slot.index, port = slot.port, error = %e, "cannot hand the listener to the node");
                 return;
             }
         };
@@ -220,7 +220,7 @@ impl Supervisor {
                         .saturating_mul(1 << slot.failures.min(10))
                         .min(MAX_RESTART_BACKOFF);
                     slot.failures += 1;
-                    warn!(node = slot.index, port = slot.port, restart_in_ms = delay.as_millis() as u64, "node {why}; restarting");
+                    warn!(index = slot.index, port = slot.port, restart_in_ms = delay.as_millis() as u64, "node {why}; restarting");
                     self.launch(slot, position, delay);
                 }
                 _ = stop.wait_for(|s| *s) => break,

@@ -472,3 +472,50 @@ async fn a_node_that_panics_is_back_serving_and_in_the_mesh_within_a_second() {
     assert_eq!(restarted.port, port, "kept its port");
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn clients_over_the_rate_limit_get_429_with_retry_after() {
+    let base = free_range(1);
+    let cfg = Config {
+        rate_limit: 5,
+        trust_proxy: true,
+        ..config(base, 1, 1)
+    };
+    let (cluster, url) = one_node(cfg).await;
+    let health = format!("{url}/health");
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = request(Method::GET, &health, Bytes::new(), &from("203.0.113.7"))
+            .await
+            .unwrap();
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.header("retry-after"), Some("1"));
+            assert!(r.json()["error"].as_str().unwrap().contains("rate limit"));
+        }
+    }
+    // Burst of 2 × 5 requests, then refused (a little refill may let one more through).
+    assert!(statuses[..10].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[11], 429, "{statuses:?}");
+    // Another client is unaffected; so are local clients without a forwarded address.
+    let other = request(Method::GET, &health, Bytes::new(), &from("203.0.113.8"))
+        .await
+        .unwrap();
+    assert_eq!(other.status, 200);
+    for _ in 0..30 {
+        assert_eq!(get(&health).await.unwrap().status, 200);
+    }
+    // A refused write changes nothing.
+    let w = request(
+        Method::PUT,
+        &format!("{url}/data/x"),
+        Bytes::from_static(b"v"),
+        &from("203.0.113.7"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.status, 429);
+    assert_eq!(get(&format!("{url}/data/x")).await.unwrap().status, 404);
+    cluster.shutdown().await;
+}

@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::ratelimit::client_ip;
 use super::validate::{decode_key, parse_ttl, query_param, truncate};
 use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
@@ -37,6 +38,7 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     allow: Option<&'static str>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             status,
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -67,6 +70,10 @@ impl ApiError {
         if let Some(allow) = self.allow {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -99,7 +106,10 @@ pub async fn handle(
 ) -> std::result::Result<Resp, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (route, result) = route(&node, remote, req).await;
+    let (route, result) = match rate_limited(&node, remote, &req) {
+        Some(refusal) => (Route::Other, Err(refusal)),
+        None => route(&node, remote, req).await,
+    };
     let resp = result.unwrap_or_else(ApiError::into_response);
     node.metrics.request(route, resp.status().as_u16());
     debug!(node = %node.id, %method, %path, status = resp.status().as_u16(), remote = %remote, "request");
@@ -177,6 +187,31 @@ async fn route(
             ),
         },
     }
+}
+
+/// The refusal for a client over `REPRAM_RATE_LIMIT`. Node-to-node routes and loopback
+/// clients (local tools) are exempt.
+fn rate_limited(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> Option<ApiError> {
+    let limiter = node.limiter.as_ref()?;
+    if req.uri().path().starts_with("/internal/") {
+        return None;
+    }
+    let client = client_ip(remote.ip(), req.headers(), node.config.trust_proxy);
+    if client.is_loopback() {
+        return None;
+    }
+    let wait = limiter.check(client, Instant::now()).err()?;
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Some(ApiError {
+        retry_after: Some(secs.max(1)),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit of {} requests per second exceeded",
+                node.config.rate_limit
+            ),
+        )
+    })
 }
 
 fn health(node: &Node) -> Resp {
