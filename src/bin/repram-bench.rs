@@ -86,6 +86,7 @@ const USAGE: &str = "usage:
                    [--nginx-port PORT] [--nginx-bin PATH] [--quick] [--profile NAME]
                    [--only get,put,mesh,visible,memory,catchup] [--build-seconds S]
   repram-bench free-port [--from PORT]
+  repram-bench table [FILE]      print the table of a saved report (bench/results.json)
 Run scripts/bench.sh rather than this binary directly: it builds the server, installs wrk
 and nginx-light and starts the reference nginx.";
 
@@ -166,6 +167,22 @@ fn main() -> ExitCode {
                 }
                 None => {
                     eprintln!("repram-bench: no free port from {from}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "table" => {
+            let path = argv.first().map_or("bench/results.json", String::as_str);
+            match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(report) => {
+                    println!("{}", render_table(&report));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("repram-bench: {path}: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -1559,8 +1576,8 @@ fn render_table(report: &Value) -> String {
         met(2).into(),
     ]);
     rows.push([
-        "PUT p50 / p99 ms N=3 | N=10".into(),
-        format!("{} | {}", lat("/put/repram_n3"), lat("/put/repram_n10")),
+        "PUT p50 / p99 ms N=3; N=10".into(),
+        format!("{}; {}", lat("/put/repram_n3"), lat("/put/repram_n10")),
         format!("nginx {}", lat("/put/nginx")),
         String::new(),
         String::new(),
