@@ -59,6 +59,9 @@ pub struct MembershipConfig {
     pub max_backoff: Duration,
     /// Most news items carried by one message.
     pub max_piggyback: usize,
+    /// Most discovery probes in flight at once (spreads a node's first scan of a large
+    /// range, and most addresses are learned from the first members' lists anyway).
+    pub max_discovery_in_flight: usize,
     /// Each news item is sent `retransmit_mult * ceil(log2(members + 2))` times.
     pub retransmit_mult: u32,
     /// Upper bound of the local health score (0 = healthy).
@@ -81,6 +84,7 @@ impl Default for MembershipConfig {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
             max_piggyback: 16,
+            max_discovery_in_flight: 16,
             retransmit_mult: 4,
             max_health: 8,
         }
@@ -226,6 +230,8 @@ struct Target {
     /// The address answered with our own id: never probe it again.
     is_self: bool,
     in_flight: bool,
+    /// Probed at least once.
+    probed: bool,
 }
 
 #[derive(Debug)]
@@ -276,9 +282,9 @@ pub fn split_addr(addr: &str) -> Option<(&str, u16)> {
 /// the member schedule instead).
 fn discovery_pending(members: &HashMap<String, Member>, addr: &str, t: &Target) -> bool {
     let owned = t.peer.as_ref().is_some_and(|id| {
-        members
-            .get(id)
-            .is_some_and(|m| m.is_live() && m.peer.addr() == addr)
+        members.get(id).is_some_and(|m| {
+            m.is_live() && split_addr(addr) == Some((m.peer.info.host.as_str(), m.peer.info.port))
+        })
     });
     !t.is_self && !t.in_flight && !owned
 }
@@ -375,7 +381,16 @@ impl Membership {
             peer: None,
             is_self: false,
             in_flight: false,
+            probed: false,
         });
+    }
+
+    /// True once every discovery address has been probed at least once (or belongs to a
+    /// member already known): the node's first discovery round is over.
+    pub fn first_scan_done(&self) -> bool {
+        self.targets.iter().all(|(addr, t)| {
+            t.probed || t.is_self || (!t.in_flight && !discovery_pending(&self.members, addr, t))
+        })
     }
 
     fn scaled(&self, d: Duration) -> Duration {
@@ -424,12 +439,29 @@ impl Membership {
 
         let mut probes = Vec::new();
         let timeout = self.scaled(self.cfg.probe_timeout);
-        // Discovery: addresses without a live member behind them.
-        for (addr, t) in &mut self.targets {
-            if t.next_probe <= now && discovery_pending(&self.members, addr, t) {
-                t.in_flight = true;
+        // Discovery: addresses without a live member behind them, a bounded number at a
+        // time, in random order.
+        let in_flight = self.targets.values().filter(|t| t.in_flight).count();
+        let room = self.cfg.max_discovery_in_flight.saturating_sub(in_flight);
+        if room > 0 {
+            let mut due: Vec<&String> = self
+                .targets
+                .iter()
+                .filter(|(addr, t)| {
+                    t.next_probe <= now && discovery_pending(&self.members, addr, t)
+                })
+                .map(|(addr, _)| addr)
+                .collect();
+            due.sort();
+            due.shuffle(&mut self.rng);
+            due.truncate(room);
+            let chosen: Vec<String> = due.into_iter().cloned().collect();
+            for addr in chosen {
+                if let Some(t) = self.targets.get_mut(&addr) {
+                    t.in_flight = true;
+                }
                 probes.push(Probe {
-                    addr: addr.clone(),
+                    addr,
                     member: None,
                     full: true,
                     timeout,
@@ -479,10 +511,13 @@ impl Membership {
 
     /// Earliest instant at which [`Membership::tick`] may have work.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let in_flight = self.targets.values().filter(|t| t.in_flight).count();
+        let room = in_flight < self.cfg.max_discovery_in_flight;
+        // While the discovery window is full, the next completion (not a timer) is due.
         let probes = self
             .targets
             .iter()
-            .filter(|(addr, t)| discovery_pending(&self.members, addr, t))
+            .filter(|(addr, t)| room && discovery_pending(&self.members, addr, t))
             .map(|(_, t)| t.next_probe);
         let member_probe = (!self.is_empty()).then_some(self.next_member_probe);
         let suspicions = self.members.values().filter_map(|m| match &m.status {
@@ -578,6 +613,7 @@ impl Membership {
         let (min, max) = (self.cfg.min_backoff, self.cfg.max_backoff);
         if let Some(t) = self.targets.get_mut(&probe.addr) {
             t.in_flight = false;
+            t.probed = true;
         }
         match outcome {
             ProbeOutcome::Reply(reply) => {
@@ -1379,6 +1415,30 @@ mod tests {
         assert_eq!(probes.len(), 1);
         assert_eq!(probes[0].member.as_deref(), Some("b"));
         assert_eq!(m.next_deadline(), Some(later + Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn discovery_probes_are_capped_and_the_first_scan_completes() {
+        let (mut m, t0) = node();
+        for port in 9000..9040 {
+            m.add_target(format!("127.0.0.1:{port}"), t0);
+        }
+        assert!(!m.first_scan_done());
+        let mut now = t0;
+        let mut rounds = 0;
+        while !m.first_scan_done() {
+            let (probes, _) = m.tick(now);
+            assert!(probes.len() <= 16, "{}", probes.len());
+            assert!(!probes.is_empty(), "no progress");
+            assert!(m.tick(now).0.is_empty(), "window full");
+            assert!(!m.first_scan_done(), "probes in flight are not done");
+            for p in &probes {
+                m.probe_result(p, ProbeOutcome::Refused, now);
+            }
+            now += Duration::from_millis(1);
+            rounds += 1;
+        }
+        assert_eq!(rounds, 3, "40 addresses at 16 at a time");
     }
 
     #[test]

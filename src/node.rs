@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -90,6 +90,10 @@ pub fn failure_domain(id: &str) -> &str {
     }
 }
 
+const CATCH_UP_IDLE: u8 = 0;
+const CATCH_UP_RUNNING: u8 = 1;
+const CATCH_UP_DONE: u8 = 2;
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -133,8 +137,8 @@ pub struct Node {
     /// When it started.
     pub started: Instant,
     ready: AtomicBool,
-    /// Set once a first anti-entropy round with some peer succeeded.
-    caught_up: AtomicBool,
+    /// Catch-up after start: [`CATCH_UP_IDLE`], [`CATCH_UP_RUNNING`] or [`CATCH_UP_DONE`].
+    caught_up: AtomicU8,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
 }
@@ -217,7 +221,7 @@ impl Node {
                 .map(|s| crate::auth::Verifier::new(s.as_bytes())),
             started: Instant::now(),
             ready: AtomicBool::new(false),
-            caught_up: AtomicBool::new(false),
+            caught_up: AtomicU8::new(CATCH_UP_IDLE),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             id,
             index,
@@ -345,8 +349,7 @@ impl Node {
     /// Anti-entropy step 2: our (key, version) pairs in the buckets where `remote` differs.
     pub fn versions_for(&self, remote: &[u64]) -> Message {
         let diff = antientropy::differing(&self.store.digest(), remote);
-        let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
-        Message::Versions(self.store.versions_in(&diff, settled))
+        Message::Versions(self.store.versions_in(&diff, u64::MAX))
     }
 
     /// Anti-entropy step 3: the live entries among `keys` (at most [`FETCH_CHUNK`]).
@@ -370,10 +373,13 @@ impl Node {
 
     /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
     /// an older version of. Returns how many entries changed here.
-    pub async fn sync_with(&self, addr: &str) -> Result<usize, CallError> {
+    ///
+    /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
+    /// replication is still delivering; catch-up after start takes everything.
+    pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let digest = Message::Digest(self.store.digest());
-        let versions = match self
+        let mut versions = match self
             .client
             .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
             .await?
@@ -386,6 +392,10 @@ impl Node {
                 )))
             }
         };
+        if settle {
+            let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
+            versions.retain(|(_, v)| v.wall_ms() <= settled);
+        }
         let wanted: Vec<String> = antientropy::wanted(&versions, |k| self.store.version(k))
             .into_iter()
             .map(String::from)
@@ -442,7 +452,7 @@ impl Node {
                 }
                 peers[rand::thread_rng().gen_range(0..peers.len())].clone()
             };
-            match self.sync_with(&peer).await {
+            match self.sync_with(&peer, true).await {
                 Ok(0) => {}
                 Ok(n) => {
                     info!(node = %self.id, port = self.port, peer = %peer, repaired = n, "anti-entropy repaired entries")
@@ -454,19 +464,27 @@ impl Node {
         }
     }
 
-    /// After start, pull everything from the first peer that answers.
+    /// After start, pull everything from the first peer that answers. Only one catch-up
+    /// runs at a time: peers that join meanwhile are left to periodic anti-entropy.
     async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
-        if self.caught_up.load(Ordering::Acquire) {
+        let claimed = self.caught_up.compare_exchange(
+            CATCH_UP_IDLE,
+            CATCH_UP_RUNNING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if claimed.is_err() {
             return;
         }
         let started = Instant::now();
-        match self.sync_with(&addr).await {
+        match self.sync_with(&addr, false).await {
             Ok(n) => {
-                if !self.caught_up.swap(true, Ordering::AcqRel) || n > 0 {
-                    info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
-                }
+                self.caught_up.store(CATCH_UP_DONE, Ordering::Release);
+                info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
             }
             Err(e) => {
+                // Let the next peer that joins try again.
+                self.caught_up.store(CATCH_UP_IDLE, Ordering::Release);
                 debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
             }
         }
@@ -629,6 +647,8 @@ impl Node {
             .membership()
             .probe_result(&probe, outcome, Instant::now());
         self.handle_events(events);
+        // A discovery slot may have freed up.
+        self.membership_changed.notify_one();
         if let Some(plan) = indirect {
             self.indirect_probe(plan).await;
         }
@@ -675,14 +695,6 @@ impl Node {
     async fn drive_membership(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
         self.refresh_targets().await;
-        let (first, _) = self.membership().tick(Instant::now());
-        let first: Vec<_> = first
-            .into_iter()
-            .map(|p| tokio::spawn(self.clone().probe(p)))
-            .collect();
-        futures::future::join_all(first).await;
-        self.ready.store(true, Ordering::Release);
-        info!(node = %self.id, port = self.port, peers = self.membership().len(), "first discovery round done");
 
         let mut next_resolve = Instant::now() + self.tuning.resolve_interval;
         loop {
@@ -693,6 +705,10 @@ impl Node {
             }
             let (probes, events) = self.membership().tick(now);
             self.handle_events(events);
+            if !self.is_ready() && self.membership().first_scan_done() {
+                self.ready.store(true, Ordering::Release);
+                info!(node = %self.id, port = self.port, peers = self.membership().len(), "first discovery round done");
+            }
             for p in probes {
                 tokio::spawn(self.clone().probe(p));
             }

@@ -68,8 +68,8 @@ impl PeerClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(500)));
         let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(8)
+            .pool_idle_timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(2)
             .build(connector);
         PeerClient {
             http,

@@ -391,7 +391,9 @@ async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Res
             return Err(too_large(max));
         }
     }
-    let value = read_body(node, req.into_body(), max).await?;
+    // Copy the value out of the connection's read buffer: a slice of it would pin the
+    // whole buffer (kilobytes) in memory for as long as the key lives.
+    let value = Bytes::copy_from_slice(&read_body(node, req.into_body(), max).await?);
     match node.put(key.clone(), value, ttl).await {
         Ok(outcome) => {
             let (status, word) = if outcome.durable() {
