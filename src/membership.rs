@@ -717,13 +717,12 @@ impl Membership {
         if msg.from.id == self.me.id {
             return Vec::new();
         }
-        let host = if msg.from.host.is_empty() {
-            match source {
-                Some(ip) => ip.to_string(),
-                None => return self.apply_updates(&msg.updates, &msg.from.id, now),
-            }
-        } else {
-            msg.from.host.clone()
+        // A message over loopback comes from this host: reach the sender the same way
+        // (its advertised public address may not be reachable from its own host).
+        let host = match source {
+            Some(ip) if ip.is_loopback() || msg.from.host.is_empty() => ip.to_string(),
+            _ if !msg.from.host.is_empty() => msg.from.host.clone(),
+            _ => return self.apply_updates(&msg.updates, &msg.from.id, now),
         };
         let addr = fmt_addr(&host, msg.from.port);
         self.add_target(addr.clone(), now);
@@ -888,6 +887,15 @@ impl Membership {
 
     /// News about a member we did not know.
     fn learn(&mut self, u: &Update, sender: &str, now: Instant) -> Vec<Event> {
+        // A member advertising our own host lives on this host: reach it over loopback.
+        let mut local;
+        let u = if !self.me.host.is_empty() && u.node.host == self.me.host {
+            local = u.clone();
+            local.node.host = "127.0.0.1".into();
+            &local
+        } else {
+            u
+        };
         match u.state {
             MemberState::Alive | MemberState::Suspect if !u.node.host.is_empty() => {
                 let addr = fmt_addr(&u.node.host, u.node.port);
@@ -1359,6 +1367,34 @@ mod tests {
         g6.from.host.clear();
         m.on_gossip(&g6, Some("::1".parse().unwrap()), t0);
         assert_eq!(m.peer("c").unwrap().addr(), "[::1]:9001");
+    }
+
+    #[test]
+    fn members_on_our_own_host_are_reached_over_loopback() {
+        let (mut m, t0) = node();
+        m.me.host = "203.0.113.9".into();
+        // A same-host sender advertising the public address, arriving over loopback.
+        let mut g = gossip("b", 8082, 0, vec![]);
+        g.from.host = "203.0.113.9".into();
+        m.on_gossip(&g, Some("127.0.0.1".parse().unwrap()), t0);
+        assert_eq!(m.peer("b").unwrap().addr(), "127.0.0.1:8082");
+        // News of another same-host member, and of one on another host.
+        let mut same = upd("c", 8083, 0, MemberState::Alive);
+        same.node.host = "203.0.113.9".into();
+        let mut other = upd("d", 8081, 0, MemberState::Alive);
+        other.node.host = "198.51.100.4".into();
+        m.on_gossip(
+            &gossip("b", 8082, 0, vec![same, other]),
+            Some("127.0.0.1".parse().unwrap()),
+            t0,
+        );
+        assert_eq!(m.peer("c").unwrap().addr(), "127.0.0.1:8083");
+        assert_eq!(m.peer("d").unwrap().addr(), "198.51.100.4:8081");
+        // A remote sender keeps its advertised address.
+        let mut r = gossip("e", 8081, 0, vec![]);
+        r.from.host = "198.51.100.5".into();
+        m.on_gossip(&r, Some("10.0.0.5".parse().unwrap()), t0);
+        assert_eq!(m.peer("e").unwrap().addr(), "198.51.100.5:8081");
     }
 
     #[test]
