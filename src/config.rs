@@ -580,22 +580,9 @@ fn text(raw: &Option<String>) -> Option<&str> {
     raw.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `value` made safe for a one-line message: control characters escaped, long values
-/// shortened.
+/// `value` made safe for a one-line message.
 fn shown(value: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in value.chars().enumerate() {
-        if i == SHOWN_VALUE_MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::error::one_line(value, SHOWN_VALUE_MAX)
 }
 
 /// Parses a whole number in `min..=max` (blank = `default`).

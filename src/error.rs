@@ -3,6 +3,24 @@
 use crate::config::ConfigError;
 use crate::net::ClaimError;
 
+/// `value` made safe to quote in a one-line message: control characters escaped, at most
+/// `max` characters (then `…`). For echoing untrusted input in errors and logs.
+pub fn one_line(value: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Why the cluster could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,4 +33,16 @@ pub enum Error {
     /// Not a single node could claim a port.
     #[error("no node could start: {0}")]
     NoNodeStarted(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn control_characters_are_escaped_and_long_values_cut() {
+        assert_eq!(one_line("a\nb\u{1b}", 10), "a\\nb\\u{1b}");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("abc", 3), "abc");
+    }
 }

@@ -998,19 +998,7 @@ fn is_domain(d: &str) -> bool {
 
 /// `s` on one line, at most 80 characters.
 fn shown(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == 80 {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::error::one_line(s, 80)
 }
 
 #[cfg(test)]

@@ -70,9 +70,10 @@ pub fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, St
     Ok(None)
 }
 
-/// At most `max` characters of `s`, for echoing input in error messages.
+/// At most `max` characters of `s`, control characters escaped, for echoing input in
+/// error messages.
 pub fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
+    crate::error::one_line(s, max)
 }
 
 #[cfg(test)]
