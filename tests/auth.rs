@@ -147,14 +147,7 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
     .await
     .unwrap();
     assert_eq!(r.status, 201);
-    for &p in &ports {
-        let url = format!("http://127.0.0.1:{p}/data/k");
-        wait_until(Duration::from_secs(5), "replicated", || {
-            let url = url.clone();
-            async move { get(&url).await.is_some_and(|r| r.text() == "v") }
-        })
-        .await;
-    }
+    wait_for_value(&ports, "k", "v").await;
     // A node with another secret cannot join: nobody accepts its messages.
     let stranger = repram_flux::start(cfg(1, "wrong"), Tuning::default()).unwrap();
     let sp = stranger.ports()[0];

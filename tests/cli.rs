@@ -119,13 +119,9 @@ async fn a_three_node_cluster_replicates_and_expires_everywhere() {
     .await
     .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
+    wait_for_value(&ports[1..], "greeting", "hello").await;
     for &p in &ports[1..] {
         let url = format!("http://127.0.0.1:{p}/data/greeting");
-        wait_until(Duration::from_secs(5), "replica", || {
-            let url = url.clone();
-            async move { get(&url).await.is_some_and(|r| r.status == 200) }
-        })
-        .await;
         let r = get(&url).await.unwrap();
         assert_eq!(r.text(), "hello");
         assert_eq!(r.header("x-original-ttl"), Some("600"));
@@ -208,12 +204,7 @@ async fn two_processes_started_together_get_distinct_ports_and_one_mesh() {
     .await
     .unwrap();
     assert_eq!(r.status, 201);
-    let url = format!("http://127.0.0.1:{}/data/cross", pb[2]);
-    wait_until(Duration::from_secs(5), "cross-process replica", || {
-        let url = url.clone();
-        async move { get(&url).await.is_some_and(|r| r.text() == "both") }
-    })
-    .await;
+    wait_for_value(&pb[2..], "cross", "both").await;
 }
 
 #[tokio::test]

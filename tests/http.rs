@@ -350,14 +350,7 @@ async fn three_nodes_in_process_replicate_with_quorum_201() {
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["quorum"], 2);
     assert!(r.json()["acks"].as_u64().unwrap() >= 2);
-    for p in &ports {
-        let url = format!("http://127.0.0.1:{p}/data/q");
-        wait_until(Duration::from_secs(5), "replicated", || {
-            let url = url.clone();
-            async move { get(&url).await.is_some_and(|r| r.text() == "v") }
-        })
-        .await;
-    }
+    wait_for_value(&ports, "q", "v").await;
     cluster.shutdown().await;
 }
 

@@ -94,6 +94,23 @@ where
     }
 }
 
+/// Wait until the node on each of `ports` serves `value` under `key`.
+pub async fn wait_for_value(ports: &[u16], key: &str, value: &str) {
+    for &p in ports {
+        let url = format!("http://127.0.0.1:{p}/data/{key}");
+        let what = format!("{key} = {value:?} on port {p}");
+        wait_until(Duration::from_secs(5), &what, || {
+            let url = url.clone();
+            async move {
+                get(&url)
+                    .await
+                    .is_some_and(|r| r.status == 200 && r.text() == value)
+            }
+        })
+        .await;
+    }
+}
+
 /// A base port in 20000-60000 whose `width` ports are all free right now. Tests still
 /// cope with a port being taken later: nodes skip busy ports.
 pub fn free_range(width: u16) -> u16 {
