@@ -244,6 +244,8 @@ struct Broadcast {
 #[derive(Debug)]
 pub struct Membership {
     me: NodeInfo,
+    /// How nodes on this host are reached (loopback, or the address we listen on).
+    local_host: String,
     incarnation: u64,
     cfg: MembershipConfig,
     members: HashMap<String, Member>,
@@ -313,6 +315,7 @@ impl Membership {
     pub fn new(me: NodeInfo, cfg: MembershipConfig, seed: u64, now: Instant) -> Self {
         Membership {
             me,
+            local_host: "127.0.0.1".into(),
             incarnation: 0,
             cfg,
             members: HashMap::new(),
@@ -325,6 +328,12 @@ impl Membership {
             health: 0,
             rng: StdRng::seed_from_u64(seed),
         }
+    }
+
+    /// Set how other nodes on this host are reached: the address this host's nodes listen
+    /// on, or loopback when they listen on every address (the default).
+    pub fn set_local_host(&mut self, host: String) {
+        self.local_host = host;
     }
 
     /// This node (its host is learned from peers when not configured).
@@ -717,12 +726,18 @@ impl Membership {
         if msg.from.id == self.me.id {
             return Vec::new();
         }
-        // A message over loopback comes from this host: reach the sender the same way
-        // (its advertised public address may not be reachable from its own host).
-        let host = match source {
-            Some(ip) if ip.is_loopback() || msg.from.host.is_empty() => ip.to_string(),
-            _ if !msg.from.host.is_empty() => msg.from.host.clone(),
-            _ => return self.apply_updates(&msg.updates, &msg.from.id, now),
+        // A sender advertising our own host lives on this host: reach it locally (its
+        // public address may not be reachable from its own host). Otherwise use the
+        // address it advertises, or the one the message came from.
+        let host = if !msg.from.host.is_empty() && msg.from.host == self.me.host {
+            self.local_host.clone()
+        } else if !msg.from.host.is_empty() {
+            msg.from.host.clone()
+        } else {
+            match source {
+                Some(ip) => ip.to_string(),
+                None => return self.apply_updates(&msg.updates, &msg.from.id, now),
+            }
         };
         let addr = fmt_addr(&host, msg.from.port);
         self.add_target(addr.clone(), now);
@@ -887,11 +902,11 @@ impl Membership {
 
     /// News about a member we did not know.
     fn learn(&mut self, u: &Update, sender: &str, now: Instant) -> Vec<Event> {
-        // A member advertising our own host lives on this host: reach it over loopback.
+        // A member advertising our own host lives on this host: reach it locally.
         let mut local;
         let u = if !self.me.host.is_empty() && u.node.host == self.me.host {
             local = u.clone();
-            local.node.host = "127.0.0.1".into();
+            local.node.host = self.local_host.clone();
             &local
         } else {
             u
@@ -1373,11 +1388,24 @@ mod tests {
     fn members_on_our_own_host_are_reached_over_loopback() {
         let (mut m, t0) = node();
         m.me.host = "203.0.113.9".into();
-        // A same-host sender advertising the public address, arriving over loopback.
+        // A same-host sender advertising the public address.
         let mut g = gossip("b", 8082, 0, vec![]);
         g.from.host = "203.0.113.9".into();
         m.on_gossip(&g, Some("127.0.0.1".parse().unwrap()), t0);
         assert_eq!(m.peer("b").unwrap().addr(), "127.0.0.1:8082");
+        // Another host on loopback addresses (as in tests): its own address, not the
+        // source the kernel picked for the connection.
+        let mut l = gossip("l", 8085, 0, vec![]);
+        l.from.host = "127.0.0.3".into();
+        m.on_gossip(&l, Some("127.0.0.1".parse().unwrap()), t0);
+        assert_eq!(m.peer("l").unwrap().addr(), "127.0.0.3:8085");
+        // Nodes listening on one address are reached there.
+        m.set_local_host("127.0.0.2".into());
+        let mut h = gossip("h", 8086, 0, vec![]);
+        h.from.host = "203.0.113.9".into();
+        m.on_gossip(&h, Some("127.0.0.1".parse().unwrap()), t0);
+        assert_eq!(m.peer("h").unwrap().addr(), "127.0.0.2:8086");
+        m.set_local_host("127.0.0.1".into());
         // News of another same-host member, and of one on another host.
         let mut same = upd("c", 8083, 0, MemberState::Alive);
         same.node.host = "203.0.113.9".into();

@@ -62,6 +62,16 @@ impl Default for Tuning {
 /// Clock skew tolerated from peers when merging their HLC timestamps.
 const MAX_SKEW_MS: u64 = 60_000;
 
+/// How nodes of this host reach each other: loopback when they listen on every address,
+/// else the address they listen on.
+fn local_host(bind: IpAddr) -> String {
+    match bind {
+        IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => "::1".into(),
+        ip => ip.to_string(),
+    }
+}
+
 /// A fresh random process tag: 6 hex digits shared by all nodes of one process.
 pub fn new_process_tag() -> String {
     let tag: u32 = rand::thread_rng().gen_range(0..0x100_0000);
@@ -197,12 +207,16 @@ impl Node {
         let client = PeerClient::new(config.cluster_secret.as_deref());
         Arc::new(Node {
             origin: origin_tag(&id),
-            membership: Mutex::new(Membership::new(
-                me,
-                tuning.membership.clone(),
-                rand::thread_rng().gen(),
-                Instant::now(),
-            )),
+            membership: Mutex::new({
+                let mut m = Membership::new(
+                    me,
+                    tuning.membership.clone(),
+                    rand::thread_rng().gen(),
+                    Instant::now(),
+                );
+                m.set_local_host(local_host(config.bind_addr));
+                m
+            }),
             membership_changed: Notify::new(),
             fault: Notify::new(),
             replicator: Replicator::new(
