@@ -200,6 +200,18 @@ struct Member {
 }
 
 impl Member {
+    fn new(info: NodeInfo, incarnation: u64, status: Status, now: Instant) -> Self {
+        Member {
+            peer: Peer {
+                info,
+                incarnation,
+                suspect: false,
+                last_seen: now,
+            },
+            status,
+        }
+    }
+
     fn is_live(&self) -> bool {
         !matches!(self.status, Status::Down { .. })
     }
@@ -782,15 +794,7 @@ impl Membership {
             None => {
                 self.members.insert(
                     info.id.clone(),
-                    Member {
-                        peer: Peer {
-                            info: info.clone(),
-                            incarnation: inc,
-                            suspect: false,
-                            last_seen: now,
-                        },
-                        status: Status::Alive,
-                    },
+                    Member::new(info.clone(), inc, Status::Alive, now),
                 );
                 self.broadcast(Update {
                     node: info.clone(),
@@ -923,15 +927,7 @@ impl Membership {
                 }
                 self.members.insert(
                     u.node.id.clone(),
-                    Member {
-                        peer: Peer {
-                            info: u.node.clone(),
-                            incarnation: u.incarnation,
-                            suspect: false,
-                            last_seen: now,
-                        },
-                        status: Status::Alive,
-                    },
+                    Member::new(u.node.clone(), u.incarnation, Status::Alive, now),
                 );
                 self.broadcast(Update {
                     state: MemberState::Alive,
@@ -947,18 +943,15 @@ impl Membership {
                 // Remember it, so stale news cannot bring it back.
                 self.members.insert(
                     u.node.id.clone(),
-                    Member {
-                        peer: Peer {
-                            info: u.node.clone(),
-                            incarnation: u.incarnation,
-                            suspect: false,
-                            last_seen: now,
-                        },
-                        status: Status::Down {
+                    Member::new(
+                        u.node.clone(),
+                        u.incarnation,
+                        Status::Down {
                             state: u.state,
                             since: now,
                         },
-                    },
+                        now,
+                    ),
                 );
                 Vec::new()
             }
