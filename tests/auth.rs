@@ -137,9 +137,7 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
         cluster_secret: Some(secret.into()),
         ..Config::for_test()
     };
-    let cluster = repram_flux::start(cfg(3, SECRET), Tuning::default()).unwrap();
-    let ports = cluster.ports().to_vec();
-    wait_until(Duration::from_secs(5), "signed mesh", || full_mesh(&ports)).await;
+    let (cluster, ports) = start_meshed(cfg(3, SECRET)).await;
     let r = put(
         &format!("http://127.0.0.1:{}/data/k?ttl=60", ports[0]),
         b"v",

@@ -150,11 +150,7 @@ async fn a_three_node_cluster_replicates_and_expires_everywhere() {
 #[tokio::test]
 async fn sigterm_leaves_the_mesh_and_exits_0_within_5_seconds() {
     let base = free_range(6);
-    let a = Process::start(&env_for(base, 6, 3));
-    let mut b = Process::start(&env_for(base, 6, 3));
-    let (pa, pb) = (a.claimed_ports(3).await, b.claimed_ports(3).await);
-    let all: Vec<u16> = pa.iter().chain(&pb).copied().collect();
-    wait_until(Duration::from_secs(5), "6-node mesh", || full_mesh(&all)).await;
+    let (_a, mut b, pa, _pb) = two_meshed_processes(base, Duration::from_secs(5)).await;
 
     let t0 = Instant::now();
     b.signal("TERM");
@@ -224,11 +220,7 @@ async fn a_full_range_is_a_clear_error() {
 #[tokio::test]
 async fn a_killed_process_is_evicted_within_3_seconds_and_rejoins_after_restart() {
     let base = free_range(6);
-    let a = Process::start(&env_for(base, 6, 3));
-    let mut b = Process::start(&env_for(base, 6, 3));
-    let (pa, pb) = (a.claimed_ports(3).await, b.claimed_ports(3).await);
-    let all: Vec<u16> = pa.iter().chain(&pb).copied().collect();
-    wait_until(Duration::from_secs(5), "6-node mesh", || full_mesh(&all)).await;
+    let (a, mut b, pa, _pb) = two_meshed_processes(base, Duration::from_secs(5)).await;
 
     b.signal("KILL");
     assert!(b.wait_exit(Duration::from_secs(5)).is_some());

@@ -123,9 +123,7 @@ async fn the_page_is_html_with_a_strict_csp_on_every_node() {
 #[tokio::test]
 async fn cluster_json_shows_every_node_its_links_stats_and_a_key() {
     let base = free_range(3);
-    let cluster = repram_flux::start(config(base, 3, 3), Tuning::default()).unwrap();
-    let ports = cluster.ports().to_vec();
-    wait_until(Duration::from_secs(5), "full mesh", || full_mesh(&ports)).await;
+    let (cluster, ports) = start_meshed(config(base, 3, 3)).await;
     let r = put(
         &format!("http://127.0.0.1:{}/data/hello%20there?ttl=60", ports[0]),
         b"v",

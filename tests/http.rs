@@ -338,9 +338,7 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
 #[tokio::test]
 async fn three_nodes_in_process_replicate_with_quorum_201() {
     let base = free_range(3);
-    let cluster = repram_flux::start(config(base, 3, 3), Tuning::default()).unwrap();
-    let ports = cluster.ports().to_vec();
-    wait_until(Duration::from_secs(5), "full mesh", || full_mesh(&ports)).await;
+    let (cluster, ports) = start_meshed(config(base, 3, 3)).await;
     let r = put(
         &format!("http://127.0.0.1:{}/data/q?ttl=60", ports[2]),
         b"v",
@@ -427,9 +425,7 @@ async fn a_write_without_quorum_answers_202_after_the_write_timeout_and_is_kept(
 #[tokio::test]
 async fn a_node_that_panics_is_back_serving_and_in_the_mesh_within_a_second() {
     let base = free_range(3);
-    let cluster = repram_flux::start(config(base, 3, 3), Tuning::default()).unwrap();
-    let ports = cluster.ports().to_vec();
-    wait_until(Duration::from_secs(5), "mesh", || full_mesh(&ports)).await;
+    let (cluster, ports) = start_meshed(config(base, 3, 3)).await;
     let victim = cluster.nodes()[1].clone();
     let old_id = victim.id.clone();
     let port = victim.port;

@@ -71,11 +71,7 @@ async fn a_process_started_after_10k_writes_holds_all_of_them() {
 #[tokio::test]
 async fn no_acknowledged_write_is_lost_when_a_process_is_killed_mid_load() {
     let base = free_range(6);
-    let mut a = Process::start(&env_for(base, 6, 3));
-    let b = Process::start(&env_for(base, 6, 3));
-    let (pa, pb) = (a.claimed_ports(3).await, b.claimed_ports(3).await);
-    let all: Vec<u16> = pa.iter().chain(&pb).copied().collect();
-    wait_until(Duration::from_secs(10), "6-node mesh", || full_mesh(&all)).await;
+    let (mut a, _b, pa, pb) = two_meshed_processes(base, Duration::from_secs(10)).await;
 
     // Writers hit the doomed process only; every 201 is recorded.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -94,6 +94,28 @@ where
     }
 }
 
+/// Start an in-process cluster and wait (at most 5 s) until its nodes form a full mesh.
+pub async fn start_meshed(config: repram_flux::Config) -> (repram_flux::Cluster, Vec<u16>) {
+    let cluster = repram_flux::start(config, repram_flux::Tuning::default()).expect("start");
+    let ports = cluster.ports().to_vec();
+    wait_until(Duration::from_secs(5), "full mesh", || full_mesh(&ports)).await;
+    (cluster, ports)
+}
+
+/// Two processes of 3 nodes each on `base..base+6`, once they form one 6-node mesh
+/// (waiting at most `timeout`): the processes and their claimed ports.
+pub async fn two_meshed_processes(
+    base: u16,
+    timeout: Duration,
+) -> (Process, Process, Vec<u16>, Vec<u16>) {
+    let a = Process::start(&env_for(base, 6, 3));
+    let b = Process::start(&env_for(base, 6, 3));
+    let (pa, pb) = (a.claimed_ports(3).await, b.claimed_ports(3).await);
+    let all: Vec<u16> = pa.iter().chain(&pb).copied().collect();
+    wait_until(timeout, "6-node mesh", || full_mesh(&all)).await;
+    (a, b, pa, pb)
+}
+
 /// Wait until the node on each of `ports` serves `value` under `key`.
 pub async fn wait_for_value(ports: &[u16], key: &str, value: &str) {
     for &p in ports {
