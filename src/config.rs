@@ -30,6 +30,10 @@ const DEFAULT_MAX_VALUE_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_MAX_STORAGE_BYTES: u64 = 1024 * 1024 * 1024;
 const DEFAULT_WRITE_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_LOG_FILTER: &str = "info";
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Largest `REPRAM_MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 
 /// Largest `REPRAM_CLEANUP_INTERVAL`, seconds (one day).
 pub const MAX_CLEANUP_INTERVAL_S: u64 = 86_400;
@@ -128,6 +132,14 @@ pub struct Config {
     /// Surrounding whitespace is ignored. Never printed by `Debug` or
     /// [`Config::effective_json`].
     pub cluster_secret: Option<String>,
+    /// `REPRAM_MAX_CONNECTIONS`: open client connections per node. At the cap, the
+    /// longest-idle connection is closed to make room; when every one is busy, the new
+    /// connection gets 503. Default 1024; 1..=[`MAX_CONNECTIONS_LIMIT`].
+    pub max_connections: usize,
+    /// `REPRAM_CORS_ORIGINS`: browser origins allowed to call the public API
+    /// (comma separated `scheme://host[:port]`, or `*` for any). Default empty: no CORS
+    /// headers, so browsers only allow same-origin calls.
+    pub cors_origins: Vec<String>,
     /// `REPRAM_LOG`, else `RUST_LOG`: tracing filter. Default `info`.
     pub log_filter: String,
     /// `REPRAM_LOG_FORMAT`: `text` (default) or `json`.
@@ -243,7 +255,7 @@ fn bad_item_suffix(value: &str, item: &str) -> String {
 
 /// Every variable read: the names `--help` lists, and the filter applied before `envy`
 /// sees the environment.
-const VARS: [&str; 24] = [
+const VARS: [&str; 26] = [
     "DISCOVERY_DOMAIN",
     "BASE_PORT",
     "MAX_PORTS",
@@ -265,13 +277,15 @@ const VARS: [&str; 24] = [
     "REPRAM_MAX_STORAGE_BYTES",
     "REPRAM_WRITE_TIMEOUT_MS",
     "REPRAM_CLUSTER_SECRET",
+    "REPRAM_MAX_CONNECTIONS",
+    "REPRAM_CORS_ORIGINS",
     "REPRAM_LOG",
     "RUST_LOG",
     "REPRAM_LOG_FORMAT",
 ];
 
 /// `(variable, default, meaning)` rows of the help table, in [`VARS`] order.
-fn help_rows() -> [(&'static str, String, String); 24] {
+fn help_rows() -> [(&'static str, String, String); 26] {
     [
         (
             "DISCOVERY_DOMAIN",
@@ -390,6 +404,18 @@ fn help_rows() -> [(&'static str, String, String); 24] {
             "when set, all node-to-node traffic is authenticated with it".to_string(),
         ),
         (
+            "REPRAM_MAX_CONNECTIONS",
+            DEFAULT_MAX_CONNECTIONS.to_string(),
+            "open client connections per node; at the cap the longest-idle one is closed, \
+             503 when all are busy"
+                .to_string(),
+        ),
+        (
+            "REPRAM_CORS_ORIGINS",
+            "(empty)".to_string(),
+            "browser origins allowed to call the API (https://app.example,... or *)".to_string(),
+        ),
+        (
             "REPRAM_LOG",
             DEFAULT_LOG_FILTER.to_string(),
             "tracing filter, e.g. info or repram_flux=debug".to_string(),
@@ -432,6 +458,8 @@ struct Raw {
     repram_max_storage_bytes: Option<String>,
     repram_write_timeout_ms: Option<String>,
     repram_cluster_secret: Option<String>,
+    repram_max_connections: Option<String>,
+    repram_cors_origins: Option<String>,
     repram_log: Option<String>,
     rust_log: Option<String>,
     repram_log_format: Option<String>,
@@ -558,6 +586,17 @@ impl Raw {
                 MAX_WRITE_TIMEOUT_MS,
             )?),
             cluster_secret: text(&self.repram_cluster_secret).map(str::to_string),
+            max_connections: number(
+                "REPRAM_MAX_CONNECTIONS",
+                &self.repram_max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+                1,
+                MAX_CONNECTIONS_LIMIT,
+            )?,
+            cors_origins: match text(&self.repram_cors_origins) {
+                None => Vec::new(),
+                Some(s) => parse_origins(s)?,
+            },
             log_filter: log_filter.to_string(),
             log_format: match text(&self.repram_log_format) {
                 None => LogFormat::Text,
@@ -681,6 +720,64 @@ fn is_host_port(item: &str) -> bool {
         && !port.is_empty()
         && port.bytes().all(|b| b.is_ascii_digit())
         && matches!(port.parse::<u16>(), Ok(p) if p >= 1)
+}
+
+/// Splits `REPRAM_CORS_ORIGINS`: comma separated, trimmed, empty items and duplicates
+/// dropped; each item is `*` or an origin `http(s)://host[:port]` (no path), lowercased
+/// because browsers send the scheme and host in lowercase.
+fn parse_origins(value: &str) -> Result<Vec<String>, ConfigError> {
+    let mut origins: Vec<String> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let origin = item.trim_end_matches('/').to_ascii_lowercase();
+        if !(origin == "*" || is_origin(&origin)) {
+            return Err(ConfigError::Invalid {
+                var: "REPRAM_CORS_ORIGINS",
+                value: shown(&format!("{value}{}", bad_item_suffix(value, item))),
+                expected: "comma-separated origins such as https://fade.repram.io, or *",
+            });
+        }
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
+}
+
+/// `http://host[:port]` or `https://host[:port]`: a name, an IPv4 address or a bracketed
+/// IPv6 address, and nothing after the port.
+fn is_origin(origin: &str) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    // `port` keeps its leading ':' (or is empty when no port is given).
+    let (host_ok, port) = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, port)) => (ip.parse::<Ipv6Addr>().is_ok(), port),
+            None => return false,
+        }
+    } else {
+        let (host, port) = match authority.find(':') {
+            Some(i) => authority.split_at(i),
+            None => (authority, ""),
+        };
+        let name_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+        (name_ok, port)
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(p) => {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && matches!(p.parse::<u16>(), Ok(n) if n >= 1)
+        }
+    };
+    host_ok && port_ok
 }
 
 /// An `http://` or `https://` URL with a host part; trailing slashes removed.
@@ -824,6 +921,23 @@ impl Config {
             1,
         )?;
         at_least("REPRAM_MAX_STORAGE_BYTES", self.max_storage_bytes, 1)?;
+        let max_connections = u64::try_from(self.max_connections).unwrap_or(u64::MAX);
+        at_least("REPRAM_MAX_CONNECTIONS", max_connections, 1)?;
+        at_most(
+            "REPRAM_MAX_CONNECTIONS",
+            max_connections,
+            1,
+            MAX_CONNECTIONS_LIMIT as u64,
+        )?;
+        for origin in &self.cors_origins {
+            if !(origin == "*" || is_origin(origin)) {
+                return Err(ConfigError::Invalid {
+                    var: "REPRAM_CORS_ORIGINS",
+                    value: shown(origin),
+                    expected: "comma-separated origins such as https://fade.repram.io, or *",
+                });
+            }
+        }
         let timeout_ms = u64::try_from(self.write_timeout.as_millis()).unwrap_or(u64::MAX);
         if self.write_timeout.is_zero() {
             return Err(ConfigError::TooSmall {
@@ -929,6 +1043,8 @@ impl Config {
             "REPRAM_MAX_STORAGE_BYTES": self.max_storage_bytes,
             "REPRAM_WRITE_TIMEOUT_MS": u64::try_from(self.write_timeout.as_millis()).unwrap_or(u64::MAX),
             "REPRAM_CLUSTER_SECRET": self.redacted_secret(),
+            "REPRAM_MAX_CONNECTIONS": self.max_connections,
+            "REPRAM_CORS_ORIGINS": self.cors_origins,
             "REPRAM_LOG": self.log_filter,
             "REPRAM_LOG_FORMAT": self.log_format,
         })
@@ -1005,6 +1121,8 @@ impl Default for Config {
             max_storage_bytes: DEFAULT_MAX_STORAGE_BYTES,
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
             cluster_secret: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            cors_origins: Vec::new(),
             log_filter: DEFAULT_LOG_FILTER.to_string(),
             log_format: LogFormat::Text,
         }
@@ -1035,6 +1153,8 @@ impl fmt::Debug for Config {
             .field("max_storage_bytes", &self.max_storage_bytes)
             .field("write_timeout", &self.write_timeout)
             .field("cluster_secret", &self.redacted_secret())
+            .field("max_connections", &self.max_connections)
+            .field("cors_origins", &self.cors_origins)
             .field("log_filter", &self.log_filter)
             .field("log_format", &self.log_format)
             .finish()
@@ -1364,6 +1484,68 @@ mod tests {
             );
         }
         assert!(Config::help_text().contains("REPRAM_TRUST_PROXY"));
+    }
+
+    #[test]
+    fn cors_origins_are_origins_or_a_star() {
+        assert!(env(&[]).unwrap().cors_origins.is_empty());
+        let c = env(&[(
+            "REPRAM_CORS_ORIGINS",
+            " https://Fade.repram.io/ , http://localhost:3000,https://fade.repram.io,,http://[::1]:8080",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            [
+                "https://fade.repram.io",
+                "http://localhost:3000",
+                "http://[::1]:8080"
+            ]
+        );
+        assert_eq!(
+            env(&[("REPRAM_CORS_ORIGINS", "*")]).unwrap().cors_origins,
+            ["*"]
+        );
+        for bad in [
+            "fade.repram.io",
+            "ftp://x.io",
+            "https://",
+            "https://x.io/app",
+            "https://x.io:0",
+            "https://x.io:99999",
+            "https://x.io:",
+            "https://a b",
+            "https://[::1",
+            "https://[zz]:80",
+            "https://x.io?q",
+        ] {
+            let msg = err(&[("REPRAM_CORS_ORIGINS", &format!("https://ok.io,{bad}"))]);
+            assert!(
+                msg.starts_with("REPRAM_CORS_ORIGINS=") && msg.contains(bad.trim_end_matches('/')),
+                "{bad:?}: {msg}"
+            );
+        }
+        let hand_built = Config {
+            cors_origins: vec!["nope".to_string()],
+            ..Config::default()
+        };
+        assert!(hand_built.validate().is_err());
+    }
+
+    #[test]
+    fn max_connections_has_bounds() {
+        assert_eq!(env(&[]).unwrap().max_connections, 1024);
+        assert_eq!(
+            env(&[("REPRAM_MAX_CONNECTIONS", "5")])
+                .unwrap()
+                .max_connections,
+            5
+        );
+        assert_eq!(
+            err(&[("REPRAM_MAX_CONNECTIONS", "0")]),
+            "REPRAM_MAX_CONNECTIONS=0: must be at least 1"
+        );
+        assert!(err(&[("REPRAM_MAX_CONNECTIONS", "1000001")]).contains("1000000"));
     }
 
     #[test]

@@ -41,11 +41,33 @@ use std::future::Future;
 /// Run the cluster described by `config` until `shutdown` completes, then stop every node
 /// gracefully (they announce leaving and drain) within 5 seconds.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    raise_open_file_limit(&config);
     let cluster = start(config, Tuning::default())?;
     shutdown.await;
     tracing::info!("shutdown signal received");
     cluster.shutdown().await;
     Ok(())
+}
+
+/// Raise the soft open-file limit to the hard one (as Go programs do by default): every
+/// node may hold `REPRAM_MAX_CONNECTIONS` client connections plus pooled peer connections,
+/// far more than the usual soft limit of 1024.
+fn raise_open_file_limit(config: &Config) {
+    let per_node = config.max_connections as u64 + 2 * u64::from(config.max_ports) + 16;
+    let wanted = u64::from(config.node_count) * per_node + 64;
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "the open-file limit is below what NODE_COUNT x REPRAM_MAX_CONNECTIONS may need; \
+             past it, new connections wait until others close"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+    #[cfg(not(unix))]
+    let _ = wanted;
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -78,6 +78,12 @@ pub struct Metrics {
     pub purged: Gauge,
     /// Seconds since the node started (set at scrape time).
     pub uptime: Gauge,
+    /// Open client connections (set at scrape time).
+    pub connections: Gauge,
+    /// Idle connections closed to make room under `REPRAM_MAX_CONNECTIONS`.
+    pub connections_evicted: Counter,
+    /// Connections refused with 503 because every open one was busy.
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -113,6 +119,9 @@ impl Metrics {
             bytes: Gauge::default(),
             purged: Gauge::default(),
             uptime: Gauge::default(),
+            connections: Gauge::default(),
+            connections_evicted: Counter::default(),
+            connections_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -193,6 +202,21 @@ impl Metrics {
             m.replication_queue.clone(),
         );
         registry.register("peers", "Live peers", m.peers.clone());
+        registry.register(
+            "connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_evicted",
+            "Idle connections closed to make room at the connection cap",
+            m.connections_evicted.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused because every open one was busy",
+            m.connections_refused.clone(),
+        );
         registry.register("keys", "Keys held", m.keys.clone());
         registry.register("bytes", "Bytes of keys and values held", m.bytes.clone());
         registry.register(

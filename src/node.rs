@@ -144,6 +144,8 @@ pub struct Node {
     pub verifier: Option<crate::auth::Verifier>,
     /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off).
     pub limiter: Option<crate::http::ratelimit::RateLimiter>,
+    /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
+    pub connections: Arc<crate::http::conns::Connections>,
     /// When it started.
     pub started: Instant,
     ready: AtomicBool,
@@ -229,6 +231,7 @@ impl Node {
             client,
             metrics,
             limiter: crate::http::ratelimit::RateLimiter::new(config.rate_limit),
+            connections: crate::http::conns::Connections::new(config.max_connections),
             verifier: config
                 .cluster_secret
                 .as_deref()

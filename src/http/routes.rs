@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::cors::{self, Preflight};
 use super::ratelimit::client_ip;
 use super::validate::{decode_key, parse_ttl, query_param, truncate};
 use crate::auth::{self, Verifier};
@@ -106,11 +107,20 @@ pub async fn handle(
 ) -> std::result::Result<Resp, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let origin = req.headers().get(header::ORIGIN).cloned();
     let (route, result) = match rate_limited(&node, remote, &req) {
         Some(refusal) => (Route::Other, Err(refusal)),
         None => route(&node, remote, req).await,
     };
-    let resp = result.unwrap_or_else(ApiError::into_response);
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if route != Route::Internal {
+        cors::decorate(
+            &node.config.cors_origins,
+            origin.as_ref(),
+            resp.headers_mut(),
+        );
+        cors::secure(resp.headers_mut());
+    }
     node.metrics.request(route, resp.status().as_u16());
     debug!(node = %node.id, %method, %path, status = resp.status().as_u16(), remote = %remote, "request");
     Ok(resp)
@@ -152,6 +162,18 @@ async fn route(
     }
     .to_string();
     let method = req.method().clone();
+    match cors::preflight(&node.config.cors_origins, &method, req.headers()) {
+        None => {}
+        Some(Preflight::Allowed(headers)) => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            *resp.headers_mut() = headers;
+            return (Route::Other, Ok(resp));
+        }
+        Some(Preflight::Refused(message)) => {
+            return (Route::Other, Err(ApiError::new(cors::REFUSED, message)))
+        }
+    }
     let read_only = |route: Route, f: &dyn Fn() -> Resp| -> (Route, Result<Resp>) {
         match method {
             Method::GET | Method::HEAD => (route, Ok(f())),
@@ -302,6 +324,7 @@ fn metrics(node: &Node) -> Resp {
     m.purged.set(node.store.purged_total() as i64);
     m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
+    m.connections.set(node.connections.open() as i64);
     let mut resp = Response::new(Full::new(Bytes::from(m.render())));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -361,7 +384,6 @@ fn get_value(node: &Node, key: &str) -> Result<Resp> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(v) = HeaderValue::from_str(&humantime::format_rfc3339_seconds(created).to_string()) {
         h.insert("x-created-at", v);
     }
