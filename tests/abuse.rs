@@ -14,18 +14,6 @@ use tokio::time::Instant;
 
 use common::*;
 
-async fn start_one(config: Config, tuning: Tuning) -> (repram_flux::Cluster, u16) {
-    let cluster = repram_flux::start(config, tuning).expect("start");
-    let port = cluster.ports()[0];
-    let ready = format!("http://127.0.0.1:{port}/ready");
-    wait_until(Duration::from_secs(5), "ready", || {
-        let ready = ready.clone();
-        async move { get(&ready).await.is_some_and(|r| r.status == 200) }
-    })
-    .await;
-    (cluster, port)
-}
-
 fn one_node_config(max_connections: usize) -> Config {
     Config {
         base_port: free_range(1),
@@ -94,7 +82,7 @@ async fn a_thousand_idle_or_slow_connections_do_not_stop_service_to_others() {
         header_timeout: Duration::from_secs(3),
         ..Tuning::default()
     };
-    let (cluster, port) = start_one(one_node_config(1024), tuning).await;
+    let (cluster, port) = start_ready(one_node_config(1024), tuning).await;
     let n = connection_budget(1000);
     let mut held = attackers(port, n).await;
 
@@ -137,7 +125,7 @@ async fn at_the_cap_idle_connections_make_room_and_busy_ones_get_503() {
         body_timeout: Duration::from_secs(2),
         ..Tuning::default()
     };
-    let (cluster, port) = start_one(one_node_config(CAP), tuning).await;
+    let (cluster, port) = start_ready(one_node_config(CAP), tuning).await;
     let url = format!("http://127.0.0.1:{port}");
 
     // 3×CAP idle connections: each newcomer evicts the longest-idle one, and a real client
@@ -213,7 +201,7 @@ async fn raw_exchange(port: u16, raw: &[u8]) -> String {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused_chunked_or_not_and_change_nothing() {
-    let (cluster, port) = start_one(one_node_config(64), Tuning::default()).await;
+    let (cluster, port) = start_ready(one_node_config(64), Tuning::default()).await;
 
     // Declared too large: refused before any body byte is sent.
     let answer = raw_exchange(
@@ -258,7 +246,7 @@ async fn browsers_from_allowed_origins_may_call_the_api() {
         cors_origins: vec!["https://fade.repram.io".to_string()],
         ..one_node_config(64)
     };
-    let (cluster, port) = start_one(config, Tuning::default()).await;
+    let (cluster, port) = start_ready(config, Tuning::default()).await;
     let url = format!("http://127.0.0.1:{port}");
     let fade = [("origin", "https://fade.repram.io")];
 
@@ -338,7 +326,7 @@ async fn browsers_from_allowed_origins_may_call_the_api() {
 
 #[tokio::test]
 async fn every_public_answer_carries_the_security_headers() {
-    let (cluster, port) = start_one(one_node_config(64), Tuning::default()).await;
+    let (cluster, port) = start_ready(one_node_config(64), Tuning::default()).await;
     let url = format!("http://127.0.0.1:{port}");
     assert_eq!(
         put(&format!("{url}/data/k?ttl=60"), b"v")

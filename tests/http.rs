@@ -23,15 +23,8 @@ fn config(base: u16, max_ports: u16, nodes: u16) -> Config {
 }
 
 async fn one_node(cfg: Config) -> (repram_flux::Cluster, String) {
-    let cluster = repram_flux::start(cfg, Tuning::default()).expect("start");
-    let url = format!("http://127.0.0.1:{}", cluster.ports()[0]);
-    let ready = format!("{url}/ready");
-    wait_until(Duration::from_secs(5), "ready", || {
-        let ready = ready.clone();
-        async move { get(&ready).await.is_some_and(|r| r.status == 200) }
-    })
-    .await;
-    (cluster, url)
+    let (cluster, port) = start_ready(cfg, Tuning::default()).await;
+    (cluster, format!("http://127.0.0.1:{port}"))
 }
 
 #[tokio::test]
