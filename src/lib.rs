@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod error;
 pub mod flux;
 pub mod http;
+pub mod ids;
 pub mod membership;
 pub mod metrics;
 pub mod net;

@@ -17,6 +17,10 @@
 //! - **Suspicion** is refutable: news of its own suspicion makes a node raise its
 //!   incarnation and spread that it is alive. A suspect that does not refute in time
 //!   (shorter the more members independently suspect it) is declared dead.
+//! - **Shared fate**: members of this node's own process (same process tag in the id)
+//!   are never suspected for slowness: they cannot die while we live. A closed port
+//!   (refused probe), a restart under a new id, or news of their death (found by those
+//!   means) still removes them at once.
 //! - **Local health**: failed probes raise this node's own health score, which stretches
 //!   its probe timeouts and suspicion times, so a node that is itself slow (CPU
 //!   starvation) does not accuse healthy peers.
@@ -55,8 +59,13 @@ pub struct MembershipConfig {
     pub tombstone_ttl: Duration,
     /// First retry delay for an address where nobody answered.
     pub min_backoff: Duration,
-    /// Longest retry delay for such an address.
+    /// Longest retry delay for an address where a node answered before (a peer that
+    /// died or was cut off may come back there).
     pub max_backoff: Duration,
+    /// Longest retry delay for an address where no node ever answered (an unused port of
+    /// the range). Long, because a node that starts there later probes the range itself
+    /// and reaches us.
+    pub max_scan_backoff: Duration,
     /// Most news items carried by one message.
     pub max_piggyback: usize,
     /// Most discovery probes in flight at once (spreads a node's first scan of a large
@@ -71,7 +80,8 @@ pub struct MembershipConfig {
 impl Default for MembershipConfig {
     /// Probe one member every 200 ms with a 500 ms deadline, ask 3 others when it does
     /// not answer, suspect for 2-6 s, full exchange every 3 s, tombstones for 60 s,
-    /// empty ports retried from 250 ms up to every 5 s.
+    /// addresses of lost peers retried from 250 ms up to every 5 s, ports where nobody
+    /// ever answered up to every 30 s.
     fn default() -> Self {
         MembershipConfig {
             probe_interval: Duration::from_millis(200),
@@ -83,6 +93,7 @@ impl Default for MembershipConfig {
             tombstone_ttl: Duration::from_secs(60),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
+            max_scan_backoff: Duration::from_secs(30),
             max_piggyback: 16,
             max_discovery_in_flight: 16,
             retransmit_mult: 4,
@@ -295,12 +306,20 @@ pub fn split_addr(addr: &str) -> Option<(&str, u16)> {
 /// in flight, and no live member reached at exactly this address (members are probed by
 /// the member schedule instead).
 fn discovery_pending(members: &HashMap<String, Member>, addr: &str, t: &Target) -> bool {
-    let owned = t.peer.as_ref().is_some_and(|id| {
-        members.get(id).is_some_and(|m| {
-            m.is_live() && split_addr(addr) == Some((m.peer.info.host.as_str(), m.peer.info.port))
+    let owned = || {
+        t.peer.as_ref().is_some_and(|id| {
+            members.get(id).is_some_and(|m| {
+                m.is_live()
+                    && split_addr(addr) == Some((m.peer.info.host.as_str(), m.peer.info.port))
+            })
         })
-    });
-    !t.is_self && !t.in_flight && !owned
+    };
+    !t.is_self && !t.in_flight && !owned()
+}
+
+/// True when `a` and `b` are nodes of one process (see [`crate::ids::failure_domain`]).
+fn shares_fate(a: &str, b: &str) -> bool {
+    crate::ids::failure_domain(a) == crate::ids::failure_domain(b)
 }
 
 /// Events for a member `old` removed because `direct` contact found another node at its
@@ -478,13 +497,18 @@ impl Membership {
             due.truncate(room);
             let chosen: Vec<String> = due.into_iter().cloned().collect();
             for addr in chosen {
+                // The whole member list goes with the first probe of an address and to
+                // addresses where a node answered before; a port that stayed silent
+                // gets a small message (whoever starts there later scans us anyway).
+                let mut full = true;
                 if let Some(t) = self.targets.get_mut(&addr) {
                     t.in_flight = true;
+                    full = !t.probed || t.peer.is_some();
                 }
                 probes.push(Probe {
                     addr,
                     member: None,
-                    full: true,
+                    full,
                     timeout,
                 });
             }
@@ -676,6 +700,11 @@ impl Membership {
             }
             ProbeOutcome::Refused | ProbeOutcome::Failed if probe.member.is_none() => {
                 if let Some(t) = self.targets.get_mut(&probe.addr) {
+                    let max = if t.peer.is_some() {
+                        max
+                    } else {
+                        self.cfg.max_scan_backoff.max(max)
+                    };
                     t.backoff = (t.backoff * 2).clamp(min, max);
                     t.next_probe = now + t.backoff;
                 }
@@ -694,7 +723,10 @@ impl Membership {
             }
             ProbeOutcome::Failed => {
                 let id = probe.member.clone().unwrap_or_default();
-                if !self.members.get(&id).is_some_and(Member::is_live) {
+                if !self.members.get(&id).is_some_and(Member::is_live) || self.shares_fate(&id) {
+                    // A member of our own process is slow, not dead: it lives as long as
+                    // we do, and a closed port (refused) or a restart (new id at its
+                    // address) is what shows it gone.
                     return (Vec::new(), None);
                 }
                 self.health = (self.health + 1).min(self.cfg.max_health);
@@ -974,6 +1006,9 @@ impl Membership {
     }
 
     fn suspect(&mut self, id: &str, by: Option<&str>, now: Instant) -> Vec<Event> {
+        if self.shares_fate(id) {
+            return Vec::new();
+        }
         let me = self.me.id.clone();
         let Some(m) = self.members.get_mut(id) else {
             return Vec::new();
@@ -991,6 +1026,12 @@ impl Membership {
         let (u, info) = (m.update(), m.peer.info.clone());
         self.broadcast(u);
         vec![Event::Suspected(info)]
+    }
+
+    /// True for members of this node's own process: they are never suspected or
+    /// declared dead for slowness (see [`crate::ids`]).
+    fn shares_fate(&self, id: &str) -> bool {
+        shares_fate(&self.me.id, id)
     }
 
     fn mark_down(&mut self, id: &str, state: MemberState, now: Instant) -> Vec<Event> {
@@ -1054,6 +1095,61 @@ mod tests {
         )
     }
 
+    #[test]
+    fn members_of_our_own_process_are_never_suspected_but_still_removed_when_gone() {
+        let mut now = Instant::now();
+        let step = MembershipConfig::default().probe_interval;
+        let me = "flux-node-1-aaaaaa";
+        let (same, other) = ("flux-node-2-aaaaaa", "flux-node-3-bbbbbb");
+        let mut m = Membership::new(info(me, 8081), MembershipConfig::default(), 1, now);
+        m.on_gossip(&gossip(same, 8082, 0, vec![]), None, now);
+        m.on_gossip(&gossip(other, 8083, 0, vec![]), None, now);
+        assert_eq!(m.len(), 2);
+
+        // Probes of both time out: only the other process's node goes to indirect probes.
+        let mut plans = HashMap::new();
+        for _ in 0..2 {
+            now += step;
+            let p = member_probe(&mut m, now);
+            let (events, plan) = m.probe_result(&p, ProbeOutcome::Failed, now);
+            assert!(events.is_empty());
+            plans.insert(p.member.clone().unwrap(), plan.is_some());
+        }
+        assert!(!plans[same]);
+        assert!(plans[other]);
+
+        // Another process says ours is suspect: ignored (it refutes that itself) ...
+        let news = vec![upd(same, 8082, 0, MemberState::Suspect)];
+        assert!(m
+            .on_gossip(&gossip(other, 8083, 0, news), None, now)
+            .is_empty());
+        assert_eq!(m.len(), 2);
+        // ... while the same news about a node of that other process is believed.
+        let third = "flux-node-4-cccccc";
+        m.on_gossip(&gossip(third, 8084, 0, vec![]), None, now);
+        let news = vec![upd(third, 8084, 0, MemberState::Suspect)];
+        let events = m.on_gossip(&gossip(other, 8083, 0, news), None, now);
+        assert!(
+            matches!(&events[..], [Event::Suspected(i)] if i.id == third),
+            "{events:?}"
+        );
+
+        // A closed port still removes ours at once, and so does leaving.
+        let p = loop {
+            now += step;
+            let p = member_probe(&mut m, now);
+            if p.member.as_deref() == Some(same) {
+                break p;
+            }
+            m.probe_result(&p, ProbeOutcome::Reply(gossip(other, 8083, 0, vec![])), now);
+        };
+        let (events, _) = m.probe_result(&p, ProbeOutcome::Refused, now);
+        assert!(
+            matches!(&events[..], [Event::Dead(i)] if i.id == same),
+            "{events:?}"
+        );
+    }
+
     /// A member "b" on 8082, learned by a discovery probe.
     fn with_b() -> (Membership, Instant) {
         let (mut m, t0) = node();
@@ -1077,23 +1173,68 @@ mod tests {
     }
 
     #[test]
-    fn discovery_probes_are_full_and_back_off_when_nobody_answers() {
+    fn discovery_probes_back_off_when_nobody_answers() {
         let (mut m, t0) = node();
         let a = "127.0.0.1:8090".to_string();
         m.add_target(a.clone(), t0);
+        let (gaps, full) = refused_discovery_gaps(&mut m, t0, 10);
+        // Nobody ever answered there: up to every 30 s, and only the first probe carries
+        // the whole member list.
+        assert_eq!(
+            gaps,
+            vec![250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        assert_eq!(
+            full,
+            [true, false, false, false, false, false, false, false, false, false]
+        );
+    }
+
+    /// Let the only due discovery probe be refused `n` times: the gaps between probes,
+    /// and whether each probe carried the whole member list.
+    fn refused_discovery_gaps(m: &mut Membership, t0: Instant, n: usize) -> (Vec<u128>, Vec<bool>) {
         let mut now = t0;
-        let mut gaps = Vec::new();
-        for _ in 0..7 {
+        let (mut gaps, mut full) = (Vec::new(), Vec::new());
+        for _ in 0..n {
             let (probes, _) = m.tick(now);
-            assert_eq!(probes.len(), 1);
-            assert!(probes[0].full && probes[0].member.is_none());
-            assert!(m.tick(now).0.is_empty(), "in flight: not due twice");
-            m.probe_result(&probes[0], ProbeOutcome::Refused, now);
+            let discovery: Vec<_> = probes.iter().filter(|p| p.member.is_none()).collect();
+            assert_eq!(discovery.len(), 1, "{probes:?}");
+            full.push(discovery[0].full);
+            assert!(
+                m.tick(now).0.iter().all(|p| p.member.is_some()),
+                "in flight: not due twice"
+            );
+            m.probe_result(discovery[0], ProbeOutcome::Refused, now);
             let next = m.next_deadline().unwrap();
             gaps.push((next - now).as_millis());
             now = next;
         }
-        assert_eq!(gaps, vec![250, 500, 1000, 2000, 4000, 5000, 5000]);
+        (gaps, full)
+    }
+
+    #[test]
+    fn the_address_of_a_lost_peer_is_retried_at_least_every_5_s() {
+        let (mut m, t0) = node();
+        let a = "127.0.0.1:8090".to_string();
+        m.add_target(a.clone(), t0);
+        let (probes, _) = m.tick(t0);
+        m.probe_result(
+            &probes[0],
+            ProbeOutcome::Reply(gossip("b", 8090, 0, vec![])),
+            t0,
+        );
+        let probe = member_probe(&mut m, t0);
+        m.probe_result(&probe, ProbeOutcome::Refused, t0);
+        assert!(m.is_empty(), "b is dead");
+        // Only the discovery probes of b's address remain; no member to probe.
+        let first = m.next_deadline().expect("b's address is due again");
+        assert!(first - t0 <= Duration::from_secs(5));
+        let (gaps, full) = refused_discovery_gaps(&mut m, first, 7);
+        assert_eq!(gaps, vec![500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        assert!(
+            full.iter().all(|f| *f),
+            "a returning peer gets the whole list"
+        );
     }
 
     #[test]

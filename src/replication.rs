@@ -43,7 +43,7 @@ struct Link {
 
 /// The replication side of one node: its peers' queues.
 pub struct Replicator {
-    /// This node's failure domain (see [`crate::node::failure_domain`]).
+    /// This node's failure domain (see [`crate::ids::failure_domain`]).
     domain: String,
     links: Mutex<HashMap<String, Link>>,
     client: PeerClient,
@@ -64,7 +64,7 @@ impl Replicator {
     /// Start replicating to a peer (replacing any link of the same id).
     pub fn add_peer(&self, id: &str, addr: String) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let other_domain = crate::node::failure_domain(id) != self.domain;
+        let other_domain = crate::ids::failure_domain(id) != self.domain;
         let task = sender_task(
             self.client.clone(),
             addr.clone(),

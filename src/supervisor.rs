@@ -124,7 +124,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let nodes = Arc::new(Mutex::new(Vec::new()));
     let supervisor = Supervisor {
-        process_tag: crate::node::new_process_tag(),
+        process_tag: crate::ids::new_process_tag(),
         set: JoinSet::new(),
         tasks: HashMap::new(),
         config,
@@ -156,7 +156,7 @@ struct Supervisor {
 impl Supervisor {
     /// Start (after `delay`) a fresh incarnation of the node in `slot`.
     fn launch(&mut self, slot: &mut Slot, position: usize, delay: Duration) {
-        let id = crate::node::node_id(slot.index, &self.process_tag, slot.restarts);
+        let id = crate::ids::node_id(slot.index, &self.process_tag, slot.restarts);
         slot.restarts += 1;
         let node = Node::new(
             id,

@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -39,6 +40,9 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// requests); request bodies have the body timeout; open connections are capped (see
 /// [`conns`]).
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    // Dropped when this future ends or is dropped (the node task failed): its
+    // connections must not outlive it and keep answering for a dead node.
+    let (_alive, server_alive) = watch::channel(());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -56,7 +60,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
                             if how == Admitted::Evicted {
                                 node.metrics.connections_evicted.inc();
                             }
-                            tokio::spawn(serve_connection(node.clone(), builder.clone(), stream, remote, conn));
+                            let (node, builder, alive) = (node.clone(), builder.clone(), server_alive.clone());
+                            tokio::spawn(serve_connection(node, builder, stream, remote, conn, alive));
                         }
                         Err(conns::Full) => {
                             node.metrics.connections_refused.inc();
@@ -87,14 +92,15 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
 }
 
 /// Serve one connection until the client closes it, it times out, it is evicted to make
-/// room (then it may finish the response under way), or the node stops (then it may
-/// finish within the drain timeout).
+/// room or its server is gone (then it may finish the response under way), or the node
+/// stops (then it may finish within the drain timeout).
 async fn serve_connection(
     node: Arc<Node>,
     builder: http1::Builder,
     stream: TcpStream,
     remote: SocketAddr,
     conn: Conn,
+    mut server_alive: watch::Receiver<()>,
 ) {
     let conn = Arc::new(conn);
     let svc = {
@@ -122,6 +128,11 @@ async fn serve_connection(
             }
             _ = conn.evicted(), if hard_deadline.is_none() => {
                 debug!(node = %node.id, remote = %remote, "closing an idle connection to make room");
+                http.as_mut().graceful_shutdown();
+                hard_deadline = Some(Instant::now() + EVICTION_GRACE);
+            }
+            // Only ever resolves with an error: the server's sender was dropped.
+            _ = server_alive.changed(), if hard_deadline.is_none() => {
                 http.as_mut().graceful_shutdown();
                 hard_deadline = Some(Instant::now() + EVICTION_GRACE);
             }
