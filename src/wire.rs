@@ -136,8 +136,12 @@ const KIND_ACK: u8 = 3;
 const KIND_DIGEST: u8 = 4;
 const KIND_VERSIONS: u8 = 5;
 const KIND_FETCH: u8 = 6;
-/// Most items in a digest, version list or fetch.
+/// Most items in a digest or version list.
 pub const MAX_ITEMS: usize = 1 << 22;
+/// Most keys in one fetch: senders ask in chunks of this size, and a receiver answers
+/// no more. Each key takes only two bytes on the wire but 24 in memory, so a longer list
+/// would let a small message claim a lot of memory.
+pub const MAX_FETCH: usize = crate::antientropy::FETCH_CHUNK;
 
 /// Why a message could not be decoded. Nothing is applied from a message that fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -308,11 +312,11 @@ impl Message {
                 Message::Ack(b.get_u32())
             }
             KIND_DIGEST => {
-                let n = get_count(b, 8)?;
+                let n = get_count(b, 8, MAX_ITEMS)?;
                 Message::Digest((0..n).map(|_| b.get_u64()).collect())
             }
             KIND_VERSIONS => {
-                let n = get_count(b, 18)?;
+                let n = get_count(b, 18, MAX_ITEMS)?;
                 let mut vs = Vec::with_capacity(n);
                 for _ in 0..n {
                     let key = get_str(b, "key", MAX_KEY)?;
@@ -326,7 +330,7 @@ impl Message {
                 Message::Versions(vs)
             }
             KIND_FETCH => {
-                let n = get_count(b, 2)?;
+                let n = get_count(b, 2, MAX_FETCH)?;
                 let mut keys = Vec::with_capacity(n);
                 for _ in 0..n {
                     keys.push(get_str(b, "key", MAX_KEY)?);
@@ -342,12 +346,12 @@ impl Message {
     }
 }
 
-/// A u32 item count, checked against what the rest of the input can hold at
-/// `min_item` bytes per item (so a lying count can neither over-allocate nor pass).
-fn get_count(b: &mut Bytes, min_item: usize) -> Result<usize, WireError> {
+/// A u32 item count of at most `max`, checked against what the rest of the input can
+/// hold at `min_item` bytes per item (so a lying count can neither over-allocate nor pass).
+fn get_count(b: &mut Bytes, min_item: usize, max: usize) -> Result<usize, WireError> {
     need(b, 4)?;
     let n = b.get_u32() as usize;
-    if n > MAX_ITEMS {
+    if n > max {
         return Err(WireError::TooLong("item list"));
     }
     need(b, n.saturating_mul(min_item))?;
@@ -431,7 +435,7 @@ fn get_entries(b: &mut Bytes) -> Result<Vec<Entry>, WireError> {
         let key = get_str(b, "key", MAX_KEY)?;
         need(b, 4)?;
         let len = b.get_u32() as usize;
-        need(b, len + 32)?;
+        need(b, len.saturating_add(32))?;
         let raw = b.split_to(len);
         let value = if n == 1 {
             raw
@@ -594,6 +598,19 @@ mod tests {
         b.put_u8(KIND_REPLICATE);
         b.put_u32(u32::MAX);
         assert_eq!(Message::decode(b.freeze()), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn fetch_lists_are_capped() {
+        let keys = |n: usize| Message::Fetch(vec![String::new(); n]);
+        assert_eq!(
+            Message::decode(keys(MAX_FETCH).encode()),
+            Ok(keys(MAX_FETCH))
+        );
+        assert_eq!(
+            Message::decode(keys(MAX_FETCH + 1).encode()),
+            Err(WireError::TooLong("item list"))
+        );
     }
 
     #[test]
