@@ -2,8 +2,8 @@
 //!
 //! Every message starts with the magic `RF`, a protocol version byte and a kind byte;
 //! integers are big-endian, strings and byte strings are length-prefixed. Decoding never
-//! panics and rejects unknown versions, unknown kinds, truncated input, trailing bytes
-//! and invalid UTF-8.
+//! panics and rejects unknown versions, unknown kinds, truncated input, trailing bytes,
+//! invalid UTF-8, and host fields with characters no address has.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -170,6 +170,9 @@ pub enum WireError {
     /// Bytes left over after the message.
     #[error("{0} unexpected trailing bytes")]
     Trailing(usize),
+    /// A host or address field holds characters no host name or IP address has.
+    #[error("{0} is not a host address")]
+    NotHost(&'static str),
 }
 
 impl Message {
@@ -278,8 +281,8 @@ impl Message {
                 if flags & !0b111 != 0 {
                     return Err(WireError::BadField("gossip flags", flags));
                 }
-                let observed = get_str(b, "observed host", MAX_NAME)?;
-                let relay = get_str(b, "relay address", MAX_NAME)?;
+                let observed = get_host(b, "observed host")?;
+                let relay = get_host(b, "relay address")?;
                 need(b, 4)?;
                 let n = b.get_u32() as usize;
                 // An update takes at least 15 bytes: never trust `n` for allocation.
@@ -388,9 +391,22 @@ fn put_node(b: &mut BytesMut, n: &NodeInfo) {
     b.put_u16(n.port);
 }
 
+/// A host name, an IP address or a `host:port` address (IPv6 in brackets), or empty.
+/// Nodes build URLs from these, so nothing else is let in (no `/`, `@`, `?`, spaces).
+fn get_host(b: &mut Bytes, what: &'static str) -> Result<String, WireError> {
+    let host = get_str(b, what, MAX_NAME)?;
+    let host_char =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':' | b'[' | b']');
+    if host.bytes().all(host_char) {
+        Ok(host)
+    } else {
+        Err(WireError::NotHost(what))
+    }
+}
+
 fn get_node(b: &mut Bytes) -> Result<NodeInfo, WireError> {
     let id = get_str(b, "node id", MAX_NAME)?;
-    let host = get_str(b, "host", MAX_NAME)?;
+    let host = get_host(b, "host")?;
     need(b, 2)?;
     Ok(NodeInfo {
         id,
@@ -598,6 +614,58 @@ mod tests {
         b.put_u8(KIND_REPLICATE);
         b.put_u32(u32::MAX);
         assert_eq!(Message::decode(b.freeze()), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn hosts_that_are_not_addresses_are_refused() {
+        for bad in ["a/b", "user@host", "h?x", "h#x", "a b", "h\n", "h%41", "é"] {
+            let msgs = [
+                Gossip {
+                    from: NodeInfo {
+                        host: bad.into(),
+                        ..node("a", 1)
+                    },
+                    ..Gossip::default()
+                },
+                Gossip {
+                    relay: bad.into(),
+                    ..Gossip::default()
+                },
+                Gossip {
+                    observed: bad.into(),
+                    ..Gossip::default()
+                },
+                Gossip {
+                    updates: vec![Update {
+                        node: NodeInfo {
+                            host: bad.into(),
+                            ..node("b", 2)
+                        },
+                        incarnation: 0,
+                        state: MemberState::Alive,
+                    }],
+                    ..Gossip::default()
+                },
+            ];
+            for g in msgs {
+                let res = Message::decode(Message::Gossip(g).encode());
+                assert!(
+                    matches!(res, Err(WireError::NotHost(_))),
+                    "{bad:?}: {res:?}"
+                );
+            }
+        }
+        let good = Gossip {
+            from: NodeInfo {
+                host: "node-1.example".into(),
+                ..node("a", 1)
+            },
+            relay: "[2001:db8::1]:8081".into(),
+            observed: "::ffff:10.0.0.1".into(),
+            ..Gossip::default()
+        };
+        let msg = Message::Gossip(good);
+        assert_eq!(Message::decode(msg.encode()), Ok(msg));
     }
 
     #[test]
