@@ -247,7 +247,7 @@ fn bad_item_suffix(value: &str, item: &str) -> String {
 
 /// Every variable read: the names `--help` lists, and the filter applied before `envy`
 /// sees the environment.
-const VARS: [&str; 24] = [
+pub const VARS: [&str; 24] = [
     "DISCOVERY_DOMAIN",
     "BASE_PORT",
     "MAX_PORTS",

@@ -475,33 +475,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 // Environment.
 
-const VARS: [&str; 24] = [
-    "DISCOVERY_DOMAIN",
-    "BASE_PORT",
-    "MAX_PORTS",
-    "NODE_COUNT",
-    "REPLICATION_FACTOR",
-    "BIND_ADDR",
-    "DISCOVERY_PEERS",
-    "ADVERTISE_HOST",
-    "FLUX_NODE_HOST_IP",
-    "FLUX_APP_NAME",
-    "REPRAM_FLUX_API",
-    "REPRAM_CLEANUP_INTERVAL",
-    "REPRAM_RATE_LIMIT",
-    "REPRAM_TRUST_PROXY",
-    "REPRAM_MIN_TTL",
-    "REPRAM_MAX_TTL",
-    "REPRAM_DEFAULT_TTL",
-    "REPRAM_MAX_VALUE_BYTES",
-    "REPRAM_MAX_STORAGE_BYTES",
-    "REPRAM_WRITE_TIMEOUT_MS",
-    "REPRAM_CLUSTER_SECRET",
-    "REPRAM_LOG",
-    "RUST_LOG",
-    "REPRAM_LOG_FORMAT",
-];
-
 fn env_value() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<String>(),
@@ -524,7 +497,7 @@ proptest! {
     /// the node's own gossip decode at its peers.
     #[test]
     fn config_from_arbitrary_environment(
-        vars in proptest::collection::vec((proptest::sample::select(&VARS[..]), env_value()), 1..4),
+        vars in proptest::collection::vec((proptest::sample::select(&repram_flux::config::VARS[..]), env_value()), 1..4),
     ) {
         let pairs: Vec<(String, String)> =
             vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
