@@ -112,7 +112,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    // Hex digits only: `from_str_radix` alone would also take a sign (`+f`).
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -287,11 +288,12 @@ mod tests {
             Verifier::parse(Some(&ts), Some(&s.nonce), Some("zz")),
             Err(AuthError::Malformed(SIGNATURE_HEADER))
         );
-        let not_hex = "g".repeat(64);
-        assert_eq!(
-            Verifier::parse(Some(&ts), Some(&s.nonce), Some(&not_hex)),
-            Err(AuthError::Malformed(SIGNATURE_HEADER))
-        );
+        for not_hex in ["g".repeat(64), "+f".repeat(32), "-0".repeat(32)] {
+            assert_eq!(
+                Verifier::parse(Some(&ts), Some(&s.nonce), Some(&not_hex)),
+                Err(AuthError::Malformed(SIGNATURE_HEADER))
+            );
+        }
     }
 
     #[test]

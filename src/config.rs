@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::flux::location::parse_instance_ip;
+
 const DEFAULT_DISCOVERY_DOMAIN: &str = "localhost";
 const DEFAULT_BASE_PORT: u16 = 8081;
 const DEFAULT_MAX_PORTS: u16 = 10;
@@ -41,6 +43,8 @@ pub const MAX_CLEANUP_INTERVAL_S: u64 = 86_400;
 pub const TTL_LIMIT_S: u64 = 315_360_000;
 /// Largest `REPRAM_WRITE_TIMEOUT_MS`, milliseconds (ten minutes).
 pub const MAX_WRITE_TIMEOUT_MS: u64 = 600_000;
+/// Longest host name accepted (DNS's limit; also fits every gossip message).
+const MAX_HOST_NAME: usize = 253;
 
 /// Longest value (in characters) quoted in an error message.
 const SHOWN_VALUE_MAX: usize = 120;
@@ -255,7 +259,7 @@ fn bad_item_suffix(value: &str, item: &str) -> String {
 
 /// Every variable read: the names `--help` lists, and the filter applied before `envy`
 /// sees the environment.
-const VARS: [&str; 26] = [
+pub const VARS: [&str; 26] = [
     "DISCOVERY_DOMAIN",
     "BASE_PORT",
     "MAX_PORTS",
@@ -331,7 +335,7 @@ fn help_rows() -> [(&'static str, String, String); 26] {
         (
             "ADVERTISE_HOST",
             "FLUX_NODE_HOST_IP, else discovered".to_string(),
-            "address other instances use to reach this node".to_string(),
+            "host name or IP address other instances use to reach this node".to_string(),
         ),
         (
             "FLUX_NODE_HOST_IP",
@@ -467,10 +471,21 @@ struct Raw {
 
 impl Raw {
     fn parse(self) -> Result<Config, ConfigError> {
-        let flux_node_host_ip = text(&self.flux_node_host_ip).map(str::to_string);
-        let advertise_host = text(&self.advertise_host)
-            .map(str::to_string)
-            .or_else(|| flux_node_host_ip.clone());
+        let flux_node_host_ip = text(&self.flux_node_host_ip);
+        // FluxOS may append its API port (`1.2.3.4:16137`); only the address is ours.
+        let flux_ip = match flux_node_host_ip {
+            None => None,
+            Some(s) => Some(parse_instance_ip(s).ok_or_else(|| ConfigError::Invalid {
+                var: "FLUX_NODE_HOST_IP",
+                value: shown(s),
+                expected: "an IP address, optionally with :port",
+            })?),
+        };
+        let advertise_host = match text(&self.advertise_host) {
+            Some(s) => Some(parse_host("ADVERTISE_HOST", s)?),
+            None => flux_ip.map(|ip| ip.to_string()),
+        };
+        let flux_node_host_ip = flux_node_host_ip.map(str::to_string);
         let (log_var, log_filter) = match (text(&self.repram_log), text(&self.rust_log)) {
             (Some(f), _) => ("REPRAM_LOG", f),
             (None, Some(f)) => ("RUST_LOG", f),
@@ -696,6 +711,34 @@ fn parse_peers(value: &str) -> Result<Vec<String>, ConfigError> {
     Ok(peers)
 }
 
+/// A host name: 1-253 characters of letters, digits, `-`, `.` and `_`.
+fn is_host_name(host: &str) -> bool {
+    (1..=MAX_HOST_NAME).contains(&host.len())
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
+/// `ADVERTISE_HOST`: a host name or an IP address (IPv6 with or without brackets, kept
+/// without), short enough to travel in every gossip message.
+fn parse_host(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let unbracketed = value
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(value);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    if is_host_name(value) {
+        return Ok(value.to_string());
+    }
+    Err(ConfigError::Invalid {
+        var,
+        value: shown(value),
+        expected: "a host name or IP address",
+    })
+}
+
 /// `host:port` with a port 1..=65535; the host is a name, an IPv4 address, or an IPv6
 /// address in brackets (`[::1]:8081`).
 fn is_host_port(item: &str) -> bool {
@@ -706,13 +749,7 @@ fn is_host_port(item: &str) -> bool {
         }
     } else {
         match item.rsplit_once(':') {
-            Some((host, port)) => (
-                !host.is_empty()
-                    && host
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')),
-                port,
-            ),
+            Some((host, port)) => (is_host_name(host), port),
             None => return false,
         }
     };
@@ -881,6 +918,9 @@ impl Config {
                     item: shown(peer),
                 });
             }
+        }
+        if let Some(host) = &self.advertise_host {
+            parse_host("ADVERTISE_HOST", host)?;
         }
         if self.flux_api.trim().is_empty() {
             return Err(ConfigError::Empty {
@@ -1457,6 +1497,35 @@ mod tests {
         let c = env(&[("FLUX_NODE_HOST_IP", "203.0.113.7"), ("ADVERTISE_HOST", "")]).unwrap();
         assert_eq!(c.advertise_host.as_deref(), Some("203.0.113.7"));
         assert_eq!(env(&[]).unwrap().advertise_host, None);
+    }
+
+    #[test]
+    fn advertise_host_is_a_host_that_fits_in_gossip() {
+        // FluxOS may append its API port: only the address is advertised.
+        let c = env(&[("FLUX_NODE_HOST_IP", "203.0.113.7:16137")]).unwrap();
+        assert_eq!(c.advertise_host.as_deref(), Some("203.0.113.7"));
+        assert_eq!(c.flux_node_host_ip.as_deref(), Some("203.0.113.7:16137"));
+        let c = env(&[("ADVERTISE_HOST", "[2001:db8::1]")]).unwrap();
+        assert_eq!(c.advertise_host.as_deref(), Some("2001:db8::1"));
+        let name = "a".repeat(253);
+        let c = env(&[("ADVERTISE_HOST", name.as_str())]).unwrap();
+        assert_eq!(c.advertise_host, Some(name));
+        for (var, bad) in [
+            ("ADVERTISE_HOST", "a".repeat(254)),
+            ("ADVERTISE_HOST", "node example".into()),
+            ("ADVERTISE_HOST", "node.example:8081".into()),
+            ("ADVERTISE_HOST", "[node]".into()),
+            ("FLUX_NODE_HOST_IP", "node.example".into()),
+            ("FLUX_NODE_HOST_IP", "1.2.3.4:port".into()),
+        ] {
+            let err = env(&[(var, bad.as_str())]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{var}=")), "{err}");
+        }
+        let hand_made = Config {
+            advertise_host: Some("x".repeat(300)),
+            ..Config::default()
+        };
+        assert!(hand_made.validate().is_err());
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Every message starts with the magic `RF`, a protocol version byte and a kind byte;
 //! integers are big-endian, strings and byte strings are length-prefixed. Decoding never
-//! panics and rejects unknown versions, unknown kinds, truncated input, trailing bytes
-//! and invalid UTF-8.
+//! panics and rejects unknown versions, unknown kinds, truncated input, trailing bytes,
+//! invalid UTF-8, and host fields with characters no address has.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -136,8 +136,12 @@ const KIND_ACK: u8 = 3;
 const KIND_DIGEST: u8 = 4;
 const KIND_VERSIONS: u8 = 5;
 const KIND_FETCH: u8 = 6;
-/// Most items in a digest, version list or fetch.
+/// Most items in a digest or version list.
 pub const MAX_ITEMS: usize = 1 << 22;
+/// Most keys in one fetch: senders ask in chunks of this size, and a receiver answers
+/// no more. Each key takes only two bytes on the wire but 24 in memory, so a longer list
+/// would let a small message claim a lot of memory.
+pub const MAX_FETCH: usize = crate::antientropy::FETCH_CHUNK;
 
 /// Why a message could not be decoded. Nothing is applied from a message that fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,6 +170,9 @@ pub enum WireError {
     /// Bytes left over after the message.
     #[error("{0} unexpected trailing bytes")]
     Trailing(usize),
+    /// A host or address field holds characters no host name or IP address has.
+    #[error("{0} is not a host address")]
+    NotHost(&'static str),
 }
 
 impl Message {
@@ -274,8 +281,8 @@ impl Message {
                 if flags & !0b111 != 0 {
                     return Err(WireError::BadField("gossip flags", flags));
                 }
-                let observed = get_str(b, "observed host", MAX_NAME)?;
-                let relay = get_str(b, "relay address", MAX_NAME)?;
+                let observed = get_host(b, "observed host")?;
+                let relay = get_host(b, "relay address")?;
                 need(b, 4)?;
                 let n = b.get_u32() as usize;
                 // An update takes at least 15 bytes: never trust `n` for allocation.
@@ -308,11 +315,11 @@ impl Message {
                 Message::Ack(b.get_u32())
             }
             KIND_DIGEST => {
-                let n = get_count(b, 8)?;
+                let n = get_count(b, 8, MAX_ITEMS)?;
                 Message::Digest((0..n).map(|_| b.get_u64()).collect())
             }
             KIND_VERSIONS => {
-                let n = get_count(b, 18)?;
+                let n = get_count(b, 18, MAX_ITEMS)?;
                 let mut vs = Vec::with_capacity(n);
                 for _ in 0..n {
                     let key = get_str(b, "key", MAX_KEY)?;
@@ -326,7 +333,7 @@ impl Message {
                 Message::Versions(vs)
             }
             KIND_FETCH => {
-                let n = get_count(b, 2)?;
+                let n = get_count(b, 2, MAX_FETCH)?;
                 let mut keys = Vec::with_capacity(n);
                 for _ in 0..n {
                     keys.push(get_str(b, "key", MAX_KEY)?);
@@ -342,12 +349,12 @@ impl Message {
     }
 }
 
-/// A u32 item count, checked against what the rest of the input can hold at
-/// `min_item` bytes per item (so a lying count can neither over-allocate nor pass).
-fn get_count(b: &mut Bytes, min_item: usize) -> Result<usize, WireError> {
+/// A u32 item count of at most `max`, checked against what the rest of the input can
+/// hold at `min_item` bytes per item (so a lying count can neither over-allocate nor pass).
+fn get_count(b: &mut Bytes, min_item: usize, max: usize) -> Result<usize, WireError> {
     need(b, 4)?;
     let n = b.get_u32() as usize;
-    if n > MAX_ITEMS {
+    if n > max {
         return Err(WireError::TooLong("item list"));
     }
     need(b, n.saturating_mul(min_item))?;
@@ -384,9 +391,22 @@ fn put_node(b: &mut BytesMut, n: &NodeInfo) {
     b.put_u16(n.port);
 }
 
+/// A host name, an IP address or a `host:port` address (IPv6 in brackets), or empty.
+/// Nodes build URLs from these, so nothing else is let in (no `/`, `@`, `?`, spaces).
+fn get_host(b: &mut Bytes, what: &'static str) -> Result<String, WireError> {
+    let host = get_str(b, what, MAX_NAME)?;
+    let host_char =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':' | b'[' | b']');
+    if host.bytes().all(host_char) {
+        Ok(host)
+    } else {
+        Err(WireError::NotHost(what))
+    }
+}
+
 fn get_node(b: &mut Bytes) -> Result<NodeInfo, WireError> {
     let id = get_str(b, "node id", MAX_NAME)?;
-    let host = get_str(b, "host", MAX_NAME)?;
+    let host = get_host(b, "host")?;
     need(b, 2)?;
     Ok(NodeInfo {
         id,
@@ -431,7 +451,7 @@ fn get_entries(b: &mut Bytes) -> Result<Vec<Entry>, WireError> {
         let key = get_str(b, "key", MAX_KEY)?;
         need(b, 4)?;
         let len = b.get_u32() as usize;
-        need(b, len + 32)?;
+        need(b, len.saturating_add(32))?;
         let raw = b.split_to(len);
         let value = if n == 1 {
             raw
@@ -594,6 +614,71 @@ mod tests {
         b.put_u8(KIND_REPLICATE);
         b.put_u32(u32::MAX);
         assert_eq!(Message::decode(b.freeze()), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn hosts_that_are_not_addresses_are_refused() {
+        for bad in ["a/b", "user@host", "h?x", "h#x", "a b", "h\n", "h%41", "é"] {
+            let msgs = [
+                Gossip {
+                    from: NodeInfo {
+                        host: bad.into(),
+                        ..node("a", 1)
+                    },
+                    ..Gossip::default()
+                },
+                Gossip {
+                    relay: bad.into(),
+                    ..Gossip::default()
+                },
+                Gossip {
+                    observed: bad.into(),
+                    ..Gossip::default()
+                },
+                Gossip {
+                    updates: vec![Update {
+                        node: NodeInfo {
+                            host: bad.into(),
+                            ..node("b", 2)
+                        },
+                        incarnation: 0,
+                        state: MemberState::Alive,
+                    }],
+                    ..Gossip::default()
+                },
+            ];
+            for g in msgs {
+                let res = Message::decode(Message::Gossip(g).encode());
+                assert!(
+                    matches!(res, Err(WireError::NotHost(_))),
+                    "{bad:?}: {res:?}"
+                );
+            }
+        }
+        let good = Gossip {
+            from: NodeInfo {
+                host: "node-1.example".into(),
+                ..node("a", 1)
+            },
+            relay: "[2001:db8::1]:8081".into(),
+            observed: "::ffff:10.0.0.1".into(),
+            ..Gossip::default()
+        };
+        let msg = Message::Gossip(good);
+        assert_eq!(Message::decode(msg.encode()), Ok(msg));
+    }
+
+    #[test]
+    fn fetch_lists_are_capped() {
+        let keys = |n: usize| Message::Fetch(vec![String::new(); n]);
+        assert_eq!(
+            Message::decode(keys(MAX_FETCH).encode()),
+            Ok(keys(MAX_FETCH))
+        );
+        assert_eq!(
+            Message::decode(keys(MAX_FETCH + 1).encode()),
+            Err(WireError::TooLong("item list"))
+        );
     }
 
     #[test]

@@ -64,13 +64,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trust_proxy: bool) -> IpAddr
     if !trust_proxy {
         return peer;
     }
-    // Only the very last entry is trusted: earlier ones come from the client.
+    // Only the very last entry is trusted: the proxy appends it to the last line (or adds
+    // a line of its own); everything before it comes from the client. Bytes that are not
+    // text earlier on the line must not make the whole line, and so an earlier line the
+    // client sent, count instead.
     headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
         .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
+        .and_then(|entry| std::str::from_utf8(entry).ok())
         .and_then(|s| s.trim().parse::<IpAddr>().ok())
         .unwrap_or(peer)
 }
@@ -78,6 +81,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trust_proxy: bool) -> IpAddr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -119,5 +123,20 @@ mod tests {
         h.insert("x-forwarded-for", "1.1.1.1, garbage".parse().unwrap());
         assert_eq!(client_ip(peer, &h, true), peer);
         assert_eq!(client_ip(peer, &HeaderMap::new(), true), peer);
+    }
+
+    #[test]
+    fn a_line_that_is_not_text_does_not_let_an_earlier_line_win() {
+        let peer = ip("10.0.0.1");
+        let mut h = HeaderMap::new();
+        // The client sends two lines, the second with a non-ASCII byte; the proxy appends
+        // the real address to the last one.
+        h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        let spoiled = HeaderValue::from_bytes(b"\xff, 198.51.100.9").unwrap();
+        h.append("x-forwarded-for", spoiled);
+        assert_eq!(client_ip(peer, &h, true), ip("198.51.100.9"));
+        let unreadable = HeaderValue::from_bytes(b"198.51.100.9\xff").unwrap();
+        h.append("x-forwarded-for", unreadable);
+        assert_eq!(client_ip(peer, &h, true), peer);
     }
 }

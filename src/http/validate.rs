@@ -35,16 +35,19 @@ pub fn decode_key(segment: &str) -> Result<String, String> {
     Ok(key)
 }
 
-/// Parse a TTL given by a client: a whole number of seconds, at least 1.
+/// Parse a TTL given by a client: a whole number of seconds (an optional leading `+`),
+/// at least 1.
 pub fn parse_ttl(raw: &str) -> Result<u64, String> {
     let raw = raw.trim();
-    match raw.parse::<u64>() {
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
+    let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    match digits.parse::<u64>() {
         Ok(0) => Err("ttl must be at least 1 second".into()),
-        Ok(n) => Ok(n),
+        Ok(n) if all_digits => Ok(n),
         Err(_) if raw.starts_with('-') => Err("ttl must be at least 1 second".into()),
         // Larger than u64 but all digits: it is clamped to the maximum like any long TTL.
-        Err(_) if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(u64::MAX),
-        Err(_) => Err(format!(
+        Err(_) if all_digits => Ok(u64::MAX),
+        _ => Err(format!(
             "ttl must be a whole number of seconds, got {:?}",
             truncate(raw, 32)
         )),
@@ -102,6 +105,10 @@ mod tests {
         assert_eq!(parse_ttl("600"), Ok(600));
         assert_eq!(parse_ttl(" 5 "), Ok(5));
         assert_eq!(parse_ttl("99999999999999999999999"), Ok(u64::MAX));
+        assert_eq!(parse_ttl("+7"), Ok(7));
+        assert_eq!(parse_ttl("+99999999999999999999999"), Ok(u64::MAX));
+        assert!(parse_ttl("++7").is_err());
+        assert!(parse_ttl("+").is_err());
         assert!(parse_ttl("0").is_err());
         assert!(parse_ttl("-5").is_err());
         assert!(parse_ttl("1.5").is_err());
