@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -238,6 +239,15 @@ impl Eq for ByDeadline {}
 
 /// Entries freed per lock acquisition by [`Store::purge_expired`].
 const PURGE_BATCH: usize = 4096;
+
+/// Bytes ([`Record::cost`]) of the expired entries purged by every store of this process.
+static PURGED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes (keys + values) of expired entries purged so far by all stores in this process,
+/// together. The binary watches it to hand freed heap memory back to the OS.
+pub fn purged_bytes_total() -> u64 {
+    PURGED_BYTES.load(AtomicOrdering::Relaxed)
+}
 /// Bounds for the purge task's safety-net interval.
 const MIN_SWEEP: Duration = Duration::from_millis(1);
 const MAX_SWEEP: Duration = Duration::from_secs(24 * 3600);
@@ -515,6 +525,8 @@ impl Store {
         let mut freed = Vec::new();
         loop {
             let n = self.shared.lock().purge_due(now, PURGE_BATCH, &mut freed);
+            let bytes: u64 = freed.iter().map(|node| node.cost()).sum();
+            PURGED_BYTES.fetch_add(bytes, AtomicOrdering::Relaxed);
             freed.clear();
             total += n;
             if n < PURGE_BATCH {

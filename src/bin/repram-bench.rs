@@ -9,6 +9,12 @@
 //! the run ends, fails, or receives SIGINT/SIGTERM.
 //!
 //! `repram-bench free-port [--from N]` prints a free loopback TCP port (used for nginx).
+//!
+//! `repram-bench soak --server PATH [--seconds 60]` runs the bounded soak of
+//! `scripts/soak.sh` (see `soak.rs`).
+
+#[path = "repram-bench/soak.rs"]
+mod soak;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -87,23 +93,31 @@ const USAGE: &str = "usage:
                    [--only get,put,mesh,visible,memory,catchup] [--build-seconds S]
   repram-bench free-port [--from PORT]
   repram-bench table [FILE]      print the table of a saved report (bench/results.json)
+  repram-bench soak --server PATH [--seconds 60] [--nodes 3] [--tmp DIR] [--out FILE]
+                                 bounded soak: expiring keys, RSS back to baseline
 Run scripts/bench.sh rather than this binary directly: it builds the server, installs wrk
 and nginx-light and starts the reference nginx.";
 
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            server: PathBuf::new(),
+            out: PathBuf::from("bench/results.json"),
+            tmp: PathBuf::from("bench/tmp"),
+            lua_dir: PathBuf::from("bench"),
+            wrk: None,
+            nginx_port: None,
+            nginx_bin: None,
+            quick: false,
+            profile: "release".into(),
+            only: None,
+            build_s: None,
+        }
+    }
+}
+
 fn parse_args(mut argv: Vec<String>) -> Result<Args, String> {
-    let mut args = Args {
-        server: PathBuf::new(),
-        out: PathBuf::from("bench/results.json"),
-        tmp: PathBuf::from("bench/tmp"),
-        lua_dir: PathBuf::from("bench"),
-        wrk: None,
-        nginx_port: None,
-        nginx_bin: None,
-        quick: false,
-        profile: "release".into(),
-        only: None,
-        build_s: None,
-    };
+    let mut args = Args::default();
     argv.reverse();
     while let Some(flag) = argv.pop() {
         let mut value = |name: &str| argv.pop().ok_or(format!("{name} needs a value"));
@@ -195,23 +209,41 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let code = runtime.block_on(async move {
-                tokio::spawn(async {
-                    wait_for_signal().await;
-                    eprintln!("repram-bench: interrupted; killing child processes");
-                    kill_all_children();
-                    std::process::exit(130);
-                });
-                run_all(args).await
-            });
-            kill_all_children();
-            code
+            guarded(&runtime, run_all(args))
+        }
+        "soak" => {
+            let args = match soak::parse(argv) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("repram-bench: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            guarded(&runtime, soak::run(args))
         }
         other => {
             eprintln!("repram-bench: unknown command {other:?}\n{USAGE}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs `run` to its end; on SIGINT/SIGTERM, and after it ends, kills every child process.
+fn guarded(
+    runtime: &tokio::runtime::Runtime,
+    run: impl std::future::Future<Output = ExitCode>,
+) -> ExitCode {
+    let code = runtime.block_on(async move {
+        tokio::spawn(async {
+            wait_for_signal().await;
+            eprintln!("repram-bench: interrupted; killing child processes");
+            kill_all_children();
+            std::process::exit(130);
+        });
+        run.await
+    });
+    kill_all_children();
+    code
 }
 
 async fn wait_for_signal() {
@@ -233,7 +265,9 @@ impl Http {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(500)));
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the server's 10 s header timeout, which also closes idle keep-alive
+            // connections: a pooled connection the server already closed fails the request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(256)
             .build(connector);
         Http { client }
@@ -488,9 +522,24 @@ struct Bench {
     budget: Duration,
     errors: Vec<String>,
     value: Bytes,
+    /// Extra environment for every server started (the soak's TTL policy).
+    server_env: Vec<(&'static str, String)>,
 }
 
 impl Bench {
+    fn new(args: Args, budget: Duration) -> Bench {
+        Bench {
+            args,
+            http: Http::new(),
+            next_port: Cell::new(FIRST_PORT),
+            started: Instant::now(),
+            budget,
+            errors: Vec::new(),
+            value: Bytes::from(vec![b'v'; VALUE_BYTES]),
+            server_env: Vec::new(),
+        }
+    }
+
     fn settings(&self) -> Settings {
         if self.args.quick {
             Settings {
@@ -591,6 +640,7 @@ impl Bench {
             .env("BIND_ADDR", "127.0.0.1")
             .env("DISCOVERY_DOMAIN", "127.0.0.1")
             .env("REPRAM_RATE_LIMIT", "0")
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(file2);
@@ -1251,15 +1301,7 @@ async fn run_all(args: Args) -> ExitCode {
     } else {
         Duration::from_secs(320)
     };
-    let mut bench = Bench {
-        args: args.clone(),
-        http: Http::new(),
-        next_port: Cell::new(FIRST_PORT),
-        started: Instant::now(),
-        budget,
-        errors: Vec::new(),
-        value: Bytes::from(vec![b'v'; VALUE_BYTES]),
-    };
+    let mut bench = Bench::new(args.clone(), budget);
     let settings = bench.settings();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut figures = serde_json::Map::new();
