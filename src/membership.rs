@@ -161,11 +161,14 @@ pub struct IndirectProbe {
     pub timeout: Duration,
 }
 
-/// A live member as reported to the API. `info.host`/`info.port` is its reachable address.
+/// A live member as reported to the API.
 #[derive(Clone, Debug)]
 pub struct Peer {
-    /// Identity and reachable address.
+    /// Identity and the address it advertises (what other nodes are told).
     pub info: NodeInfo,
+    /// Where this node reaches it when that differs from `info.host`: the local address
+    /// of a node on our own host.
+    pub reach_host: Option<String>,
     /// Its incarnation as last heard.
     pub incarnation: u64,
     /// True while suspected.
@@ -177,7 +180,12 @@ pub struct Peer {
 impl Peer {
     /// `host:port` to reach this peer.
     pub fn addr(&self) -> String {
-        fmt_addr(&self.info.host, self.info.port)
+        fmt_addr(self.host(), self.info.port)
+    }
+
+    /// The host to reach this peer at.
+    pub fn host(&self) -> &str {
+        self.reach_host.as_deref().unwrap_or(&self.info.host)
     }
 
     /// `alive` or `suspect`.
@@ -215,6 +223,7 @@ impl Member {
         Member {
             peer: Peer {
                 info,
+                reach_host: None,
                 incarnation,
                 suspect: false,
                 last_seen: now,
@@ -309,12 +318,17 @@ fn discovery_pending(members: &HashMap<String, Member>, addr: &str, t: &Target) 
     let owned = || {
         t.peer.as_ref().is_some_and(|id| {
             members.get(id).is_some_and(|m| {
-                m.is_live()
-                    && split_addr(addr) == Some((m.peer.info.host.as_str(), m.peer.info.port))
+                m.is_live() && split_addr(addr) == Some((m.peer.host(), m.peer.info.port))
             })
         })
     };
     !t.is_self && !t.in_flight && !owned()
+}
+
+/// `local_host` when `advertised` is our own host `me_host` (a node on this host).
+fn reach_host(me_host: &str, local_host: &str, advertised: &str) -> Option<String> {
+    (!me_host.is_empty() && advertised == me_host && advertised != local_host)
+        .then(|| local_host.to_string())
 }
 
 /// True when `a` and `b` are nodes of one process (see [`crate::ids::failure_domain`]).
@@ -770,13 +784,12 @@ impl Membership {
         if msg.from.id == self.me.id {
             return Vec::new();
         }
-        // A sender advertising our own host lives on this host: reach it locally (its
-        // public address may not be reachable from its own host). Otherwise use the
-        // address it advertises, or the one the message came from.
-        let host = if !msg.from.host.is_empty() && msg.from.host == self.me.host {
-            self.local_host.clone()
-        } else if !msg.from.host.is_empty() {
-            msg.from.host.clone()
+        // Reach the sender at the address it advertises (locally when that is our own
+        // host: its public address may not be reachable from its own host), or else at
+        // the address the message came from.
+        let host = if !msg.from.host.is_empty() {
+            self.reach_host(&msg.from.host)
+                .unwrap_or_else(|| msg.from.host.clone())
         } else {
             match source {
                 Some(ip) => ip.to_string(),
@@ -817,17 +830,17 @@ impl Membership {
         };
         let info = NodeInfo {
             id: msg.from.id.clone(),
-            host: host.to_string(),
+            host: self.advertised_host(&msg.from.host, host),
             port,
         };
+        let reach = (info.host != host).then(|| host.to_string());
         let mut events = Vec::new();
         let inc = msg.incarnation;
         match self.members.get_mut(&info.id) {
             None => {
-                self.members.insert(
-                    info.id.clone(),
-                    Member::new(info.clone(), inc, Status::Alive, now),
-                );
+                let mut member = Member::new(info.clone(), inc, Status::Alive, now);
+                member.peer.reach_host = reach;
+                self.members.insert(info.id.clone(), member);
                 self.broadcast(Update {
                     node: info.clone(),
                     incarnation: inc,
@@ -857,6 +870,7 @@ impl Membership {
                         if inc > m.peer.incarnation && *state == MemberState::Dead {
                             m.peer.incarnation = inc;
                             m.peer.info = info.clone();
+                            m.peer.reach_host = reach;
                             m.peer.suspect = false;
                             m.status = Status::Alive;
                             let u = m.update();
@@ -896,6 +910,8 @@ impl Membership {
                             ..
                         } if !u.node.host.is_empty() => {
                             m.peer.info = u.node.clone();
+                            m.peer.reach_host =
+                                reach_host(&self.me.host, &self.local_host, &u.node.host);
                             events.push(Event::Joined(u.node.clone()));
                         }
                         Status::Down { state, since } => {
@@ -938,18 +954,13 @@ impl Membership {
 
     /// News about a member we did not know.
     fn learn(&mut self, u: &Update, sender: &str, now: Instant) -> Vec<Event> {
-        // A member advertising our own host lives on this host: reach it locally.
-        let mut local;
-        let u = if !self.me.host.is_empty() && u.node.host == self.me.host {
-            local = u.clone();
-            local.node.host = self.local_host.clone();
-            &local
-        } else {
-            u
-        };
+        // A member advertising our own host lives on this host: reach it locally, but
+        // keep telling others the address it advertises.
+        let reach = self.reach_host(&u.node.host);
         match u.state {
             MemberState::Alive | MemberState::Suspect if !u.node.host.is_empty() => {
-                let addr = fmt_addr(&u.node.host, u.node.port);
+                let host = reach.as_deref().unwrap_or(&u.node.host);
+                let addr = fmt_addr(host, u.node.port);
                 if self.targets.get(&addr).is_some_and(|t| t.is_self) {
                     return Vec::new();
                 }
@@ -957,10 +968,9 @@ impl Membership {
                 if let Some(t) = self.targets.get_mut(&addr) {
                     t.peer = Some(u.node.id.clone());
                 }
-                self.members.insert(
-                    u.node.id.clone(),
-                    Member::new(u.node.clone(), u.incarnation, Status::Alive, now),
-                );
+                let mut member = Member::new(u.node.clone(), u.incarnation, Status::Alive, now);
+                member.peer.reach_host = reach;
+                self.members.insert(u.node.id.clone(), member);
                 self.broadcast(Update {
                     state: MemberState::Alive,
                     ..u.clone()
@@ -1026,6 +1036,28 @@ impl Membership {
         let (u, info) = (m.update(), m.peer.info.clone());
         self.broadcast(u);
         vec![Event::Suspected(info)]
+    }
+
+    /// The local address to reach a node advertising `advertised`, when that is our own
+    /// host; `None` when the advertised address is the one to use.
+    fn reach_host(&self, advertised: &str) -> Option<String> {
+        reach_host(&self.me.host, &self.local_host, advertised)
+    }
+
+    /// What to tell others about a node that advertises `own` and that we reach at
+    /// `reached`: its own address, else the one we reach it at, except that a loopback
+    /// or local address means "on our host", which others reach at our host.
+    fn advertised_host(&self, own: &str, reached: &str) -> String {
+        if !own.is_empty() {
+            return own.to_string();
+        }
+        let local = reached == self.local_host
+            || reached.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if local && !self.me.host.is_empty() {
+            self.me.host.clone()
+        } else {
+            reached.to_string()
+        }
     }
 
     /// True for members of this node's own process: they are never suspected or
@@ -1557,6 +1589,27 @@ mod tests {
         r.from.host = "198.51.100.5".into();
         m.on_gossip(&r, Some("10.0.0.5".parse().unwrap()), t0);
         assert_eq!(m.peer("e").unwrap().addr(), "198.51.100.5:8081");
+
+        // Other hosts are told the advertised addresses, never our local ones.
+        let told: HashMap<String, String> = m
+            .message(true, None)
+            .updates
+            .into_iter()
+            .map(|u| (u.node.id, fmt_addr(&u.node.host, u.node.port)))
+            .collect();
+        assert_eq!(told["b"], "203.0.113.9:8082");
+        assert_eq!(told["c"], "203.0.113.9:8083");
+        assert_eq!(told["h"], "203.0.113.9:8086");
+        assert_eq!(told["d"], "198.51.100.4:8081");
+        // A same-host sender that does not know its host yet (reached over loopback) is
+        // announced at our host.
+        let mut f = gossip("f", 8087, 0, vec![]);
+        f.from.host.clear();
+        m.on_gossip(&f, Some("127.0.0.1".parse().unwrap()), t0);
+        assert_eq!(m.peer("f").unwrap().addr(), "127.0.0.1:8087");
+        let told = m.message(true, None).updates;
+        let f = told.iter().find(|u| u.node.id == "f").unwrap();
+        assert_eq!(f.node.host, "203.0.113.9");
     }
 
     #[test]
