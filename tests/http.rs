@@ -117,6 +117,15 @@ async fn data_round_trip_headers_ttl_policy_and_head() {
     .await
     .unwrap();
     assert_eq!(r.json()["ttl"], 20);
+    let r = request(
+        Method::PUT,
+        &format!("{url}/data/both?ttl=30"),
+        Bytes::from_static(b"x"),
+        &[("x-ttl", "20")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json()["ttl"], 30, "?ttl= wins over X-TTL");
     let r = put(&format!("{url}/data/dflt"), b"x").await.unwrap();
     assert_eq!(r.json()["ttl"], 50);
 
@@ -230,6 +239,14 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
             &[("x-ttl", "soon")],
             400,
         ),
+        // A bad X-TTL is refused even when `?ttl=` (which wins) is good.
+        (
+            Method::PUT,
+            format!("{url}/data/k?ttl=5"),
+            b"v",
+            &[("x-ttl", "{}")],
+            400,
+        ),
         (
             Method::PUT,
             format!("{url}/data/{long_key}"),
@@ -255,6 +272,22 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
         (Method::GET, format!("{url}/keys?limit=0"), b"", &[], 400),
         (Method::GET, format!("{url}/keys?limit=5000"), b"", &[], 400),
         (Method::GET, format!("{url}/keys?limit=x"), b"", &[], 400),
+        // Digits only: U+0085 (white space to Rust's trim) and a sign are refused.
+        (
+            Method::GET,
+            format!("{url}/keys?limit=%C2%857"),
+            b"",
+            &[],
+            400,
+        ),
+        (Method::GET, format!("{url}/keys?limit=%2B7"), b"", &[], 400),
+        (
+            Method::PUT,
+            format!("{url}/data/k?ttl=%C2%857"),
+            b"v",
+            &[],
+            400,
+        ),
         (
             Method::POST,
             format!("{url}/internal/v1/gossip"),
@@ -487,15 +520,7 @@ async fn clients_over_the_rate_limit_get_429_with_retry_after() {
     // Burst of 2 × 5 requests, then refused (a little refill may let one more through).
     assert!(statuses[..10].iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(statuses[11], 429, "{statuses:?}");
-    // Another client is unaffected; so are local clients without a forwarded address.
-    let other = request(Method::GET, &health, Bytes::new(), &from("203.0.113.8"))
-        .await
-        .unwrap();
-    assert_eq!(other.status, 200);
-    for _ in 0..30 {
-        assert_eq!(get(&health).await.unwrap().status, 200);
-    }
-    // A refused write changes nothing.
+    // A refused write changes nothing (sent right away, before the bucket refills).
     let w = request(
         Method::PUT,
         &format!("{url}/data/x"),
@@ -506,5 +531,13 @@ async fn clients_over_the_rate_limit_get_429_with_retry_after() {
     .unwrap();
     assert_eq!(w.status, 429);
     assert_eq!(get(&format!("{url}/data/x")).await.unwrap().status, 404);
+    // Another client is unaffected; so are local clients without a forwarded address.
+    let other = request(Method::GET, &health, Bytes::new(), &from("203.0.113.8"))
+        .await
+        .unwrap();
+    assert_eq!(other.status, 200);
+    for _ in 0..30 {
+        assert_eq!(get(&health).await.unwrap().status, 200);
+    }
     cluster.shutdown().await;
 }
