@@ -3,6 +3,7 @@
 //! Routes live in [`routes`]; input checks in [`validate`].
 
 pub mod dashboard;
+pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod validate;

@@ -169,6 +169,7 @@ async fn route(
         "/peers" => read_only(Route::Peers, &|| peers(node)),
         "/status" => read_only(Route::Status, &|| status(node)),
         "/metrics" => read_only(Route::Metrics, &|| metrics(node)),
+        "/openapi.json" => read_only(Route::Other, &super::openapi::spec),
         "/keys" => match method {
             Method::GET | Method::HEAD => (Route::Keys, keys(node, req.uri().query())),
             _ => (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD"))),
