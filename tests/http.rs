@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Response};
 use repram_flux::wire::{Gossip, Message, NodeInfo};
-use repram_flux::{Config, Tuning};
+use repram_flux::Config;
 
 use common::*;
 
@@ -20,18 +20,6 @@ fn config(base: u16, max_ports: u16, nodes: u16) -> Config {
         node_count: nodes,
         ..Config::for_test()
     }
-}
-
-async fn one_node(cfg: Config) -> (repram_flux::Cluster, String) {
-    let cluster = repram_flux::start(cfg, Tuning::default()).expect("start");
-    let url = format!("http://127.0.0.1:{}", cluster.ports()[0]);
-    let ready = format!("{url}/ready");
-    wait_until(Duration::from_secs(5), "ready", || {
-        let ready = ready.clone();
-        async move { get(&ready).await.is_some_and(|r| r.status == 200) }
-    })
-    .await;
-    (cluster, url)
 }
 
 #[tokio::test]

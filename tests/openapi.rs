@@ -6,11 +6,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
-use repram_flux::{Config, Tuning};
+use repram_flux::Config;
 use serde_json::Value;
 
 use common::*;
@@ -19,23 +18,15 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-async fn one_node() -> (repram_flux::Cluster, String) {
-    let base = free_range(2);
+/// One ready node on a free port of 127.0.0.1.
+async fn node() -> (repram_flux::Cluster, String) {
     let cfg = Config {
-        base_port: base,
+        base_port: free_range(2),
         max_ports: 2,
         node_count: 1,
         ..Config::for_test()
     };
-    let cluster = repram_flux::start(cfg, Tuning::default()).expect("start");
-    let url = format!("http://127.0.0.1:{}", cluster.ports()[0]);
-    let ready = format!("{url}/ready");
-    wait_until(Duration::from_secs(5), "ready", || {
-        let ready = ready.clone();
-        async move { get(&ready).await.is_some_and(|r| r.status == 200) }
-    })
-    .await;
-    (cluster, url)
+    one_node(cfg).await
 }
 
 /// `(path, method, documented status codes)` of every documented operation.
@@ -62,7 +53,7 @@ fn operations(spec: &Value) -> Vec<(String, String, BTreeSet<String>)> {
 
 #[tokio::test]
 async fn serves_its_description_as_json() {
-    let (cluster, url) = one_node().await;
+    let (cluster, url) = node().await;
     let r = get(&format!("{url}/openapi.json")).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -119,7 +110,7 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn documented_operations_are_the_routes_the_server_answers() {
-    let (cluster, url) = one_node().await;
+    let (cluster, url) = node().await;
     let spec: Value = serde_json::from_str(repram_flux::http::openapi::SPEC_JSON).unwrap();
     let ops = operations(&spec);
     assert!(ops.len() >= 20, "{ops:?}");

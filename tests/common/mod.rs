@@ -94,6 +94,20 @@ where
     }
 }
 
+/// Start an in-process cluster and wait (at most 5 s) until its first node is ready: the
+/// cluster and that node's base URL.
+pub async fn one_node(config: repram_flux::Config) -> (repram_flux::Cluster, String) {
+    let cluster = repram_flux::start(config, repram_flux::Tuning::default()).expect("start");
+    let url = format!("http://127.0.0.1:{}", cluster.ports()[0]);
+    let ready = format!("{url}/ready");
+    wait_until(Duration::from_secs(5), "ready", || {
+        let ready = ready.clone();
+        async move { get(&ready).await.is_some_and(|r| r.status == 200) }
+    })
+    .await;
+    (cluster, url)
+}
+
 /// Start an in-process cluster and wait (at most 5 s) until its nodes form a full mesh.
 pub async fn start_meshed(config: repram_flux::Config) -> (repram_flux::Cluster, Vec<u16>) {
     let cluster = repram_flux::start(config, repram_flux::Tuning::default()).expect("start");
