@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Response};
 use repram_flux::wire::{Gossip, Message, NodeInfo};
-use repram_flux::{Config, Tuning};
+use repram_flux::Config;
 
 use common::*;
 
@@ -20,11 +20,6 @@ fn config(base: u16, max_ports: u16, nodes: u16) -> Config {
         node_count: nodes,
         ..Config::for_test()
     }
-}
-
-async fn one_node(cfg: Config) -> (repram_flux::Cluster, String) {
-    let (cluster, port) = start_ready(cfg, Tuning::default()).await;
-    (cluster, format!("http://127.0.0.1:{port}"))
 }
 
 #[tokio::test]
@@ -110,6 +105,15 @@ async fn data_round_trip_headers_ttl_policy_and_head() {
     .await
     .unwrap();
     assert_eq!(r.json()["ttl"], 20);
+    let r = request(
+        Method::PUT,
+        &format!("{url}/data/both?ttl=30"),
+        Bytes::from_static(b"x"),
+        &[("x-ttl", "20")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json()["ttl"], 30, "?ttl= wins over X-TTL");
     let r = put(&format!("{url}/data/dflt"), b"x").await.unwrap();
     assert_eq!(r.json()["ttl"], 50);
 
@@ -223,6 +227,14 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
             &[("x-ttl", "soon")],
             400,
         ),
+        // A bad X-TTL is refused even when `?ttl=` (which wins) is good.
+        (
+            Method::PUT,
+            format!("{url}/data/k?ttl=5"),
+            b"v",
+            &[("x-ttl", "{}")],
+            400,
+        ),
         (
             Method::PUT,
             format!("{url}/data/{long_key}"),
@@ -248,6 +260,22 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
         (Method::GET, format!("{url}/keys?limit=0"), b"", &[], 400),
         (Method::GET, format!("{url}/keys?limit=5000"), b"", &[], 400),
         (Method::GET, format!("{url}/keys?limit=x"), b"", &[], 400),
+        // Digits only: U+0085 (white space to Rust's trim) and a sign are refused.
+        (
+            Method::GET,
+            format!("{url}/keys?limit=%C2%857"),
+            b"",
+            &[],
+            400,
+        ),
+        (Method::GET, format!("{url}/keys?limit=%2B7"), b"", &[], 400),
+        (
+            Method::PUT,
+            format!("{url}/data/k?ttl=%C2%857"),
+            b"v",
+            &[],
+            400,
+        ),
         (
             Method::POST,
             format!("{url}/internal/v1/gossip"),

@@ -17,7 +17,7 @@ use tracing::debug;
 
 use super::cors::{self, Preflight};
 use super::ratelimit::client_ip;
-use super::validate::{decode_key, parse_ttl, query_param, truncate};
+use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
 use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
 use crate::metrics::Route;
@@ -191,6 +191,7 @@ async fn route(
         "/peers" => read_only(Route::Peers, &|| peers(node)),
         "/status" => read_only(Route::Status, &|| status(node)),
         "/metrics" => read_only(Route::Metrics, &|| metrics(node)),
+        "/openapi.json" => read_only(Route::Other, &super::openapi::spec),
         "/keys" => match method {
             Method::GET | Method::HEAD => (Route::Keys, keys(node, req.uri().query())),
             _ => (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD"))),
@@ -338,8 +339,8 @@ fn keys(node: &Node, query: Option<&str>) -> Result<Resp> {
     let cursor = query_param(query, "cursor").map_err(ApiError::bad_request)?;
     let limit = match query_param(query, "limit").map_err(ApiError::bad_request)? {
         None => KEYS_DEFAULT_LIMIT,
-        Some(raw) => match raw.trim().parse::<usize>() {
-            Ok(n) if (1..=KEYS_MAX_LIMIT).contains(&n) => n,
+        Some(raw) => match parse_whole(&raw).and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if (1..=KEYS_MAX_LIMIT).contains(&n) => n,
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "limit must be a whole number from 1 to {KEYS_MAX_LIMIT}, got {:?}",
@@ -394,19 +395,21 @@ fn get_value(node: &Node, key: &str) -> Result<Resp> {
 
 async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Result<Resp> {
     let max = node.config.max_value_bytes;
-    let query_ttl = query_param(req.uri().query(), "ttl").map_err(ApiError::bad_request)?;
-    let requested = match query_ttl {
+    // `?ttl=` wins over `X-TTL`, but a bad one of either is refused.
+    let query_ttl = match query_param(req.uri().query(), "ttl").map_err(ApiError::bad_request)? {
         Some(raw) => Some(parse_ttl(&raw).map_err(ApiError::bad_request)?),
-        None => match req.headers().get("x-ttl") {
-            Some(v) => {
-                let raw = v
-                    .to_str()
-                    .map_err(|_| ApiError::bad_request("X-TTL header is not text"))?;
-                Some(parse_ttl(raw).map_err(ApiError::bad_request)?)
-            }
-            None => None,
-        },
+        None => None,
     };
+    let header_ttl = match req.headers().get("x-ttl") {
+        Some(v) => {
+            let raw = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-TTL header is not text"))?;
+            Some(parse_ttl(raw).map_err(|e| ApiError::bad_request(format!("X-TTL: {e}")))?)
+        }
+        None => None,
+    };
+    let requested = query_ttl.or(header_ttl);
     let ttl = node.config.clamp_ttl(requested);
     if let Some(len) = content_length(&req) {
         if len > max as u64 {

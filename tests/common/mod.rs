@@ -111,6 +111,12 @@ pub async fn start_ready(
     (cluster, port)
 }
 
+/// [`start_ready`] with the default tuning: the cluster and its first node's base URL.
+pub async fn one_node(config: repram_flux::Config) -> (repram_flux::Cluster, String) {
+    let (cluster, port) = start_ready(config, repram_flux::Tuning::default()).await;
+    (cluster, format!("http://127.0.0.1:{port}"))
+}
+
 /// Start an in-process cluster and wait (at most 5 s) until its nodes form a full mesh.
 pub async fn start_meshed(config: repram_flux::Config) -> (repram_flux::Cluster, Vec<u16>) {
     let cluster = repram_flux::start(config, repram_flux::Tuning::default()).expect("start");
