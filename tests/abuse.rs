@@ -182,7 +182,10 @@ async fn at_the_cap_idle_connections_make_room_and_busy_ones_get_503() {
             .is_some_and(|r| r.status == 200)
     })
     .await;
-    assert!(metric(port, "repram_connections_refused_total").await >= 1.0);
+    let evicted = metric(port, "repram_connections_evicted_total").await;
+    let refused = metric(port, "repram_connections_refused_total").await;
+    eprintln!("cap {CAP}: {evicted} idle connections evicted, {refused} refused with 503");
+    assert!(refused >= 1.0);
     let keys = get(&format!("{url}/keys")).await.expect("keys").json();
     assert_eq!(keys["keys"].as_array().map(Vec::len), Some(0), "{keys}");
     cluster.shutdown().await;
