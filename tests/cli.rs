@@ -269,8 +269,8 @@ fn json_lines(proc: &Process) -> Vec<serde_json::Value> {
 async fn json_logs_carry_node_port_and_event_for_each_membership_change() {
     // A (2 nodes, JSON logs) watches B join and leave (SIGTERM) and C join, fall silent
     // (SIGSTOP) and die; B logs text, so its banner is checked as people read it.
-    let base = free_range(4);
-    let mut env = env_for(base, 4, 2);
+    let base = free_range(6); // two spare ports, in case one is taken meanwhile
+    let mut env = env_for(base, 6, 2);
     env.push(("REPRAM_LOG_FORMAT", "json".into()));
     let a = Process::start(&env);
     let claimed = |lines: &[serde_json::Value]| -> Vec<u16> {
@@ -286,9 +286,9 @@ async fn json_logs_carry_node_port_and_event_for_each_membership_change() {
     })
     .await;
     let pa = claimed(&json_lines(&a));
-    let mut b = Process::start(&env_for(base, 4, 1));
+    let mut b = Process::start(&env_for(base, 6, 1));
     let pb = b.claimed_ports(1).await[0];
-    let c = Process::start(&env_for(base, 4, 1));
+    let c = Process::start(&env_for(base, 6, 1));
     let pc = c.claimed_ports(1).await[0];
     let all = [pa[0], pa[1], pb, pc];
     wait_until(Duration::from_secs(5), "4-node mesh", || full_mesh(&all)).await;

@@ -32,6 +32,24 @@ fn health_row(out: &str, port: u16) -> &str {
         .unwrap_or_else(|| panic!("no row for port {port}:\n{out}"))
 }
 
+/// A base port whose `width` ports are free, below Linux's ephemeral range (32768 and up)
+/// so that no client socket of a test running alongside takes one of them meanwhile:
+/// the scripts watch a contiguous range, and each process here needs all of its ports.
+fn free_low_range(width: u16) -> u16 {
+    use rand::Rng;
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+    let mut rng = rand::thread_rng();
+    for _ in 0..200 {
+        let base: u16 = rng.gen_range(20_000..32_000);
+        let all_free = (base..base + width)
+            .all(|p| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, p))).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free port range of width {width} below 32000")
+}
+
 async fn node_id(port: u16) -> String {
     let r = get(&format!("http://127.0.0.1:{port}/health"))
         .await
@@ -43,7 +61,7 @@ async fn node_id(port: u16) -> String {
 async fn monitor_scripts_report_a_healthy_mesh_and_a_down_or_split_one() {
     // A: 3 nodes on base..base+2. B (started later): 1 node alone on base+3, its own
     // range, so it never meets A.
-    let base = free_range(4);
+    let base = free_low_range(4);
     let a = Process::start(&env_for(base, 3, 3));
     let mut ports = a.claimed_ports(3).await;
     ports.sort();
