@@ -15,45 +15,9 @@
 # BASE_PORT). Needs bash, curl and python3.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
-die() { echo "monitor-health: $*" >&2; exit 2; }
-
-ONCE=0 HOST=localhost PORTS=8081-8083 INTERVAL=2 TIMEOUT=1
-positional=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -h|--help) usage; exit 0 ;;
-        --once) ONCE=1 ;;
-        --host) HOST=${2:?--host needs a value}; shift ;;
-        --ports|--range) PORTS=${2:?--ports needs a value}; shift ;;
-        --interval) INTERVAL=${2:?--interval needs a value}; shift ;;
-        --timeout) TIMEOUT=${2:?--timeout needs a value}; shift ;;
-        -*) die "unknown option $1 (see --help)" ;;
-        *) positional+=("$1") ;;
-    esac
-    shift
-done
-[ ${#positional[@]} -gt 0 ] && HOST=${positional[0]}
-[ ${#positional[@]} -gt 1 ] && PORTS=${positional[1]}
-[ ${#positional[@]} -gt 2 ] && INTERVAL=${positional[2]}
-[ ${#positional[@]} -gt 3 ] && die "too many arguments (see --help)"
-
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || die "$tool is required (e.g. apt-get install -y $tool)"
-done
-if [[ $PORTS =~ ^([0-9]+)-([0-9]+)$ ]]; then
-    FIRST=${BASH_REMATCH[1]} LAST=${BASH_REMATCH[2]}
-elif [[ $PORTS =~ ^[0-9]+$ ]]; then
-    FIRST=$PORTS LAST=$PORTS
-else
-    die "PORTS must be FIRST-LAST or a port, got '$PORTS'"
-fi
-{ [ "$FIRST" -ge 1 ] && [ "$LAST" -le 65535 ] && [ "$FIRST" -le "$LAST" ]; } ||
-    die "bad port range $FIRST-$LAST"
-[[ $INTERVAL =~ ^[0-9]+([.][0-9]+)?$ ]] || die "INTERVAL must be a number of seconds, got '$INTERVAL'"
-[[ $TIMEOUT =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--timeout must be a number of seconds, got '$TIMEOUT'"
-URL_HOST=$HOST
-if [[ $HOST == *:* && $HOST != \[* ]]; then URL_HOST="[$HOST]"; fi
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib/monitor-args.sh"
+monitor_args monitor-health 8081-8083 "$@"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/monitor-health.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

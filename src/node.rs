@@ -527,28 +527,28 @@ impl Node {
             match event {
                 Event::Joined(p) => self.peer_up(p),
                 Event::Left(p) => {
-                    info!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer left");
+                    info!(node = %self.id, port = self.port, event = "left", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer left");
                     self.metrics.peer_leaves.inc();
                     self.replicator.remove_peer(&p.id);
                 }
                 Event::Dead(p) => {
-                    warn!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
+                    warn!(node = %self.id, port = self.port, event = "dead", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
                     self.metrics.peer_deaths.inc();
                     self.replicator.remove_peer(&p.id);
                 }
                 Event::Replaced { old, new } => {
-                    info!(node = %self.id, port = self.port, old = %old.id, new = %new.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
+                    info!(node = %self.id, port = self.port, event = "replaced", peer = %new.id, old = %old.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
                     self.metrics.peer_deaths.inc();
                     self.replicator.remove_peer(&old.id);
                     self.peer_up(new);
                 }
                 Event::Suspected(p) => {
-                    info!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer suspected");
+                    info!(node = %self.id, port = self.port, event = "suspected", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer suspected");
                     self.metrics.peer_suspicions.inc();
                     continue;
                 }
                 Event::Recovered(p) => {
-                    info!(node = %self.id, port = self.port, peer = %p.id, addr = %fmt_addr(&p.host, p.port), "suspected peer is alive");
+                    info!(node = %self.id, port = self.port, event = "recovered", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "suspected peer is alive");
                     continue;
                 }
             }
@@ -598,7 +598,7 @@ impl Node {
 
     fn peer_up(self: &Arc<Self>, p: NodeInfo) {
         let addr = fmt_addr(&p.host, p.port);
-        info!(node = %self.id, port = self.port, peer = %p.id, addr = %addr, "peer joined");
+        info!(node = %self.id, port = self.port, event = "joined", peer = %p.id, addr = %addr, "peer joined");
         self.metrics.peer_joins.inc();
         self.replicator.add_peer(&p.id, addr.clone());
         let node = self.clone();

@@ -246,3 +246,125 @@ async fn a_killed_process_is_evicted_within_3_seconds_and_rejoins_after_restart(
     )
     .await;
 }
+
+/// The JSON log lines of `proc` (panics on a line that is not one JSON object).
+fn json_lines(proc: &Process) -> Vec<serde_json::Value> {
+    proc.log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            assert!(v.is_object(), "not an object: {l}");
+            for field in ["timestamp", "level", "message"] {
+                assert!(v[field].is_string(), "no {field}: {l}");
+            }
+            v
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn json_logs_carry_node_port_and_event_for_each_membership_change() {
+    // A (2 nodes, JSON logs) watches B join and leave (SIGTERM) and C join, fall silent
+    // (SIGSTOP) and die; B logs text, so its banner is checked as people read it.
+    let base = free_range(6); // two spare ports, in case one is taken meanwhile
+    let mut env = env_for(base, 6, 2);
+    env.push(("REPRAM_LOG_FORMAT", "json".into()));
+    let a = Process::start(&env);
+    let claimed = |lines: &[serde_json::Value]| -> Vec<u16> {
+        lines
+            .iter()
+            .filter(|l| l["message"] == "claimed port")
+            .filter_map(|l| l["port"].as_u64().map(|p| p as u16))
+            .collect()
+    };
+    wait_until(Duration::from_secs(20), "A claims 2 ports", || {
+        let n = claimed(&json_lines(&a)).len();
+        async move { n == 2 }
+    })
+    .await;
+    let pa = claimed(&json_lines(&a));
+    let mut b = Process::start(&env_for(base, 6, 1));
+    let pb = b.claimed_ports(1).await[0];
+    let c = Process::start(&env_for(base, 6, 1));
+    let pc = c.claimed_ports(1).await[0];
+    let all = [pa[0], pa[1], pb, pc];
+    wait_until(Duration::from_secs(5), "4-node mesh", || full_mesh(&all)).await;
+    let id = |port: u16| async move {
+        get(&format!("http://127.0.0.1:{port}/health"))
+            .await
+            .expect("/health")
+            .json()["node_id"]
+            .as_str()
+            .expect("node_id")
+            .to_string()
+    };
+    let (id_b, id_c) = (id(pb).await, id(pc).await);
+
+    b.signal("TERM");
+    assert_eq!(b.wait_exit(Duration::from_secs(5)), Some(0));
+    // Stopped, not killed: its port stays open but silent, so A suspects it before
+    // declaring it dead (a refused connection is death at once, with no suspicion).
+    c.signal("STOP");
+    wait_until(Duration::from_secs(10), "A's nodes drop C", || {
+        full_mesh(&pa)
+    })
+    .await;
+
+    let lines = json_lines(&a);
+    // The banner: every claimed port and the URL of every dashboard.
+    let banner = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("cluster starting"))
+        })
+        .expect("a cluster starting line");
+    let message = banner["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("dashboard: http://127.0.0.1:{}/", pa[0])),
+        "{banner}"
+    );
+    assert_eq!(banner["nodes"], 2, "{banner}");
+    for p in &pa {
+        let ports = banner["ports"].as_str().expect("ports");
+        assert!(ports.contains(&p.to_string()), "{banner}");
+        let urls = banner["dashboards"].as_str().expect("dashboards");
+        assert!(urls.contains(&format!("http://127.0.0.1:{p}/")), "{banner}");
+    }
+    // Each membership change, seen by a node of A, with that node's id and port.
+    let a_ids: Vec<String> = [id(pa[0]).await, id(pa[1]).await].into();
+    for (event, peer) in [
+        ("joined", &id_b),
+        ("left", &id_b),
+        ("joined", &id_c),
+        ("suspected", &id_c),
+        ("dead", &id_c),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l["event"] == event && l["peer"] == peer.as_str())
+            .unwrap_or_else(|| panic!("no {event} line for {peer}:\n{}", a.log_text()));
+        let node = line["node"].as_str().expect("node");
+        let port = line["port"].as_u64().expect("port") as u16;
+        let at = a_ids.iter().position(|x| x == node).expect("a node of A");
+        assert_eq!(port, pa[at], "{line}");
+        assert!(line["addr"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.0.0.1:")));
+    }
+    // Text logs: the same banner, one line, readable.
+    let text = b.log_text();
+    let banner = text
+        .lines()
+        .find(|l| l.contains("cluster starting"))
+        .expect("text banner");
+    assert!(
+        banner.contains(&format!("dashboard: http://127.0.0.1:{pb}/")),
+        "{banner}"
+    );
+    assert!(banner.contains(&format!("try: curl http://127.0.0.1:{pb}/health")));
+}

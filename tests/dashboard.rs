@@ -281,3 +281,35 @@ async fn a_node_that_leaves_stays_on_the_picture_as_left() {
         .any(|e| e["kind"] == "left" && e["peer"] == leaver.as_str()));
     a.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_a_cluster_secret_the_fan_out_works_and_shows_no_secret() {
+    // `/cluster?scope=node` is a public route like `/status`: peers answer the fan-out
+    // unsigned, and nothing in a report or the view derives from the secret.
+    const SECRET: &str = "dashboard-test-secret-0123456789";
+    let base = free_range(3);
+    let (cluster, ports) = start_meshed(Config {
+        cluster_secret: Some(SECRET.into()),
+        ..config(base, 3, 3)
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{}/cluster", ports[0]);
+    let v = poll_cluster(&url, "every peer reported", |v| {
+        v["summary"]["complete"] == true
+    })
+    .await;
+    assert_eq!(v["summary"]["states"]["alive"], 3, "{v}");
+    for n in v["nodes"].as_array().unwrap() {
+        assert_eq!(n["reachable"], true, "{n}");
+        assert_eq!(n["peer_count"], 2, "{n}");
+    }
+    for u in [
+        url.clone(),
+        format!("http://127.0.0.1:{}/cluster?scope=node", ports[1]),
+    ] {
+        let body = get(&u).await.unwrap().text();
+        assert!(!body.contains(SECRET), "{u} shows the secret");
+        assert!(!body.to_lowercase().contains("secret"), "{u}: {body}");
+    }
+    cluster.shutdown().await;
+}

@@ -189,6 +189,12 @@ def run(args, page):
     if links != n * (n - 1) // 2:
         raise Fail(f"the mesh picture shows {links} links, expected {n * (n - 1) // 2}")
     log(f"page shows {n} alive nodes, {links} links, mesh complete")
+    # "only nodes with a problem" hides every row of a healthy mesh.
+    page.eval("document.getElementById('nodes-filter').click(); true")
+    page.wait_for(f"{ROWS}.length === 1 && {ROWS}[0].classList.contains('empty')",
+                  "the problem filter hides every healthy node", 5)
+    page.eval("document.getElementById('nodes-filter').click(); true")
+    page.wait_for(f"{ROWS}.length === {n}", "all rows back", 5)
 
     # 2. The key written through the API is on every node (watched through the form).
     page.eval(f"document.getElementById('kv-key').value = {json.dumps(args.key)};"
@@ -256,6 +262,10 @@ def run(args, page):
         log(f"page marked {victim} dead after {time.monotonic() - t0:.1f} s")
         page.wait_for(f"document.getElementById('summary').dataset.alive === '{n - 1}'",
                       f"{n - 1} alive nodes", 5)
+        # The problem filter now shows the dead node alone.
+        page.eval("document.getElementById('nodes-filter').click(); true")
+        page.wait_for(f"{ROWS}.length === 1 && {ROWS}[0].dataset.nodeId === {vid}",
+                      "the problem filter shows the dead node alone", 5)
 
 
 def main():

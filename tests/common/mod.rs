@@ -156,13 +156,15 @@ pub async fn wait_for_value(ports: &[u16], key: &str, value: &str) {
     }
 }
 
-/// A base port in 20000-60000 whose `width` ports are all free right now. Tests still
-/// cope with a port being taken later: nodes skip busy ports.
+/// A base port whose `width` ports are all free right now, in 20000-32767: below Linux's
+/// ephemeral range (32768 and up), so no client socket of a test running alongside takes
+/// one of them meanwhile. Tests still cope with a port being taken later: nodes skip busy
+/// ports.
 pub fn free_range(width: u16) -> u16 {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     for _ in 0..200 {
-        let base: u16 = rng.gen_range(20_000..60_000 - width);
+        let base: u16 = rng.gen_range(20_000..32_768 - width);
         let all_free = (base..base + width)
             .all(|p| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, p))).is_ok());
         if all_free {
