@@ -511,18 +511,14 @@ impl Membership {
             due.truncate(room);
             let chosen: Vec<String> = due.into_iter().cloned().collect();
             for addr in chosen {
-                // The whole member list goes with the first probe of an address and to
-                // addresses where a node answered before; a port that stayed silent
-                // gets a small message (whoever starts there later scans us anyway).
-                let mut full = true;
                 if let Some(t) = self.targets.get_mut(&addr) {
                     t.in_flight = true;
-                    full = !t.probed || t.peer.is_some();
                 }
+                // Full both ways: a node found at last learns every member at once.
                 probes.push(Probe {
                     addr,
                     member: None,
-                    full,
+                    full: true,
                     timeout,
                 });
             }
@@ -1210,15 +1206,14 @@ mod tests {
         let a = "127.0.0.1:8090".to_string();
         m.add_target(a.clone(), t0);
         let (gaps, full) = refused_discovery_gaps(&mut m, t0, 10);
-        // Nobody ever answered there: up to every 30 s, and only the first probe carries
-        // the whole member list.
+        // Nobody ever answered there: up to every 30 s.
         assert_eq!(
             gaps,
             vec![250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
         );
-        assert_eq!(
-            full,
-            [true, false, false, false, false, false, false, false, false, false]
+        assert!(
+            full.iter().all(|f| *f),
+            "discovery probes exchange every member"
         );
     }
 
