@@ -66,24 +66,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A base port in 20000-60000 whose 3 ports are free on 127.0.0.1 right now.
-BASE=$(python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 60000 - 3)
-    socks = []
-    try:
-        for p in range(base, base + 3):
-            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-else:
-    raise SystemExit("no free port range")
-PY
-)
+# A base port whose 3 ports are free on 127.0.0.1 right now.
+BASE=$(python3 "$ROOT/tests/free_ports.py" 3)
 start_process() { # name node_count
     env -i PATH="$PATH" DISCOVERY_DOMAIN=127.0.0.1 BIND_ADDR=127.0.0.1 BASE_PORT="$BASE" \
         MAX_PORTS=3 NODE_COUNT="$2" REPRAM_LOG=info "$BIN" >"$WORK/$1.log" 2>&1 </dev/null &

@@ -77,24 +77,8 @@ fi
 [ -x "$BIN" ] || { say "no executable at $BIN"; exit 1; }
 
 # --- cluster ---------------------------------------------------------------------------
-# A base port in 20000-60000 whose 3 ports are free on 127.0.0.1 right now.
-BASE=$(python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 60000 - 3)
-    socks = []
-    try:
-        for p in range(base, base + 3):
-            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-else:
-    raise SystemExit("no free port range")
-PY
-)
+# A base port whose 3 ports are free on 127.0.0.1 right now.
+BASE=$(python3 "$ROOT/tests/free_ports.py" 3)
 # Values over 256 bytes get 413; 1 KiB of memory per node fills up (507) and empties
 # again as values expire (TTLs clamped to 1-3 s, swept every second); a write whose
 # replicas are full answers 202 after 300 ms.
