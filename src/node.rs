@@ -597,7 +597,10 @@ impl Node {
     }
 
     fn peer_up(self: &Arc<Self>, p: NodeInfo) {
-        let addr = fmt_addr(&p.host, p.port);
+        // Where we reach it: for a node on our own host, the local address rather than the
+        // public one it advertises (and that events carry).
+        let reach = self.membership().peer(&p.id).map(|m| m.addr());
+        let addr = reach.unwrap_or_else(|| fmt_addr(&p.host, p.port));
         info!(node = %self.id, port = self.port, event = "joined", peer = %p.id, addr = %addr, "peer joined");
         self.metrics.peer_joins.inc();
         self.replicator.add_peer(&p.id, addr.clone());

@@ -443,6 +443,40 @@ async fn a_write_without_quorum_answers_202_after_the_write_timeout_and_is_kept(
     deaf2.abort();
 }
 
+#[tokio::test]
+async fn nodes_advertising_an_address_they_cannot_reach_replicate_over_the_local_one() {
+    // As on Flux: the nodes advertise the host's public address (here 127.0.0.2, where
+    // nothing listens), and reach each other at the address they listen on.
+    let base = free_range(3);
+    let cfg = Config {
+        advertise_host: Some("127.0.0.2".to_string()),
+        ..config(base, 3, 3)
+    };
+    let (cluster, ports) = start_meshed(cfg).await;
+    let r = put(
+        &format!("http://127.0.0.1:{}/data/adv?ttl=60", ports[0]),
+        b"v",
+    )
+    .await
+    .expect("put");
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Every replica has it at once: replication, not anti-entropy (which leaves writes
+    // younger than 2 s alone).
+    for &p in &ports[1..] {
+        let url = format!("http://127.0.0.1:{p}/data/adv");
+        wait_until(
+            Duration::from_secs(1),
+            "replicated over the local address",
+            || {
+                let url = url.clone();
+                async move { get(&url).await.is_some_and(|r| r.status == 200) }
+            },
+        )
+        .await;
+    }
+    cluster.shutdown().await;
+}
+
 /// Print injected faults as one line. The default hook symbolizes a backtrace when
 /// RUST_BACKTRACE is set, which takes most of a second in a debug build and would be
 /// measured as restart time. Other panics still get the default hook.
