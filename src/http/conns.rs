@@ -7,6 +7,7 @@
 //! the IO.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -15,6 +16,8 @@ use tokio::time::Instant;
 /// The open connections of one node.
 pub struct Connections {
     cap: usize,
+    /// Origin of the millisecond clock in [`Activity::idle_since_ms`].
+    epoch: Instant,
     state: Mutex<State>,
     /// Woken whenever the last connection closes.
     all_closed: Notify,
@@ -23,15 +26,17 @@ pub struct Connections {
 #[derive(Default)]
 struct State {
     next_id: u64,
-    open: HashMap<u64, Slot>,
+    open: HashMap<u64, Arc<Activity>>,
 }
 
-struct Slot {
+/// What a connection is doing, updated without the lock on every request.
+struct Activity {
     /// Requests being handled on the connection.
-    busy: u32,
-    /// When the connection was accepted or last finished a request.
-    idle_since: Instant,
-    close: Arc<Notify>,
+    busy: AtomicU32,
+    /// When the connection was accepted or last finished a request, in milliseconds
+    /// since [`Connections::epoch`].
+    idle_since_ms: AtomicU64,
+    close: Notify,
 }
 
 /// How a connection was admitted.
@@ -52,6 +57,7 @@ impl Connections {
     pub fn new(cap: usize) -> Arc<Self> {
         Arc::new(Connections {
             cap: cap.max(1),
+            epoch: Instant::now(),
             state: Mutex::new(State::default()),
             all_closed: Notify::new(),
         })
@@ -60,6 +66,10 @@ impl Connections {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked: every update is one step.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Connections currently counted.
@@ -75,28 +85,25 @@ impl Connections {
             let victim = state
                 .open
                 .iter()
-                .filter(|(_, slot)| slot.busy == 0)
-                .min_by_key(|(id, slot)| (slot.idle_since, **id))
+                .filter(|(_, a)| a.busy.load(Ordering::Acquire) == 0)
+                .min_by_key(|(id, a)| (a.idle_since_ms.load(Ordering::Acquire), **id))
                 .map(|(id, _)| *id);
-            let slot = victim.and_then(|id| state.open.remove(&id)).ok_or(Full)?;
+            let activity = victim.and_then(|id| state.open.remove(&id)).ok_or(Full)?;
             // Stored as a permit if the connection is not listening right now.
-            slot.close.notify_one();
+            activity.close.notify_one();
             how = Admitted::Evicted;
         }
         let id = state.next_id;
         state.next_id += 1;
-        let close = Arc::new(Notify::new());
-        state.open.insert(
-            id,
-            Slot {
-                busy: 0,
-                idle_since: now,
-                close: close.clone(),
-            },
-        );
+        let activity = Arc::new(Activity {
+            busy: AtomicU32::new(0),
+            idle_since_ms: AtomicU64::new(self.ms(now)),
+            close: Notify::new(),
+        });
+        state.open.insert(id, activity.clone());
         let conn = Conn {
             id,
-            close,
+            activity,
             owner: self.clone(),
         };
         Ok((conn, how))
@@ -115,19 +122,6 @@ impl Connections {
         }
     }
 
-    fn begin(&self, id: u64) {
-        if let Some(slot) = self.lock().open.get_mut(&id) {
-            slot.busy += 1;
-        }
-    }
-
-    fn end(&self, id: u64, now: Instant) {
-        if let Some(slot) = self.lock().open.get_mut(&id) {
-            slot.busy = slot.busy.saturating_sub(1);
-            slot.idle_since = now;
-        }
-    }
-
     fn remove(&self, id: u64) {
         let mut state = self.lock();
         if state.open.remove(&id).is_some() && state.open.is_empty() {
@@ -139,20 +133,20 @@ impl Connections {
 /// One counted connection; dropping it frees its place.
 pub struct Conn {
     id: u64,
-    close: Arc<Notify>,
+    activity: Arc<Activity>,
     owner: Arc<Connections>,
 }
 
 impl Conn {
     /// Mark a request as being handled until the returned guard drops.
     pub fn request(self: &Arc<Self>) -> Busy {
-        self.owner.begin(self.id);
+        self.activity.busy.fetch_add(1, Ordering::AcqRel);
         Busy { conn: self.clone() }
     }
 
     /// Resolves when the connection was evicted to make room for another.
     pub async fn evicted(&self) {
-        self.close.notified().await;
+        self.activity.close.notified().await;
     }
 }
 
@@ -169,7 +163,10 @@ pub struct Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.conn.owner.end(self.conn.id, Instant::now());
+        let conn = &self.conn;
+        let now = conn.owner.ms(Instant::now());
+        conn.activity.idle_since_ms.store(now, Ordering::Release);
+        conn.activity.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
