@@ -127,6 +127,17 @@ except Exception:
 ' 2>/dev/null || echo -1
 }
 
+put_checked() { # put_checked CHECK ADDR PASS_DETAIL : PUT $VALUE under $KEY at ADDR, record 201 as PASS
+    local code
+    code="$(curl -s -o "$WORK/put.json" -w '%{http_code}' --max-time 5 -X PUT \
+        --data-binary "$VALUE" "http://$2/data/$KEY?ttl=600" || true)"
+    if [ "$code" = 201 ]; then
+        record PASS "$1" "$3"
+    else
+        record FAIL "$1" "status $code: $(head -c 200 "$WORK/put.json" 2>/dev/null)"
+    fi
+}
+
 wait_for() { # wait_for SECONDS COMMAND... : poll every 0.2 s
     local deadline=$((SECONDS + $1)); shift
     while true; do
@@ -189,14 +200,8 @@ check_one_host() {
         record FAIL "full mesh" "port:peers =$bad (want $want)"
     fi
 
-    local first="${NODE_PORTS[0]}" code
-    code="$(curl -s -o "$WORK/put.json" -w '%{http_code}' --max-time 5 -X PUT \
-        --data-binary "$VALUE" "http://$host:$first/data/$KEY?ttl=600" || true)"
-    if [ "$code" = 201 ]; then
-        record PASS "PUT on port $first" "201 Created (quorum reached)"
-    else
-        record FAIL "PUT on port $first" "status $code: $(head -c 200 "$WORK/put.json" 2>/dev/null)"
-    fi
+    local first="${NODE_PORTS[0]}"
+    put_checked "PUT on port $first" "$host:$first" "201 Created (quorum reached)"
     local port_ok=0 others=0 detail=""
     for p in "${NODE_PORTS[@]:1}"; do
         others=$((others + 1))
@@ -494,14 +499,7 @@ EOF
 
     # A write on host 1 is readable on the last host.
     local first; first="$(echo ${HOST_PORTS[1]} | cut -d' ' -f1)"
-    local code
-    code="$(curl -s -o "$WORK/put.json" -w '%{http_code}' --max-time 5 -X PUT \
-        --data-binary "$VALUE" "http://10.77.0.1:${first:-$base}/data/$KEY?ttl=600" || true)"
-    if [ "$code" = 201 ]; then
-        record PASS "PUT on host 1" "201 Created on 10.77.0.1:$first"
-    else
-        record FAIL "PUT on host 1" "status $code: $(head -c 200 "$WORK/put.json" 2>/dev/null)"
-    fi
+    put_checked "PUT on host 1" "10.77.0.1:${first:-$base}" "201 Created on 10.77.0.1:$first"
     local last=$INSTANCES ok=0 n=0
     for p in ${HOST_PORTS[$last]}; do
         n=$((n + 1))
