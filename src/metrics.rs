@@ -1,5 +1,7 @@
 //! Per-node counters and gauges, rendered in the Prometheus text format at `/metrics`.
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -84,7 +86,15 @@ pub struct Metrics {
     pub connections_evicted: Counter,
     /// Connections refused with 503 because every open one was busy.
     pub connections_refused: Counter,
+    /// Handles on the `requests` counters of common (route, status) pairs, filled on
+    /// first use: counting then skips the family's lock and label hashing.
+    hot: [[OnceLock<Counter>; HOT_STATUSES.len()]; ROUTES],
 }
+
+/// Number of [`Route`] variants.
+const ROUTES: usize = Route::Other as usize + 1;
+/// Statuses whose request counters are cached per route.
+const HOT_STATUSES: [u16; 6] = [200, 201, 202, 204, 400, 404];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -122,6 +132,7 @@ impl Metrics {
             connections: Gauge::default(),
             connections_evicted: Counter::default(),
             connections_refused: Counter::default(),
+            hot: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
             registry: Registry::default(),
         };
         registry.register(
@@ -234,9 +245,17 @@ impl Metrics {
 
     /// Count one answered request.
     pub fn request(&self, route: Route, status: u16) {
-        self.requests
-            .get_or_create(&RequestLabels { route, status })
-            .inc();
+        let counter = |route, status| {
+            self.requests
+                .get_or_create(&RequestLabels { route, status })
+                .clone()
+        };
+        match HOT_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => self.hot[route as usize][i]
+                .get_or_init(|| counter(route, status))
+                .inc(),
+            None => counter(route, status).inc(),
+        };
     }
 
     /// The Prometheus text exposition of every metric.
@@ -267,5 +286,25 @@ mod tests {
         assert!(text.contains("repram_peer_joins_total 1"), "{text}");
         assert!(text.contains("repram_keys 7"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn cached_and_uncached_statuses_count_into_the_same_family() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.request(Route::Keys, 404); // cached handle after the first call
+        }
+        m.request(Route::Keys, 507); // not cached
+        m.request(Route::Health, 404); // same status, other route: its own series
+        let text = m.render();
+        for line in [
+            "repram_http_requests_total{route=\"Keys\",status=\"404\"} 3",
+            "repram_http_requests_total{route=\"Keys\",status=\"507\"} 1",
+            "repram_http_requests_total{route=\"Health\",status=\"404\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
+        // Nothing is exported for pairs that never happened.
+        assert!(!text.contains("status=\"200\""), "{text}");
     }
 }

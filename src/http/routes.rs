@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::time::Instant;
@@ -83,7 +83,12 @@ impl ApiError {
 type Result<T> = std::result::Result<T, ApiError>;
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_body_response(status, body.to_string().into_bytes())
+}
+
+/// An answer with `body`, already JSON text.
+fn json_body_response(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -106,8 +111,13 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> std::result::Result<Resp, Infallible> {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let origin = req.headers().get(header::ORIGIN).cloned();
+    // Only copied when it will be logged: this runs for every request.
+    let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+    let origin = if node.config.cors_origins.is_empty() {
+        None
+    } else {
+        req.headers().get(header::ORIGIN).cloned()
+    };
     let (route, result) = match rate_limited(&node, remote, &req) {
         Some(refusal) => (Route::Other, Err(refusal)),
         None => route(&node, remote, req).await,
@@ -122,7 +132,9 @@ pub async fn handle(
         cors::secure(resp.headers_mut());
     }
     node.metrics.request(route, resp.status().as_u16());
-    debug!(node = %node.id, %method, %path, status = resp.status().as_u16(), remote = %remote, "request");
+    if let Some(path) = path {
+        debug!(node = %node.id, %method, %path, status = resp.status().as_u16(), remote = %remote, "request");
+    }
     Ok(resp)
 }
 
@@ -131,7 +143,9 @@ async fn route(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> (Route, Result<Resp>) {
-    let path = req.uri().path();
+    // A cheap handle (reference-counted bytes): the path can be borrowed while `req` moves.
+    let uri = req.uri().clone();
+    let path = uri.path();
     if let Some(internal) = path.strip_prefix("/internal/") {
         let kind = match internal {
             "v1/gossip" => GOSSIP_PATH,
@@ -159,8 +173,7 @@ async fn route(
     let public = match path.strip_prefix("/v1") {
         Some(rest) if rest.starts_with('/') => rest,
         _ => path,
-    }
-    .to_string();
+    };
     let method = req.method().clone();
     match cors::preflight(&node.config.cors_origins, &method, req.headers()) {
         None => {}
@@ -180,11 +193,11 @@ async fn route(
             _ => (route, Err(ApiError::method_not_allowed("GET, HEAD"))),
         }
     };
-    match public.as_str() {
+    match public {
         "/" => read_only(Route::Other, &super::dashboard::page),
         "/cluster" => (
             Route::Other,
-            Ok(super::dashboard::cluster(node, &method, req.uri().query()).await),
+            Ok(super::dashboard::cluster(node, &method, uri.query()).await),
         ),
         "/health" => read_only(Route::Health, &|| health(node)),
         "/ready" => read_only(Route::Ready, &|| ready(node)),
@@ -193,14 +206,11 @@ async fn route(
         "/metrics" => read_only(Route::Metrics, &|| metrics(node)),
         "/openapi.json" => read_only(Route::Other, &super::openapi::spec),
         "/keys" => match method {
-            Method::GET | Method::HEAD => (Route::Keys, keys(node, req.uri().query())),
+            Method::GET | Method::HEAD => (Route::Keys, keys(node, uri.query())),
             _ => (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD"))),
         },
         p => match p.strip_prefix("/data/") {
-            Some(segment) => {
-                let segment = segment.to_string();
-                (Route::Data, data(node, &segment, req).await)
-            }
+            Some(segment) => (Route::Data, data(node, segment, req).await),
             None => (
                 Route::Other,
                 Err(ApiError::new(
@@ -367,7 +377,7 @@ async fn data(node: &Arc<Node>, segment: &str, req: Request<Incoming>) -> Result
         }
         Method::PUT => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
-            put_value(node, key, req).await
+            put_value(node, key.into_owned(), req).await
         }
         _ => Err(ApiError::method_not_allowed("GET, HEAD, PUT")),
     }
@@ -377,20 +387,55 @@ fn get_value(node: &Node, key: &str) -> Result<Resp> {
     let Some(rec) = node.store.get(key) else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "key not found"));
     };
-    let created = UNIX_EPOCH + Duration::from_millis(rec.created_ms);
     let remaining = rec.remaining_ttl_s(Instant::now());
-    let mut resp = Response::new(Full::new(rec.value.clone()));
-    let h = resp.headers_mut();
+    // Room for these four and the two that `handle` adds, so the map never grows.
+    let mut h = HeaderMap::with_capacity(8);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    if let Ok(v) = HeaderValue::from_str(&humantime::format_rfc3339_seconds(created).to_string()) {
-        h.insert("x-created-at", v);
+    if let Some(v) = rfc3339_seconds(rec.created_ms) {
+        h.insert(X_CREATED_AT, v);
     }
-    h.insert("x-original-ttl", HeaderValue::from(rec.original_ttl_s()));
-    h.insert("x-remaining-ttl", HeaderValue::from(remaining));
+    h.insert(X_ORIGINAL_TTL, HeaderValue::from(rec.original_ttl_s()));
+    h.insert(X_REMAINING_TTL, HeaderValue::from(remaining));
+    let mut resp = Response::new(Full::new(rec.value));
+    *resp.headers_mut() = h;
     Ok(resp)
+}
+
+const X_CREATED_AT: HeaderName = HeaderName::from_static("x-created-at");
+const X_ORIGINAL_TTL: HeaderName = HeaderName::from_static("x-original-ttl");
+const X_REMAINING_TTL: HeaderName = HeaderName::from_static("x-remaining-ttl");
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC timestamp in whole seconds, formatted on
+/// the stack (one allocation: the header value itself).
+/// `None` past what RFC 3339 can show (year 9999), which only a faulty peer could send.
+fn rfc3339_seconds(ms: u64) -> Option<HeaderValue> {
+    use std::fmt::Write;
+    /// A fixed buffer that refuses (rather than panics on) text that does not fit.
+    struct Stack {
+        buf: [u8; 32],
+        len: usize,
+    }
+    impl Write for Stack {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.len + s.len();
+            self.buf
+                .get_mut(self.len..end)
+                .ok_or(std::fmt::Error)?
+                .copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let at = UNIX_EPOCH.checked_add(Duration::from_millis(ms))?;
+    let mut out = Stack {
+        buf: [0; 32],
+        len: 0,
+    };
+    write!(out, "{}", humantime::format_rfc3339_seconds(at)).ok()?;
+    HeaderValue::from_bytes(&out.buf[..out.len]).ok()
 }
 
 async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Result<Resp> {
@@ -426,17 +471,27 @@ async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Res
             } else {
                 (StatusCode::ACCEPTED, "accepted")
             };
-            Ok(json_response(
-                status,
-                &json!({
-                    "status": word,
-                    "key": key,
-                    "ttl": ttl,
-                    "acks": outcome.acks,
-                    "quorum": outcome.quorum,
-                    "node_id": node.id,
-                }),
-            ))
+            // Fields in the order `json!` would sort them, so the answer is unchanged.
+            #[derive(serde::Serialize)]
+            struct Answer<'a> {
+                acks: usize,
+                key: &'a str,
+                node_id: &'a str,
+                quorum: usize,
+                status: &'a str,
+                ttl: u64,
+            }
+            let answer = Answer {
+                acks: outcome.acks,
+                key: &key,
+                node_id: &node.id,
+                quorum: outcome.quorum,
+                status: word,
+                ttl,
+            };
+            // Serializing plain fields into a Vec cannot fail.
+            let body = serde_json::to_vec(&answer).unwrap_or_default();
+            Ok(json_body_response(status, body))
         }
         Err(e @ StoreError::Full { .. }) => Err(ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
@@ -535,4 +590,27 @@ async fn internal_route(
         }
     };
     Ok(wire_response(&reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_at_is_rfc3339_in_whole_utc_seconds() {
+        let text = |ms| rfc3339_seconds(ms).map(|v| v.to_str().unwrap_or("").to_string());
+        assert_eq!(text(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            text(1_700_000_000_999).as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+        // Beyond what the format can show: no header rather than a panic (the year 10000
+        // and later make the formatter fail).
+        assert_eq!(
+            text(253_402_300_799_999).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        assert_eq!(text(253_402_300_800_000), None);
+        assert_eq!(text(u64::MAX), None);
+    }
 }

@@ -1,5 +1,7 @@
 //! Pure checks of client input: keys, TTLs and query strings.
 
+use std::borrow::Cow;
+
 use percent_encoding::percent_decode_str;
 
 /// Longest key, in bytes.
@@ -25,12 +27,12 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Decode a key from its URL path segment (percent-encoded UTF-8) and check it.
-pub fn decode_key(segment: &str) -> Result<String, String> {
+/// Decode a key from its URL path segment (percent-encoded UTF-8) and check it. Borrows
+/// the segment when it holds no escapes.
+pub fn decode_key(segment: &str) -> Result<Cow<'_, str>, String> {
     let key = percent_decode_str(segment)
         .decode_utf8()
-        .map_err(|_| "key is not valid UTF-8".to_string())?
-        .into_owned();
+        .map_err(|_| "key is not valid UTF-8".to_string())?;
     check_key(&key)?;
     Ok(key)
 }
