@@ -309,7 +309,9 @@ impl Node {
         let remaining = origin_remaining.min(max_ms);
         let record = Record {
             value: e.value,
-            created_ms: e.created_ms,
+            // A creation time in the future is a faulty peer's: keep it within the skew
+            // we tolerate, so X-Created-At stays a real date.
+            created_ms: e.created_ms.min(now.saturating_add(MAX_SKEW_MS)),
             expires_ms: if remaining == origin_remaining {
                 e.expires_ms
             } else {

@@ -674,6 +674,12 @@ proptest! {
             }
         }
         let keys: Vec<String> = node.store.keys("", None, 1000).0;
+        for key in &keys {
+            // Creation times from the future are clamped (X-Created-At must format).
+            if let Some(rec) = node.store.get(key) {
+                prop_assert!(rec.created_ms <= repram_flux::clock::now_ms() + 60_000, "{}", rec.created_ms);
+            }
+        }
         let _ = node.fetch(&keys);
         let _ = node.versions_for(&node.store.digest());
     }
