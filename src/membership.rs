@@ -285,6 +285,9 @@ pub struct Membership {
     broadcasts: HashMap<String, Broadcast>,
     probe_order: Vec<String>,
     probing: HashSet<String>,
+    /// Members found by a small discovery probe: each gets a full exchange at the next
+    /// tick, so both sides learn every member at once.
+    full_soon: Vec<(String, Instant)>,
     next_member_probe: Instant,
     next_full_sync: Instant,
     health: u32,
@@ -368,6 +371,7 @@ impl Membership {
             broadcasts: HashMap::new(),
             probe_order: Vec::new(),
             probing: HashSet::new(),
+            full_soon: Vec::new(),
             next_member_probe: now,
             next_full_sync: now,
             health: 0,
@@ -511,16 +515,43 @@ impl Membership {
             due.truncate(room);
             let chosen: Vec<String> = due.into_iter().cloned().collect();
             for addr in chosen {
-                if let Some(t) = self.targets.get_mut(&addr) {
-                    t.in_flight = true;
-                }
-                // Full both ways: a node found at last learns every member at once.
+                let Some(t) = self.targets.get_mut(&addr) else {
+                    continue;
+                };
+                t.in_flight = true;
+                // Where a peer we lost answered before (it may be back), full both ways
+                // at once. Other addresses are mostly unused ports or another address of
+                // a live member: a small message, and a full exchange follows if a new
+                // node answers (see `full_soon`).
+                let members = &self.members;
+                let full = t
+                    .peer
+                    .as_ref()
+                    .is_some_and(|id| !members.get(id).is_some_and(Member::is_live));
                 probes.push(Probe {
                     addr,
                     member: None,
+                    full,
+                    timeout,
+                });
+            }
+        }
+        // Full exchanges with members just found by a small discovery probe. They also
+        // count as this interval's member probe.
+        for (id, _) in std::mem::take(&mut self.full_soon) {
+            let Some(m) = self.members.get(&id).filter(|m| m.is_live()) else {
+                continue;
+            };
+            if self.probing.insert(id.clone()) {
+                probes.push(Probe {
+                    addr: m.peer.addr(),
+                    member: Some(id),
                     full: true,
                     timeout,
                 });
+                if now >= self.next_member_probe {
+                    self.next_member_probe = now + self.cfg.probe_interval;
+                }
             }
         }
         // One member per probe interval, in shuffled round-robin order.
@@ -566,15 +597,10 @@ impl Membership {
 
     /// Earliest instant at which [`Membership::tick`] may have work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let in_flight = self.targets.values().filter(|t| t.in_flight).count();
-        let room = in_flight < self.cfg.max_discovery_in_flight;
-        // While the discovery window is full, the next completion (not a timer) is due.
-        let probes = self
-            .targets
-            .iter()
-            .filter(|(addr, t)| room && discovery_pending(&self.members, addr, t))
-            .map(|(_, t)| t.next_probe);
-        let member_probe = (!self.is_empty()).then_some(self.next_member_probe);
+        let member_probe = (!self.is_empty())
+            .then_some(self.next_member_probe)
+            .into_iter()
+            .chain(self.full_soon.iter().map(|(_, at)| *at));
         let suspicions = self.members.values().filter_map(|m| match &m.status {
             Status::Suspect {
                 since,
@@ -582,7 +608,20 @@ impl Membership {
             } => Some(*since + self.suspicion_timeout(confirmations.len())),
             _ => None,
         });
-        probes.chain(member_probe).chain(suspicions).min()
+        let mut next = member_probe.chain(suspicions).min();
+        // While the discovery window is full, the next completion (not a timer) is due.
+        let in_flight = self.targets.values().filter(|t| t.in_flight).count();
+        if in_flight < self.cfg.max_discovery_in_flight {
+            for (addr, t) in &self.targets {
+                // The time test first: it rules out most addresses without the lookup.
+                if next.map_or(true, |n| t.next_probe < n)
+                    && discovery_pending(&self.members, addr, t)
+                {
+                    next = Some(t.next_probe);
+                }
+            }
+        }
+        next
     }
 
     /// The message to send to `to` (a member id, if known): our news, or the whole list
@@ -699,6 +738,13 @@ impl Membership {
                     info
                 });
                 let direct = self.on_direct(&probe.addr, &reply, now);
+                if !probe.full
+                    && direct
+                        .iter()
+                        .any(|e| matches!(e, Event::Joined(n) if n.id == reply.from.id))
+                {
+                    self.full_soon.push((reply.from.id.clone(), now));
+                }
                 let events = merge_replacement(old, direct);
                 if let Some(t) = self.targets.get_mut(&probe.addr) {
                     t.backoff = Duration::ZERO;
@@ -1212,8 +1258,61 @@ mod tests {
             vec![250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
         );
         assert!(
-            full.iter().all(|f| *f),
-            "discovery probes exchange every member"
+            full.iter().all(|f| !*f),
+            "an unused port gets small messages, not the member list"
+        );
+    }
+
+    #[test]
+    fn a_node_found_by_a_small_discovery_probe_gets_a_full_exchange_at_once() {
+        let (mut m, t0) = node();
+        for i in 0..5u16 {
+            m.on_gossip(&gossip(&format!("n{i}"), 9000 + i, 0, vec![]), None, t0);
+        }
+        m.add_target("127.0.0.1:8082".into(), t0);
+        let (probes, _) = m.tick(t0);
+        let discovery = probes
+            .into_iter()
+            .find(|p| p.addr == "127.0.0.1:8082")
+            .expect("discovery probe");
+        assert!(!discovery.full);
+        assert!(m.message(discovery.full, None).updates.len() < 6);
+        let (ev, _) = m.probe_result(
+            &discovery,
+            ProbeOutcome::Reply(gossip("b", 8082, 0, vec![])),
+            t0,
+        );
+        assert_eq!(ev, vec![Event::Joined(info("b", 8082))]);
+        // Due now, not at the next probe interval.
+        assert_eq!(m.next_deadline(), Some(t0));
+        let (probes, _) = m.tick(t0);
+        let full: Vec<&Probe> = probes.iter().filter(|p| p.full).collect();
+        assert_eq!(full.len(), 1, "{probes:?}");
+        assert_eq!(full[0].member.as_deref(), Some("b"));
+        assert_eq!(full[0].addr, "127.0.0.1:8082");
+        assert_eq!(m.message(true, Some("b")).updates.len(), 6);
+        // Only once.
+        let (probes, _) = m.tick(t0 + Duration::from_millis(1));
+        assert!(probes.iter().all(|p| !p.full), "{probes:?}");
+    }
+
+    #[test]
+    fn a_lost_peer_address_is_probed_with_the_full_list() {
+        let (mut m, t0) = with_b();
+        let p = member_probe(&mut m, t0);
+        // b dies: its address becomes a discovery target again, where b (or a node that
+        // replaces it) may come back, so the probe there carries the whole list.
+        let _ = m.probe_result(&p, ProbeOutcome::Refused, t0);
+        let later = t0 + Duration::from_secs(6);
+        let (probes, _) = m.tick(later);
+        let at_b: Vec<&Probe> = probes
+            .iter()
+            .filter(|p| p.addr == "127.0.0.1:8082")
+            .collect();
+        assert!(!at_b.is_empty(), "{probes:?}");
+        assert!(
+            at_b.iter().all(|p| p.full && p.member.is_none()),
+            "{probes:?}"
         );
     }
 
