@@ -33,6 +33,23 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// How a replication batch reached this node.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(missing_docs)]
+pub enum Via {
+    /// `POST /internal/v1/replicate` from a node of another process.
+    Http,
+    /// Handed over in memory by a node of this process.
+    Memory,
+}
+
+/// Labels of the received-batches counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViaLabels {
+    /// The way the batch came.
+    pub via: Via,
+}
+
 /// Every metric of one node.
 pub struct Metrics {
     registry: Registry,
@@ -56,8 +73,14 @@ pub struct Metrics {
     pub replication_failures: Counter,
     /// Writes not queued for a peer because its queue was full.
     pub replication_dropped: Counter,
-    /// Round-trip time of confirmed batches.
+    /// Time to deliver and confirm a batch (HTTP round trip, or the in-memory apply).
     pub replication_batch_seconds: Histogram,
+    /// Replication batches received from peers, by the way they came.
+    pub replication_received: Family<ViaLabels, Counter>,
+    /// The `via="http"` member of `replication_received`.
+    pub replication_received_http: Counter,
+    /// The `via="memory"` member of `replication_received`.
+    pub replication_received_memory: Counter,
     /// Entries received from peers (replication and catch-up) that changed the store.
     pub entries_applied: Counter,
     /// Anti-entropy rounds completed.
@@ -106,7 +129,18 @@ impl Metrics {
     /// All metrics at zero, registered under the `repram_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("repram");
+        let replication_received = Family::<ViaLabels, Counter>::default();
+        let received = |via| {
+            replication_received
+                .get_or_create(&ViaLabels { via })
+                .clone()
+        };
+        let (replication_received_http, replication_received_memory) =
+            (received(Via::Http), received(Via::Memory));
         let m = Metrics {
+            replication_received,
+            replication_received_http,
+            replication_received_memory,
             requests: Family::default(),
             peer_joins: Counter::default(),
             peer_leaves: Counter::default(),
@@ -179,8 +213,13 @@ impl Metrics {
         );
         registry.register(
             "replication_batch_seconds",
-            "Round-trip time of confirmed replication batches",
+            "Time to deliver and confirm a replication batch (round trip over HTTP, or applying in memory)",
             m.replication_batch_seconds.clone(),
+        );
+        registry.register(
+            "replication_received_batches",
+            "Replication batches received from peers, over HTTP or in memory",
+            m.replication_received.clone(),
         );
         registry.register(
             "entries_applied",
@@ -285,6 +324,16 @@ mod tests {
         );
         assert!(text.contains("repram_peer_joins_total 1"), "{text}");
         assert!(text.contains("repram_keys 7"), "{text}");
+        m.replication_received_memory.inc();
+        let text = m.render();
+        assert!(
+            text.contains("repram_replication_received_batches_total{via=\"Memory\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("repram_replication_received_batches_total{via=\"Http\"} 0"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 

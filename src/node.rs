@@ -121,6 +121,8 @@ pub struct Node {
     /// When it started.
     pub started: Instant,
     ready: AtomicBool,
+    /// True while the node serves (see [`crate::local`]).
+    serving: AtomicBool,
     /// Catch-up after start: [`CATCH_UP_IDLE`], [`CATCH_UP_RUNNING`] or [`CATCH_UP_DONE`].
     caught_up: AtomicU8,
     shutdown: watch::Receiver<bool>,
@@ -210,6 +212,7 @@ impl Node {
                 .map(|s| crate::auth::Verifier::new(s.as_bytes())),
             started: Instant::now(),
             ready: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
             caught_up: AtomicU8::new(CATCH_UP_IDLE),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             id,
@@ -229,6 +232,16 @@ impl Node {
     /// True once the first discovery round has finished.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// True while this node serves and has not begun to shut down: only then does it
+    /// take replication batches handed over in memory by nodes of this process.
+    pub fn accepts_replication(&self) -> bool {
+        self.serving.load(Ordering::Acquire) && !self.is_stopping()
+    }
+
+    pub(crate) fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Release);
     }
 
     /// True once shutdown has begun.
@@ -290,9 +303,19 @@ impl Node {
         })
     }
 
+    /// Apply a replication batch from a peer (received over HTTP or handed over in
+    /// memory): how many of its entries this node now holds (or holds something newer of).
+    pub fn apply_batch<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) -> u32 {
+        entries
+            .into_iter()
+            .map(|e| u32::from(self.apply_remote(e).is_some()))
+            .sum()
+    }
+
     /// Apply one entry received from a peer. `None` when refused (invalid, or storage
     /// full); otherwise what the store did (this node then holds it or something newer).
-    pub fn apply_remote(&self, e: Entry) -> Option<Applied> {
+    /// The value is shared with `e`, not copied.
+    pub fn apply_remote(&self, e: &Entry) -> Option<Applied> {
         if crate::http::check_key(&e.key).is_err() || e.value.len() > self.config.max_value_bytes {
             self.metrics.rejected_messages.inc();
             return None;
@@ -308,7 +331,7 @@ impl Node {
         let origin_remaining = e.expires_ms.saturating_sub(now);
         let remaining = origin_remaining.min(max_ms);
         let record = Record {
-            value: e.value,
+            value: e.value.clone(),
             // A creation time in the future is a faulty peer's: keep it within the skew
             // we tolerate, so X-Created-At stays a real date.
             created_ms: e.created_ms.min(now.saturating_add(MAX_SKEW_MS)),
@@ -400,7 +423,7 @@ impl Node {
                 .await?
             {
                 Message::Replicate(entries) => {
-                    for e in entries {
+                    for e in &entries {
                         if matches!(
                             self.apply_remote(e),
                             Some(Applied::Inserted | Applied::Replaced)
@@ -751,6 +774,9 @@ impl Node {
             AbortOnDrop(tokio::spawn(self.clone().drive_membership())),
             AbortOnDrop(tokio::spawn(self.clone().anti_entropy_loop())),
         ];
+        // Peers of this process hand replication batches over in memory while this
+        // registration lives: it ends with this future, like the tasks above.
+        let _local = crate::local::register(&self);
         tokio::select! {
             _ = crate::http::serve(self.clone(), listener) => Ok(()),
             _ = self.fault.notified() => panic!("fault injected into node {}", self.id),

@@ -1,19 +1,22 @@
 //! Write fan-out: one bounded queue and one sender task per live peer.
 //!
 //! A write is handed to every peer's queue at once (the entry is shared, never copied per
-//! peer). Each sender drains whatever has queued up into one batch, POSTs it, and
-//! acknowledges every write in the batch when the peer confirms. A full queue or a failed
+//! peer). Each sender drains whatever has queued up into one batch, delivers it, and
+//! acknowledges every write in the batch when the peer confirms. A peer in another process
+//! gets the batch as one HTTP request; a peer serving in this process (see
+//! [`crate::local`]) gets it handed over in memory, applied by the same code. A full queue or a failed
 //! batch simply withholds the acknowledgement: the writer sees fewer acks (202 instead of
 //! 201) and catch-up repairs the peer later. A slow peer never delays the others.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::node::Node;
 use crate::transport::{PeerClient, REPLICATE_PATH};
 use crate::wire::{self, Entry, Message};
 
@@ -41,6 +44,46 @@ struct Link {
     other_domain: bool,
 }
 
+/// Where a sender task delivers its batches.
+enum Target {
+    /// POST to the peer's `/internal/v1/replicate` at this address.
+    Http { client: PeerClient, addr: String },
+    /// A node of this process: apply in memory while it serves.
+    Local(Weak<Node>),
+}
+
+impl Target {
+    /// Deliver `batch`: Ok when the peer holds every entry of it.
+    async fn deliver(&self, batch: &[Job]) -> Result<(), String> {
+        let held = match self {
+            Target::Http { client, addr } => {
+                let body = wire::encode_replicate(batch.iter().map(|j| j.entry.as_ref()));
+                match client
+                    .call_encoded(addr, REPLICATE_PATH, body, BATCH_TIMEOUT)
+                    .await
+                {
+                    Ok(Message::Ack(n)) => n,
+                    Ok(m) => return Err(format!("unexpected reply {m:?}")),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Target::Local(peer) => {
+                let peer = peer
+                    .upgrade()
+                    .filter(|p| p.accepts_replication())
+                    .ok_or("peer in this process is not serving")?;
+                peer.metrics.replication_received_memory.inc();
+                peer.apply_batch(batch.iter().map(|j| j.entry.as_ref()))
+            }
+        };
+        if held as usize == batch.len() {
+            Ok(())
+        } else {
+            Err(format!("peer holds {held} of {} entries", batch.len()))
+        }
+    }
+}
+
 /// The replication side of one node: its peers' queues.
 pub struct Replicator {
     /// This node's failure domain (see [`crate::ids::failure_domain`]).
@@ -61,17 +104,26 @@ impl Replicator {
         }
     }
 
-    /// Start replicating to a peer (replacing any link of the same id).
+    /// Start replicating to a peer (replacing any link of the same id): in memory when it
+    /// is a node of this node's own cluster serving in this process, else over HTTP at
+    /// `addr`. (Only tests run several clusters in one process; between them, as between
+    /// processes, batches go over HTTP.)
     pub fn add_peer(&self, id: &str, addr: String) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let other_domain = crate::ids::failure_domain(id) != self.domain;
-        let task = sender_task(
-            self.client.clone(),
-            addr.clone(),
-            rx,
-            other_domain,
-            self.metrics.clone(),
-        );
+        let local = if other_domain {
+            None
+        } else {
+            crate::local::lookup(id)
+        };
+        let target = match local {
+            Some(node) => Target::Local(node),
+            None => Target::Http {
+                client: self.client.clone(),
+                addr: addr.clone(),
+            },
+        };
+        let task = sender_task(target, addr.clone(), rx, other_domain, self.metrics.clone());
         tokio::spawn(task);
         lock(&self.links).insert(
             id.to_string(),
@@ -166,7 +218,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn sender_task(
-    client: PeerClient,
+    target: Target,
     addr: String,
     mut rx: mpsc::Receiver<Job>,
     other_domain: bool,
@@ -185,13 +237,9 @@ async fn sender_task(
                 Err(_) => break,
             }
         }
-        let body = wire::encode_replicate(batch.iter().map(|j| j.entry.as_ref()));
         let started = Instant::now();
-        match client
-            .call_encoded(&addr, REPLICATE_PATH, body, BATCH_TIMEOUT)
-            .await
-        {
-            Ok(Message::Ack(n)) if n as usize == batch.len() => {
+        match target.deliver(&batch).await {
+            Ok(()) => {
                 metrics.replication_batches.inc();
                 metrics.replication_entries.inc_by(batch.len() as u64);
                 metrics
@@ -203,12 +251,8 @@ async fn sender_task(
                     }
                 }
             }
-            other => {
+            Err(why) => {
                 metrics.replication_failures.inc();
-                let why = match other {
-                    Ok(m) => format!("unexpected reply {m:?}"),
-                    Err(e) => e.to_string(),
-                };
                 tracing::debug!(peer = %addr, entries = batch.len(), error = %why, "replication batch failed");
                 batch.clear();
             }
@@ -219,6 +263,117 @@ async fn sender_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::node::{Node, Tuning};
+    use bytes::Bytes;
+    use tokio::sync::watch;
+
+    /// An address where nothing listens: any HTTP batch sent there fails.
+    fn closed_addr() -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        format!("127.0.0.1:{port}")
+    }
+
+    /// Two nodes of one process (not serving HTTP); `a` replicates to `b`.
+    fn pair(stop: &watch::Receiver<bool>) -> (Arc<Node>, Arc<Node>) {
+        let config = Arc::new(Config::for_test());
+        let tag = crate::ids::new_process_tag();
+        let node = |index| {
+            Node::new(
+                crate::ids::node_id(index, &tag, 0),
+                index,
+                0,
+                config.clone(),
+                Tuning::default(),
+                stop.clone(),
+            )
+        };
+        (node(1), node(2))
+    }
+
+    /// A write on `a` gets no acknowledgement from its only peer `b`, which lacks it.
+    async fn write_is_not_acknowledged(a: &Node, b: &Node) {
+        let out = a
+            .put("k1".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 1, "no acknowledgement from the peer");
+        assert!(b.store.get("k1").is_none());
+        assert_eq!(a.metrics.replication_failures.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_this_process_gets_writes_in_memory_without_http() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let (a, b) = pair(&stop);
+        let _serving = crate::local::register(&b);
+        // Nothing listens at the address: only the in-memory path can deliver.
+        a.replicator.add_peer(&b.id, closed_addr());
+        let value = Bytes::from_static(b"shared value");
+        let out = a.put("k1".into(), value.clone(), 60).await.unwrap();
+        assert_eq!((out.acks, out.quorum), (2, 2), "b acknowledged");
+        let held = b.store.get("k1").expect("b holds the write");
+        assert_eq!(held.value, value);
+        assert_eq!(
+            held.value.as_ptr(),
+            value.as_ptr(),
+            "the value is shared, not copied"
+        );
+        assert_eq!(b.metrics.replication_received_memory.get(), 1);
+        assert_eq!(b.metrics.replication_received_http.get(), 0);
+        assert_eq!(b.metrics.entries_applied.get(), 1);
+        assert_eq!(a.metrics.replication_entries.get(), 1);
+        assert_eq!(a.metrics.replication_failures.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stopped_serving_does_not_acknowledge() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let (a, b) = pair(&stop);
+        let serving = crate::local::register(&b);
+        a.replicator.add_peer(&b.id, closed_addr());
+        drop(serving);
+        assert!(crate::local::lookup(&b.id).is_none(), "unregistered");
+        write_is_not_acknowledged(&a, &b).await;
+        assert_eq!(b.metrics.replication_received_memory.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_shutting_down_does_not_acknowledge() {
+        let (stop_tx, stop) = watch::channel(false);
+        let (a, b) = pair(&stop);
+        let _serving = crate::local::register(&b);
+        a.replicator.add_peer(&b.id, closed_addr());
+        stop_tx.send(true).unwrap();
+        write_is_not_acknowledged(&a, &b).await;
+    }
+
+    #[tokio::test]
+    async fn a_node_of_another_cluster_in_this_process_is_sent_http() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let (a, _) = pair(&stop);
+        let (b, _) = pair(&stop);
+        assert_ne!(
+            crate::ids::failure_domain(&a.id),
+            crate::ids::failure_domain(&b.id)
+        );
+        let _serving = crate::local::register(&b);
+        a.replicator.add_peer(&b.id, closed_addr());
+        write_is_not_acknowledged(&a, &b).await;
+    }
+
+    #[tokio::test]
+    async fn a_peer_not_serving_in_this_process_is_sent_http() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let (a, b) = pair(&stop);
+        // Not registered: the batch goes over HTTP, to an address where nothing listens.
+        a.replicator.add_peer(&b.id, closed_addr());
+        let _serving = crate::local::register(&b);
+        write_is_not_acknowledged(&a, &b).await;
+    }
 
     async fn acks(sent: &[bool], needed: usize, other: bool) -> usize {
         let (tx, rx) = mpsc::unbounded_channel();

@@ -137,15 +137,21 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
         cluster_secret: Some(secret.into()),
         ..Config::for_test()
     };
-    let (cluster, ports) = start_meshed(cfg(3, SECRET)).await;
-    let r = put(
-        &format!("http://127.0.0.1:{}/data/k?ttl=60", ports[0]),
-        b"v",
-    )
-    .await
-    .unwrap();
+    // Two clusters (as two processes would be): batches between them go over HTTP, signed.
+    let (cluster, pa) = start_meshed(cfg(2, SECRET)).await;
+    let other = repram_flux::start(cfg(1, SECRET), Tuning::default()).expect("start");
+    let pb = other.ports().to_vec();
+    let ports: Vec<u16> = pa.iter().chain(&pb).copied().collect();
+    wait_until(Duration::from_secs(5), "3-node mesh", || full_mesh(&ports)).await;
+    // 201 needs an acknowledgement from the other cluster.
+    let r = put(&format!("http://127.0.0.1:{}/data/k?ttl=60", pb[0]), b"v")
+        .await
+        .unwrap();
     assert_eq!(r.status, 201);
     wait_for_value(&ports, "k", "v").await;
+    for node in cluster.nodes() {
+        assert!(node.metrics.replication_received_http.get() >= 1);
+    }
     // A node with another secret cannot join: nobody accepts its messages.
     let stranger = repram_flux::start(cfg(1, "wrong"), Tuning::default()).unwrap();
     let sp = stranger.ports()[0];
@@ -153,5 +159,6 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
     assert_eq!(peer_ports(sp).await, Some(vec![]));
     assert!(full_mesh(&ports).await, "the stranger is in nobody's view");
     stranger.shutdown().await;
+    other.shutdown().await;
     cluster.shutdown().await;
 }

@@ -667,7 +667,7 @@ proptest! {
             }
             let invalid = check_key(&e.key).is_err() || e.value.len() > 32;
             let before = store_state(&node);
-            let applied = node.apply_remote(e);
+            let applied = node.apply_remote(&e);
             if invalid {
                 prop_assert!(applied.is_none());
                 prop_assert_eq!(store_state(&node), before);

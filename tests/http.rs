@@ -370,6 +370,53 @@ async fn three_nodes_in_process_replicate_with_quorum_201() {
     assert_eq!(r.json()["quorum"], 2);
     assert!(r.json()["acks"].as_u64().unwrap() >= 2);
     wait_for_value(&ports, "q", "v").await;
+    // Nodes of one process hand batches over in memory: no replication request at all.
+    for node in &cluster.nodes()[..2] {
+        assert_eq!(node.metrics.replication_received_http.get(), 0);
+        assert!(node.metrics.replication_received_memory.get() >= 1);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_node_gets_writes_in_memory_under_its_new_id_only() {
+    let base = free_range(3);
+    let (cluster, ports) = start_meshed(config(base, 3, 3)).await;
+    let victim = cluster.nodes()[1].clone();
+    assert!(repram_flux::local::lookup(&victim.id).is_some());
+    quiet_injected_panics();
+    victim.inject_fault();
+    let new_id = format!("{}-r1", victim.id);
+    wait_until(Duration::from_secs(5), "restarted node in the mesh", || {
+        let (ports, new_id) = (ports.clone(), new_id.clone());
+        async move {
+            let Some(h) = get(&format!("http://127.0.0.1:{}/health", ports[1])).await else {
+                return false;
+            };
+            h.json()["node_id"] == new_id.as_str() && full_mesh(&ports).await
+        }
+    })
+    .await;
+    // The failed incarnation left the registry when its task died.
+    assert!(repram_flux::local::lookup(&victim.id).is_none());
+    assert!(!victim.accepts_replication());
+    let restarted = cluster.nodes()[1].clone();
+    assert_eq!(restarted.id, new_id);
+    assert!(repram_flux::local::lookup(&new_id).is_some());
+    let r = put(
+        &format!("http://127.0.0.1:{}/data/after?ttl=60", ports[0]),
+        b"v",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    wait_for_value(&ports, "after", "v").await;
+    assert!(restarted.metrics.replication_received_memory.get() >= 1);
+    assert_eq!(restarted.metrics.replication_received_http.get(), 0);
+    assert!(
+        victim.store.get("after").is_none(),
+        "the dead incarnation got it"
+    );
     cluster.shutdown().await;
 }
 
@@ -446,23 +493,26 @@ async fn a_write_without_quorum_answers_202_after_the_write_timeout_and_is_kept(
 #[tokio::test]
 async fn nodes_advertising_an_address_they_cannot_reach_replicate_over_the_local_one() {
     // As on Flux: the nodes advertise the host's public address (here 127.0.0.2, where
-    // nothing listens), and reach each other at the address they listen on.
+    // nothing listens), and reach each other at the address they listen on. Two clusters
+    // on one host (as two processes would be), so that batches between them go over HTTP.
     let base = free_range(3);
-    let cfg = Config {
+    let cfg = |nodes| Config {
         advertise_host: Some("127.0.0.2".to_string()),
-        ..config(base, 3, 3)
+        ..config(base, 3, nodes)
     };
-    let (cluster, ports) = start_meshed(cfg).await;
-    let r = put(
-        &format!("http://127.0.0.1:{}/data/adv?ttl=60", ports[0]),
-        b"v",
-    )
-    .await
-    .expect("put");
+    let (a, pa) = start_meshed(cfg(2)).await;
+    let b = repram_flux::start(cfg(1), repram_flux::Tuning::default()).expect("start");
+    let pb = b.ports().to_vec();
+    let ports: Vec<u16> = pa.iter().chain(&pb).copied().collect();
+    wait_until(Duration::from_secs(5), "3-node mesh", || full_mesh(&ports)).await;
+    // 201 needs an acknowledgement from the other cluster.
+    let r = put(&format!("http://127.0.0.1:{}/data/adv?ttl=60", pb[0]), b"v")
+        .await
+        .expect("put");
     assert_eq!(r.status, 201, "{}", r.text());
     // Every replica has it at once: replication, not anti-entropy (which leaves writes
     // younger than 2 s alone).
-    for &p in &ports[1..] {
+    for &p in &pa {
         let url = format!("http://127.0.0.1:{p}/data/adv");
         wait_until(
             Duration::from_secs(1),
@@ -474,7 +524,11 @@ async fn nodes_advertising_an_address_they_cannot_reach_replicate_over_the_local
         )
         .await;
     }
-    cluster.shutdown().await;
+    for node in a.nodes() {
+        assert!(node.metrics.replication_received_http.get() >= 1);
+    }
+    b.shutdown().await;
+    a.shutdown().await;
 }
 
 /// Print injected faults as one line. The default hook symbolizes a backtrace when

@@ -87,7 +87,7 @@ fn pull(to: &Node, from: &Node) {
         .collect();
     for chunk in wanted.chunks(antientropy::FETCH_CHUNK) {
         if let repram_flux::wire::Message::Replicate(entries) = from.fetch(chunk) {
-            for e in entries {
+            for e in &entries {
                 to.apply_remote(e);
             }
         }
@@ -156,7 +156,7 @@ fn run(n: usize, writes: Vec<Write>, fates: Vec<Fate>, partition_at: usize, orde
             in_flight.swap(i, (rng % (i as u64 + 1)) as usize);
         }
         for (to, e) in &in_flight {
-            nodes[*to].apply_remote(e.clone());
+            nodes[*to].apply_remote(e);
         }
         // Heal: two rounds of pulls between every pair.
         for _ in 0..2 {
@@ -186,7 +186,7 @@ fn run(n: usize, writes: Vec<Write>, fates: Vec<Fate>, partition_at: usize, orde
         // After every TTL, nothing is readable, even when stale copies arrive late.
         tokio::time::advance(Duration::from_secs(11)).await;
         for (to, e) in &in_flight {
-            nodes[*to].apply_remote(e.clone());
+            nodes[*to].apply_remote(e);
         }
         for node in &nodes {
             assert!(view(node).is_empty(), "expired data readable");

@@ -573,11 +573,8 @@ async fn internal_route(
     let reply = match (path, msg) {
         (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(g, remote.ip()).await,
         (REPLICATE_PATH, Message::Replicate(entries)) => {
-            let mut held = 0u32;
-            for e in entries {
-                held += u32::from(node.apply_remote(e).is_some());
-            }
-            Message::Ack(held)
+            node.metrics.replication_received_http.inc();
+            Message::Ack(node.apply_batch(&entries))
         }
         (SYNC_PATH, Message::Digest(d)) => node.versions_for(&d),
         (SYNC_PATH, Message::Fetch(keys)) => node.fetch(&keys),
