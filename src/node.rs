@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -20,7 +20,7 @@ use crate::membership::{
     fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
 };
 use crate::metrics::Metrics;
-use crate::replication::{await_acks, Replicator};
+use crate::replication::{Acks, Replicator};
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
 use crate::wire::{Entry, Message, NodeInfo};
@@ -285,15 +285,14 @@ impl Node {
             version,
         });
         let deadline = Instant::now() + self.config.write_timeout;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = self.replicator.broadcast(entry, Some(&tx));
-        drop(tx);
-        let quorum = self.config.quorum(self.replicator.peer_count() + 1);
+        let acks = Acks::new();
+        let fanout = self.replicator.broadcast(entry, Some(&acks));
+        let quorum = self.config.quorum(fanout.peers + 1);
         // With other processes alive, one copy must live outside this process, so a
         // durable write survives the loss of any one process.
-        let need_other_domain = quorum > 1 && self.replicator.has_other_domain();
-        let remote = if quorum > 1 && queued > 0 {
-            await_acks(rx, quorum - 1, need_other_domain, deadline).await
+        let need_other_domain = quorum > 1 && fanout.other_domain;
+        let remote = if quorum > 1 && fanout.queued > 0 {
+            acks.wait(quorum - 1, need_other_domain, deadline).await
         } else {
             0
         };

@@ -4,15 +4,18 @@
 //! peer). Each sender drains whatever has queued up into one batch, delivers it, and
 //! acknowledges every write in the batch when the peer confirms. A peer in another process
 //! gets the batch as one HTTP request; a peer serving in this process (see
-//! [`crate::local`]) gets it handed over in memory, applied by the same code. A full queue or a failed
-//! batch simply withholds the acknowledgement: the writer sees fewer acks (202 instead of
-//! 201) and catch-up repairs the peer later. A slow peer never delays the others.
+//! [`crate::local`]) gets it handed over in memory, applied by the same code. A full
+//! queue or a failed batch simply withholds the acknowledgement: the writer sees fewer
+//! acks (202 instead of 201) and catch-up repairs the peer later. A slow peer never
+//! delays the others. Acknowledgements are counted in one small shared [`Acks`] per
+//! write, not sent through a channel.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
@@ -29,13 +32,99 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Deadline for one batch round trip.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sent once by each peer that holds a write: true when that peer is in another
-/// failure domain (process) than this node.
-pub type AckSender = mpsc::UnboundedSender<bool>;
+/// The acknowledgements of one write, collected from the peers' sender tasks without a
+/// channel: a few atomics and a [`Notify`] shared by the writer and one [`AckToken`] per
+/// peer the write was queued for.
+pub struct Acks(Arc<AckState>);
+
+struct AckState {
+    /// Acknowledgements so far.
+    got: AtomicUsize,
+    /// Set (before `got` counts it) once an acknowledgement came from another domain.
+    other_domain: AtomicBool,
+    /// Tokens not yet used or dropped: peers that may still acknowledge.
+    pending: AtomicUsize,
+    /// Wakes the writer on every acknowledgement and when the last token is gone.
+    notify: Notify,
+}
+
+/// One peer's share of a write's [`Acks`]: [`AckToken::ack`] when the peer holds the
+/// write; dropping it unused means no acknowledgement from that peer.
+pub struct AckToken(Arc<AckState>);
+
+impl AckToken {
+    /// The peer holds the write; `other_domain` when it is in another failure domain
+    /// (process) than the writer.
+    pub fn ack(self, other_domain: bool) {
+        if other_domain {
+            self.0.other_domain.store(true, Ordering::Release);
+        }
+        self.0.got.fetch_add(1, Ordering::AcqRel);
+        self.0.notify.notify_one();
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.notify.notify_one();
+        }
+    }
+}
+
+impl Default for Acks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Acks {
+    /// No tokens handed out yet.
+    pub fn new() -> Self {
+        Acks(Arc::new(AckState {
+            got: AtomicUsize::new(0),
+            other_domain: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+            notify: Notify::new(),
+        }))
+    }
+
+    /// A token for one more peer.
+    pub fn token(&self) -> AckToken {
+        self.0.pending.fetch_add(1, Ordering::AcqRel);
+        AckToken(self.0.clone())
+    }
+
+    /// Wait until `needed` acknowledgements arrived (at least one of them from another
+    /// failure domain when `need_other_domain`), every token is used or dropped, or
+    /// `deadline`. Returns the number received, or fewer than `needed` when the domain
+    /// rule is unmet (so the caller sees the quorum as not reached).
+    pub async fn wait(&self, needed: usize, need_other_domain: bool, deadline: Instant) -> usize {
+        let state = &*self.0;
+        loop {
+            let done = state.pending.load(Ordering::Acquire) == 0;
+            let got = state.got.load(Ordering::Acquire);
+            let domain_ok = !need_other_domain || state.other_domain.load(Ordering::Acquire);
+            let result = if domain_ok {
+                got
+            } else {
+                got.min(needed.saturating_sub(1))
+            };
+            if done || (got >= needed && domain_ok) {
+                return result;
+            }
+            // A notification sent after the loads above is kept as a permit: none is lost.
+            let woken = tokio::time::timeout_at(deadline, state.notify.notified()).await;
+            if woken.is_err() {
+                return result;
+            }
+        }
+    }
+}
 
 struct Job {
     entry: Arc<Entry>,
-    ack: Option<AckSender>,
+    ack: Option<AckToken>,
 }
 
 struct Link {
@@ -153,64 +242,42 @@ impl Replicator {
             .sum()
     }
 
-    /// True when some peer lives in another failure domain (process).
-    pub fn has_other_domain(&self) -> bool {
-        lock(&self.links).values().any(|l| l.other_domain)
-    }
-
-    /// Number of peers writes are sent to.
-    pub fn peer_count(&self) -> usize {
-        lock(&self.links).len()
-    }
-
-    /// Queue `entry` for every peer; each peer that stores it sends one `()` on `ack`.
-    /// Returns how many peers it was queued for.
-    pub fn broadcast(&self, entry: Arc<Entry>, ack: Option<&AckSender>) -> usize {
+    /// Queue `entry` for every peer, each with a token of `acks` when given (a peer that
+    /// stores the write acknowledges with it).
+    pub fn broadcast(&self, entry: Arc<Entry>, acks: Option<&Acks>) -> Fanout {
         let links = lock(&self.links);
-        let mut queued = 0;
+        let mut fanout = Fanout {
+            peers: links.len(),
+            queued: 0,
+            other_domain: false,
+        };
         for (id, link) in links.iter() {
+            fanout.other_domain |= link.other_domain;
             let job = Job {
                 entry: entry.clone(),
-                ack: ack.cloned(),
+                ack: acks.map(Acks::token),
             };
             match link.tx.try_send(job) {
-                Ok(()) => queued += 1,
+                Ok(()) => fanout.queued += 1,
                 Err(_) => {
                     self.metrics.replication_dropped.inc();
                     tracing::debug!(peer = %id, addr = %link.addr, "replication queue full, write left to catch-up");
                 }
             }
         }
-        queued
+        fanout
     }
 }
 
-/// Wait until `needed` acknowledgements arrived (at least one of them from another
-/// failure domain when `need_other_domain`), every sender is done, or `deadline`.
-/// Returns the number received, or fewer than `needed` when the domain rule is unmet
-/// (so the caller sees the quorum as not reached).
-pub async fn await_acks(
-    mut rx: mpsc::UnboundedReceiver<bool>,
-    needed: usize,
-    need_other_domain: bool,
-    deadline: Instant,
-) -> usize {
-    let mut got = 0;
-    let mut other_domain = !need_other_domain;
-    while got < needed || !other_domain {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(remote)) => {
-                got += 1;
-                other_domain |= remote;
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    if other_domain {
-        got
-    } else {
-        got.min(needed.saturating_sub(1))
-    }
+/// What [`Replicator::broadcast`] did with a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    /// Peers replicated to (live links).
+    pub peers: usize,
+    /// Peers whose queue took the write.
+    pub queued: usize,
+    /// True when some peer lives in another failure domain (process).
+    pub other_domain: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -247,7 +314,7 @@ async fn sender_task(
                     .observe(started.elapsed().as_secs_f64());
                 for job in batch.drain(..) {
                     if let Some(ack) = job.ack {
-                        let _ = ack.send(other_domain);
+                        ack.ack(other_domain);
                     }
                 }
             }
@@ -375,36 +442,62 @@ mod tests {
         write_is_not_acknowledged(&a, &b).await;
     }
 
+    /// Hand out `sent.len()` tokens plus `silent` more, acknowledge with the first ones
+    /// (true: from another domain), drop all, and wait for `needed`.
     async fn acks(sent: &[bool], needed: usize, other: bool) -> usize {
-        let (tx, rx) = mpsc::unbounded_channel();
-        for s in sent {
-            tx.send(*s).unwrap();
+        let acks = Acks::new();
+        let tokens: Vec<_> = sent.iter().map(|s| (acks.token(), *s)).collect();
+        let silent = acks.token();
+        let wait = acks.wait(needed, other, Instant::now() + Duration::from_secs(1));
+        tokio::pin!(wait);
+        // Nothing yet, one peer may still answer: the wait goes on.
+        assert!(futures::poll!(wait.as_mut()).is_pending());
+        for (token, remote) in tokens {
+            token.ack(remote);
         }
-        drop(tx);
-        await_acks(rx, needed, other, Instant::now() + Duration::from_secs(1)).await
+        drop(silent);
+        wait.await
     }
 
     #[tokio::test]
-    async fn quorum_counts_acks_and_stops_when_senders_are_done() {
+    async fn quorum_counts_acks_and_stops_when_every_peer_is_done() {
         assert_eq!(acks(&[false], 1, false).await, 1);
-        assert_eq!(acks(&[false, false, false], 2, false).await, 2);
+        assert_eq!(acks(&[false, false, false], 2, false).await, 3);
         assert_eq!(acks(&[], 1, false).await, 0);
+        assert_eq!(acks(&[false], 2, false).await, 1);
     }
 
     #[tokio::test]
     async fn a_quorum_inside_one_process_is_not_enough_when_others_are_alive() {
         // Two local acks but none from another process: reported as short of quorum.
         assert_eq!(acks(&[false, false], 1, true).await, 0);
-        // It waits past the plain quorum for the cross-process ack.
         assert_eq!(acks(&[false, false, true], 1, true).await, 3);
         assert_eq!(acks(&[true], 1, true).await, 1);
     }
 
+    #[tokio::test]
+    async fn the_wait_ends_at_the_quorum_while_other_peers_are_still_pending() {
+        let acks = Acks::new();
+        let (a, _b, _c) = (acks.token(), acks.token(), acks.token());
+        let acker = tokio::spawn(async move { a.ack(false) });
+        let got = tokio::time::timeout(
+            Duration::from_secs(5),
+            acks.wait(1, false, Instant::now() + Duration::from_secs(5)),
+        )
+        .await
+        .expect("returns at the quorum, not at the deadline");
+        assert_eq!(got, 1);
+        acker.await.unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_deadline_ends_the_wait() {
-        let (tx, rx) = mpsc::unbounded_channel::<bool>();
-        let got = await_acks(rx, 1, false, Instant::now() + Duration::from_millis(50)).await;
+        let acks = Acks::new();
+        let token = acks.token();
+        let got = acks
+            .wait(1, false, Instant::now() + Duration::from_millis(50))
+            .await;
         assert_eq!(got, 0);
-        drop(tx);
+        drop(token);
     }
 }
