@@ -256,24 +256,36 @@ impl Node {
             origin: self.origin,
         };
         let expires_ms = created_ms.saturating_add(ttl_s.saturating_mul(1000));
+        // A clone turns the freshly read value into a shared one, which costs an extra
+        // allocation for as long as the key lives: clone only for peers to send it to.
+        let (stored, to_send) = if self.replicator.peer_count() > 0 {
+            (value.clone(), Some(value))
+        } else {
+            (value, None)
+        };
         let record = Record {
-            value: value.clone(),
+            value: stored,
             created_ms,
             expires_ms,
             expires_at: Instant::now() + ttl,
             version,
         };
         self.store.apply(&key, record)?;
-        let entry = Arc::new(Entry {
-            key,
-            value,
-            created_ms,
-            expires_ms,
-            version,
-        });
         let deadline = Instant::now() + self.config.write_timeout;
         let (tx, rx) = mpsc::unbounded_channel();
-        let queued = self.replicator.broadcast(entry, Some(&tx));
+        let queued = match to_send {
+            Some(value) => {
+                let entry = Arc::new(Entry {
+                    key,
+                    value,
+                    created_ms,
+                    expires_ms,
+                    version,
+                });
+                self.replicator.broadcast(entry, Some(&tx))
+            }
+            None => 0,
+        };
         drop(tx);
         let quorum = self.config.quorum(self.replicator.peer_count() + 1);
         // With other processes alive, one copy must live outside this process, so a
