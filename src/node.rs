@@ -20,7 +20,7 @@ use crate::membership::{
     fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
 };
 use crate::metrics::Metrics;
-use crate::replication::{Acks, Replicator};
+use crate::replication::{Acks, Fanout, Replicator};
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
 use crate::wire::{Entry, Message, NodeInfo};
@@ -269,24 +269,42 @@ impl Node {
             origin: self.origin,
         };
         let expires_ms = created_ms.saturating_add(ttl_s.saturating_mul(1000));
+        // A clone turns the freshly read value into a shared one, which costs an extra
+        // allocation for as long as the key lives: clone only for peers to send it to.
+        let (stored, to_send) = if self.replicator.has_peers() {
+            (value.clone(), Some(value))
+        } else {
+            (value, None)
+        };
         let record = Record {
-            value: value.clone(),
+            value: stored,
             created_ms,
             expires_ms,
             expires_at: Instant::now() + ttl,
             version,
         };
         self.store.apply(&key, record)?;
-        let entry = Arc::new(Entry {
-            key,
-            value,
-            created_ms,
-            expires_ms,
-            version,
-        });
         let deadline = Instant::now() + self.config.write_timeout;
         let acks = Acks::new();
-        let fanout = self.replicator.broadcast(entry, Some(&acks));
+        let fanout = match to_send {
+            Some(value) => {
+                let entry = Arc::new(Entry {
+                    key,
+                    value,
+                    created_ms,
+                    expires_ms,
+                    version,
+                });
+                self.replicator.broadcast(entry, Some(&acks))
+            }
+            // No peers when the write was stored: nothing to wait for (a peer that joins
+            // now gets the key from catch-up).
+            None => Fanout {
+                peers: 0,
+                queued: 0,
+                other_domain: false,
+            },
+        };
         let quorum = self.config.quorum(fanout.peers + 1);
         // With other processes alive, one copy must live outside this process, so a
         // durable write survives the loss of any one process.

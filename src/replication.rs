@@ -242,6 +242,11 @@ impl Replicator {
             .sum()
     }
 
+    /// True when writes have somewhere to go.
+    pub fn has_peers(&self) -> bool {
+        !lock(&self.links).is_empty()
+    }
+
     /// Queue `entry` for every peer, each with a token of `acks` when given (a peer that
     /// stores the write acknowledges with it).
     pub fn broadcast(&self, entry: Arc<Entry>, acks: Option<&Acks>) -> Fanout {

@@ -4,16 +4,15 @@
 //! Reads compare deadlines with the clock, so expired data is never returned even
 //! before the purge task has freed it. Modelled on mini-redis `src/db.rs`.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, HashSet};
+use std::collections::{btree_map, BTreeMap, BinaryHeap};
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -102,13 +101,16 @@ struct Shared {
     max_bytes: u64,
     /// Deadlines are stored as signed nanoseconds from this instant (8 bytes, not 16).
     epoch: Instant,
+    /// Hashes keys to tags; outside the lock, it never changes.
+    tags: Tags,
 }
 
 struct State {
-    /// Every stored entry, keyed by its key.
-    map: HashSet<ByKey>,
-    /// The same entries ordered by (deadline, key): the expiry index.
-    index: BTreeSet<ByDeadline>,
+    /// Every stored entry, hashed by the tag of its key ([`Tags`]) so that the expiry
+    /// index can find an entry from its tag alone.
+    map: HashTable<Box<Node>>,
+    /// When each entry expires: the purge's work list.
+    index: Expiry,
     /// Sum of [`Record::cost`] over all entries.
     bytes: u64,
     purged_total: u64,
@@ -119,8 +121,8 @@ struct State {
 impl Default for State {
     fn default() -> Self {
         State {
-            map: HashSet::new(),
-            index: BTreeSet::new(),
+            map: HashTable::new(),
+            index: Expiry::default(),
             bytes: 0,
             purged_total: 0,
             digest: vec![0; antientropy::BUCKETS],
@@ -128,8 +130,8 @@ impl Default for State {
     }
 }
 
-/// One entry, shared by the map and the index: a single allocation for keys of up to
-/// [`INLINE_KEY`] bytes (128 bytes with glibc malloc).
+/// One entry, owned by the map: a single 104-byte allocation (a 112-byte glibc chunk)
+/// for keys of up to [`INLINE_KEY`] bytes.
 struct Node {
     key: Key,
     value: Bytes,
@@ -155,14 +157,30 @@ impl Node {
     }
 }
 
-/// Longest key stored inside its [`Node`] rather than in an allocation of its own.
-const INLINE_KEY: usize = 30;
+/// Add or remove (XOR is its own inverse) `node` in the digest.
+fn toggle_digest(digest: &mut [u64], node: &Node) {
+    let (bucket, hash) = node.digest_part();
+    if let Some(slot) = digest.get_mut(bucket) {
+        *slot ^= hash;
+    }
+}
 
-/// A key's UTF-8 bytes, inline when short. Compared and hashed as bytes, which orders
-/// exactly like `str`.
+/// Longest key stored inside its [`Node`] rather than in an allocation of its own.
+const INLINE_KEY: usize = 26;
+
+/// A key's UTF-8 bytes, inline when short, compared and hashed as bytes (which orders
+/// exactly like `str`). It also carries the entry's place in the expiry index
+/// ([`Expiry`]): the 4 bytes fit in what the enum would otherwise leave as padding.
 enum Key {
-    Inline(u8, [u8; INLINE_KEY]),
-    Heap(Box<[u8]>),
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY],
+        place: u32,
+    },
+    Heap {
+        bytes: Box<[u8]>,
+        place: u32,
+    },
 }
 
 impl Key {
@@ -172,16 +190,23 @@ impl Key {
             Ok(len) if bytes.len() <= INLINE_KEY => {
                 let mut buf = [0; INLINE_KEY];
                 buf[..bytes.len()].copy_from_slice(bytes);
-                Key::Inline(len, buf)
+                Key::Inline {
+                    len,
+                    bytes: buf,
+                    place: NEAR,
+                }
             }
-            _ => Key::Heap(bytes.into()),
+            _ => Key::Heap {
+                bytes: bytes.into(),
+                place: NEAR,
+            },
         }
     }
 
     fn as_bytes(&self) -> &[u8] {
         match self {
-            Key::Inline(len, buf) => &buf[..usize::from(*len)],
-            Key::Heap(bytes) => bytes,
+            Key::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            Key::Heap { bytes, .. } => bytes,
         }
     }
 
@@ -189,55 +214,263 @@ impl Key {
     fn string(&self) -> String {
         String::from_utf8_lossy(self.as_bytes()).into_owned()
     }
-}
 
-/// Map handle: hashes and compares by key only.
-struct ByKey(Arc<Node>);
+    /// Where the expiry index files the entry: [`NEAR`], or its position in its slot.
+    fn place(&self) -> u32 {
+        match self {
+            Key::Inline { place, .. } | Key::Heap { place, .. } => *place,
+        }
+    }
 
-impl Hash for ByKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.key.as_bytes().hash(state);
+    fn set_place(&mut self, to: u32) {
+        match self {
+            Key::Inline { place, .. } | Key::Heap { place, .. } => *place = to,
+        }
     }
 }
 
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key.as_bytes() == other.0.key.as_bytes()
+/// Turns keys into tags: 32-bit keyed hashes (SipHash with a per-store random key, so
+/// clients cannot aim collisions at the map). The map is hashed by the tag alone, which
+/// lets the expiry index name an entry in 4 bytes.
+struct Tags {
+    hasher: RandomState,
+    /// All ones; tests clear bits to force collisions.
+    mask: u32,
+}
+
+impl Tags {
+    fn new() -> Tags {
+        Tags::masked(u32::MAX)
+    }
+
+    /// Tags limited to the bits of `mask` (`u32::MAX` but in tests).
+    fn masked(mask: u32) -> Tags {
+        Tags {
+            hasher: RandomState::new(),
+            mask,
+        }
+    }
+
+    fn of(&self, key: &[u8]) -> u32 {
+        // Truncation intended: the low 32 bits of a 64-bit hash.
+        (self.hasher.hash_one(key) as u32) & self.mask
     }
 }
 
-impl Eq for ByKey {}
+/// The map hash of a tag: its 32 bits spread over 64 (hashbrown takes the control byte
+/// from the top bits and the bucket from the bottom ones).
+fn spread(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
 
-impl Borrow<[u8]> for ByKey {
-    fn borrow(&self) -> &[u8] {
-        self.0.key.as_bytes()
+/// log2 of the width of an expiry slot, in nanoseconds (2^30 ns ≈ 1.07 s).
+const SLOT_BITS: u32 = 30;
+
+/// [`Key::place`] of an entry filed in [`Expiry::near`].
+const NEAR: u32 = u32::MAX;
+
+fn slot_of(deadline: i64) -> i64 {
+    deadline >> SLOT_BITS
+}
+
+fn slot_start(slot: i64) -> i64 {
+    slot.saturating_mul(1 << SLOT_BITS)
+}
+
+fn slot_end(slot: i64) -> i64 {
+    slot.saturating_add(1).saturating_mul(1 << SLOT_BITS)
+}
+
+/// The expiry index: which entries the purge removes, and when.
+///
+/// Deadlines from `near_end` on are filed coarsely, in slots of 2^[`SLOT_BITS`] ns: per
+/// slot, the tags of its entries in no order (4 bytes an entry), and each entry knows its
+/// position there ([`Key::place`]), so removing one is a swap with the slot's last tag.
+/// Once a slot has started, the purge moves its entries, a batch at a time, into `near`:
+/// (deadline, tag) in order, counted for the rare entries that share both. Deadlines
+/// before `near_end` (short TTLs) are filed there directly.
+struct Expiry {
+    near: BTreeMap<(i64, u32), u32>,
+    /// Only grows. Every slot but the first starts at or after it; the first may start
+    /// before it while the purge is moving it into `near`.
+    near_end: i64,
+    far: BTreeMap<i64, Slot>,
+}
+
+struct Slot {
+    /// The tags of the entries filed here, at their [`Key::place`].
+    tags: Vec<u32>,
+    /// No entry here expires before this (exact until the earliest one leaves).
+    min: i64,
+}
+
+impl Default for Expiry {
+    fn default() -> Self {
+        Expiry {
+            near: BTreeMap::new(),
+            near_end: i64::MIN,
+            far: BTreeMap::new(),
+        }
     }
 }
 
-/// Index handle: ordered by (deadline, key).
-struct ByDeadline(Arc<Node>);
+impl Expiry {
+    /// Files a new entry; returns its [`Key::place`].
+    fn file(&mut self, deadline: i64, tag: u32) -> u32 {
+        if deadline >= self.near_end {
+            let slot = self.far.entry(slot_of(deadline)).or_insert(Slot {
+                tags: Vec::new(),
+                min: deadline,
+            });
+            // (A slot of 2^32 entries would not fit in memory; NEAR is the way out.)
+            if let Ok(place) = u32::try_from(slot.tags.len()) {
+                if place != NEAR {
+                    slot.tags.push(tag);
+                    slot.min = slot.min.min(deadline);
+                    return place;
+                }
+            }
+        }
+        *self.near.entry((deadline, tag)).or_insert(0) += 1;
+        NEAR
+    }
 
-impl Ord for ByDeadline {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.0.deadline, self.0.key.as_bytes()).cmp(&(other.0.deadline, other.0.key.as_bytes()))
+    /// Unfiles an entry that has left the map. Filling the gap moves another entry of
+    /// the slot, whose place is updated in `map`.
+    fn unfile(&mut self, node: &Node, tag: u32, map: &mut HashTable<Box<Node>>) {
+        let place = node.key.place();
+        if place == NEAR {
+            if let btree_map::Entry::Occupied(mut e) = self.near.entry((node.deadline, tag)) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+            return;
+        }
+        let s = slot_of(node.deadline);
+        let btree_map::Entry::Occupied(mut e) = self.far.entry(s) else {
+            return;
+        };
+        let tags = &mut e.get_mut().tags;
+        let place = place as usize;
+        if tags.get(place) != Some(&tag) {
+            return; // not filed here (cannot happen)
+        }
+        tags.swap_remove(place);
+        if let Some(&moved) = tags.get(place) {
+            let last = tags.len();
+            if let Some(other) = at_place(map, moved, s, last) {
+                other.key.set_place(place as u32);
+            }
+        }
+        if tags.is_empty() {
+            e.remove();
+        } else if tags.capacity() > 16 && tags.len() * 4 <= tags.capacity() {
+            tags.shrink_to(tags.len() * 2);
+        }
+    }
+
+    /// Moves up to `budget` entries of the first slot into `near` if that slot has
+    /// started by `now`. Returns how many it moved (0: no slot has started).
+    fn promote(&mut self, now: i64, budget: usize, map: &mut HashTable<Box<Node>>) -> usize {
+        let Some(mut first) = self.far.first_entry() else {
+            return 0;
+        };
+        let s = *first.key();
+        if slot_start(s) > now {
+            return 0;
+        }
+        // New entries of this slot go to `near` from now on.
+        self.near_end = self.near_end.max(slot_end(s));
+        let tags = &mut first.get_mut().tags;
+        let mut moved = 0;
+        while moved < budget.max(1) {
+            let Some(tag) = tags.pop() else { break };
+            moved += 1;
+            if let Some(node) = at_place(map, tag, s, tags.len()) {
+                node.key.set_place(NEAR);
+                *self.near.entry((node.deadline, tag)).or_insert(0) += 1;
+            }
+        }
+        if tags.is_empty() {
+            first.remove();
+        }
+        moved
+    }
+
+    /// Removes up to `budget` entries of the first slot from `map` into `freed` if that
+    /// whole slot has expired by `now`. Returns how many it took (0: none has).
+    // Boxes: see `State::purge_due`.
+    #[allow(clippy::vec_box)]
+    fn take_ended(
+        &mut self,
+        now: i64,
+        budget: usize,
+        map: &mut HashTable<Box<Node>>,
+        freed: &mut Vec<Box<Node>>,
+    ) -> usize {
+        let Some(mut first) = self.far.first_entry() else {
+            return 0;
+        };
+        let s = *first.key();
+        if slot_end(s) > now {
+            return 0;
+        }
+        let tags = &mut first.get_mut().tags;
+        let mut taken = 0;
+        while taken < budget.max(1) {
+            let Some(tag) = tags.pop() else { break };
+            taken += 1;
+            let Ok(place) = u32::try_from(tags.len()) else {
+                continue;
+            };
+            let found = map.find_entry(spread(tag), |node| {
+                node.key.place() == place && slot_of(node.deadline) == s
+            });
+            if let Ok(found) = found {
+                freed.push(found.remove().0);
+            }
+        }
+        if tags.is_empty() {
+            first.remove();
+        }
+        taken
+    }
+
+    /// The earliest deadline filed, or a little before it: the first slot's `min` may be
+    /// the deadline of an entry that has since left.
+    fn earliest(&self) -> Option<i64> {
+        let near = self
+            .near
+            .first_key_value()
+            .map(|(&(deadline, _), _)| deadline);
+        let far = self.far.first_key_value().map(|(_, slot)| slot.min);
+        match (near, far) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Entries filed.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let near: u32 = self.near.values().sum();
+        near as usize + self.far.values().map(|s| s.tags.len()).sum::<usize>()
     }
 }
 
-impl PartialOrd for ByDeadline {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// The entry filed at `place` in slot `s` with tag `tag` (the place is unique in a
+/// slot, so the tag only narrows the search).
+fn at_place(map: &mut HashTable<Box<Node>>, tag: u32, s: i64, place: usize) -> Option<&mut Node> {
+    let place = u32::try_from(place).ok()?;
+    map.iter_hash_mut(spread(tag))
+        .map(|node| &mut **node)
+        .find(|node| node.key.place() == place && slot_of(node.deadline) == s)
 }
 
-impl PartialEq for ByDeadline {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for ByDeadline {}
-
-/// Entries freed per lock acquisition by [`Store::purge_expired`].
+/// Work units (entries looked up or freed) per lock acquisition by
+/// [`Store::purge_expired`].
 const PURGE_BATCH: usize = 4096;
 
 /// Bytes ([`Record::cost`]) of the expired entries purged by every store of this process.
@@ -298,48 +531,159 @@ impl Drop for Shared {
 }
 
 impl State {
-    /// Removes `key` from map and index, returning its node.
-    fn remove(&mut self, key: &[u8]) -> Option<Arc<Node>> {
-        let ByKey(node) = self.map.take(key)?;
-        self.toggle_digest(&node);
-        let node = ByDeadline(node);
-        self.index.remove(&node);
-        self.bytes = self.bytes.saturating_sub(node.0.cost());
-        Some(node.0)
+    /// The entry under `key` (whose tag is `tag`).
+    fn get(&self, key: &[u8], tag: u32) -> Option<&Node> {
+        let node = self.map.find(spread(tag), |n| n.key.as_bytes() == key)?;
+        Some(node)
     }
 
-    /// Add or remove (XOR is its own inverse) `node` in the digest.
-    fn toggle_digest(&mut self, node: &Node) {
-        let (bucket, hash) = node.digest_part();
-        self.digest[bucket] ^= hash;
-    }
-
-    /// Removes up to `max` entries with `deadline <= now`, earliest first, moving them
-    /// into `freed` (so the caller can drop the payloads after unlocking).
-    fn purge_due(&mut self, now: i64, max: usize, freed: &mut Vec<Arc<Node>>) -> usize {
-        let mut n = 0;
-        while n < max {
-            match self.index.first() {
-                Some(first) if first.0.deadline <= now => {}
-                _ => break,
+    /// Stores `node` (whose key has tag `tag`), returning the entry it replaced.
+    fn insert(&mut self, mut node: Box<Node>, tag: u32, tags: &Tags) -> Option<Box<Node>> {
+        let hash = spread(tag);
+        let key = node.key.as_bytes();
+        let old = match self.map.find_entry(hash, |n| n.key.as_bytes() == key) {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        };
+        let deadline = node.deadline;
+        // Same slot: the new entry takes the old one's place (same key, same tag).
+        let same_slot = old
+            .as_ref()
+            .filter(|old| old.key.place() != NEAR && slot_of(old.deadline) == slot_of(deadline))
+            .and_then(|old| {
+                let slot = self.index.far.get_mut(&slot_of(deadline))?;
+                slot.min = slot.min.min(deadline);
+                Some(old.key.place())
+            });
+        let place = match (same_slot, &old) {
+            (Some(place), _) => place,
+            (None, Some(old)) => {
+                self.index.unfile(old, tag, &mut self.map);
+                self.index.file(deadline, tag)
             }
-            let Some(ByDeadline(node)) = self.index.pop_first() else {
-                break;
-            };
-            if self
-                .map
-                .get(node.key.as_bytes())
-                .is_some_and(|m| Arc::ptr_eq(&m.0, &node))
-            {
-                self.map.remove(node.key.as_bytes());
-                self.toggle_digest(&node);
-            }
-            self.bytes = self.bytes.saturating_sub(node.cost());
-            freed.push(node);
-            n += 1;
+            (None, None) => self.index.file(deadline, tag),
+        };
+        node.key.set_place(place);
+        if let Some(old) = &old {
+            self.bytes = self.bytes.saturating_sub(old.cost());
+            toggle_digest(&mut self.digest, old);
         }
-        self.purged_total += n as u64;
-        n
+        self.bytes += node.cost();
+        toggle_digest(&mut self.digest, &node);
+        self.map
+            .insert_unique(hash, node, |n| spread(tags.of(n.key.as_bytes())));
+        old
+    }
+
+    /// Removes the entry under `key` (whose tag is `tag`).
+    fn remove(&mut self, key: &[u8], tag: u32) -> Option<Box<Node>> {
+        let found = self
+            .map
+            .find_entry(spread(tag), |n| n.key.as_bytes() == key);
+        let (node, _) = found.ok()?.remove();
+        self.bytes = self.bytes.saturating_sub(node.cost());
+        toggle_digest(&mut self.digest, &node);
+        self.index.unfile(&node, tag, &mut self.map);
+        Some(node)
+    }
+
+    /// Removes entries with `deadline <= now`, earliest first, moving them into `freed`
+    /// (so the caller can drop the payloads after unlocking), until about `budget`
+    /// entries were looked up or removed. Returns how many it removed and whether it
+    /// removed them all.
+    // Boxes, not nodes: moving the entries out of the map then copies no node and frees
+    // no allocation under the lock.
+    #[allow(clippy::vec_box)]
+    fn purge_due(
+        &mut self,
+        now: i64,
+        budget: usize,
+        tags: &Tags,
+        freed: &mut Vec<Box<Node>>,
+    ) -> (usize, bool) {
+        let first_freed = freed.len();
+        let mut work = 0;
+        let done = loop {
+            if work >= budget {
+                break false;
+            }
+            let room = budget - work;
+            let taken = self.index.take_ended(now, room, &mut self.map, freed);
+            if taken > 0 {
+                work += taken;
+                continue;
+            }
+            let moved = self.index.promote(now, room, &mut self.map);
+            if moved > 0 {
+                work += moved;
+                continue;
+            }
+            let Some(first) = self.index.near.first_entry() else {
+                break true;
+            };
+            let (deadline, tag) = *first.key();
+            if deadline > now {
+                break true;
+            }
+            // The entries with this deadline and tag (normally exactly one).
+            let count = first.remove();
+            work += 1;
+            for _ in 0..count {
+                let Ok(found) = self.map.find_entry(spread(tag), |node| {
+                    node.deadline == deadline
+                        && node.key.place() == NEAR
+                        && tags.of(node.key.as_bytes()) == tag
+                }) else {
+                    break;
+                };
+                freed.push(found.remove().0);
+                work += 1;
+            }
+        };
+        let removed = freed.len() - first_freed;
+        for node in &freed[first_freed..] {
+            self.bytes = self.bytes.saturating_sub(node.cost());
+            toggle_digest(&mut self.digest, node);
+        }
+        self.purged_total += removed as u64;
+        (removed, done)
+    }
+}
+
+#[cfg(test)]
+impl State {
+    /// Asserts that the expiry index files exactly the entries of the map, each where
+    /// its [`Key::place`] says.
+    fn check_index(&self, tags: &Tags) {
+        let index = &self.index;
+        let mut near = BTreeMap::new();
+        let mut far = BTreeMap::new();
+        for node in self.map.iter() {
+            let tag = tags.of(node.key.as_bytes());
+            let place = node.key.place();
+            if place == NEAR {
+                *near.entry((node.deadline, tag)).or_insert(0u32) += 1;
+            } else {
+                let s = slot_of(node.deadline);
+                let slot = &index.far[&s];
+                assert_eq!(slot.tags[place as usize], tag);
+                assert!(slot.min <= node.deadline);
+                *far.entry(s).or_insert(0usize) += 1;
+            }
+        }
+        assert_eq!(index.near, near);
+        let filed: BTreeMap<i64, usize> = index
+            .far
+            .iter()
+            .map(|(&s, slot)| (s, slot.tags.len()))
+            .collect();
+        assert_eq!(filed, far);
+        for (i, &s) in index.far.keys().enumerate() {
+            assert!(i == 0 || slot_start(s) >= index.near_end);
+        }
+        for &(deadline, _) in index.near.keys() {
+            assert!(deadline < index.near_end);
+        }
     }
 }
 
@@ -357,12 +701,17 @@ impl fmt::Debug for Store {
 impl Store {
     /// New empty store with a budget of `max_bytes` (keys + values). Spawns nothing.
     pub fn new(max_bytes: u64) -> Store {
+        Store::with_tags(max_bytes, Tags::new())
+    }
+
+    fn with_tags(max_bytes: u64, tags: Tags) -> Store {
         Store {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 notify: Arc::new(Notify::new()),
                 max_bytes,
                 epoch: Instant::now(),
+                tags,
             }),
         }
     }
@@ -383,27 +732,37 @@ impl Store {
         let now = shared.offset(now);
         let deadline = shared.offset(rec.expires_at);
         let cost = Record::cost(key, rec.value.len());
+        let tags = &shared.tags;
+        let tag = tags.of(key.as_bytes());
+        let node = Box::new(Node {
+            key: Key::new(key),
+            value: rec.value,
+            created_ms: rec.created_ms,
+            expires_ms: rec.expires_ms,
+            deadline,
+            version: rec.version,
+        });
         let mut freed = Vec::new();
         let mut state = shared.lock();
 
         let mut old_cost = None;
-        if let Some(ByKey(old)) = state.map.get(key.as_bytes()) {
+        if let Some(old) = state.get(key.as_bytes(), tag) {
             if old.deadline > now {
                 if rec.version <= old.version {
                     return Ok(Applied::Stale);
                 }
                 old_cost = Some(old.cost());
-            } else if let Some(node) = state.remove(key.as_bytes()) {
+            } else if let Some(dead) = state.remove(key.as_bytes(), tag) {
                 // Expired but not yet purged: counts as absent.
                 state.purged_total += 1;
-                freed.push(node);
+                freed.push(dead);
             }
         }
 
         let limit = shared.max_bytes;
         let others = |s: &State| s.bytes.saturating_sub(old_cost.unwrap_or(0));
         if others(&state).saturating_add(cost) > limit {
-            state.purge_due(now, usize::MAX, &mut freed);
+            state.purge_due(now, usize::MAX, tags, &mut freed);
             let others = others(&state);
             if others.saturating_add(cost) > limit {
                 return Err(StoreError::Full {
@@ -414,25 +773,11 @@ impl Store {
             }
         }
 
-        let earliest = state.index.first().map(|e| e.0.deadline);
-        let node = Arc::new(Node {
-            key: Key::new(key),
-            value: rec.value,
-            created_ms: rec.created_ms,
-            expires_ms: rec.expires_ms,
-            deadline,
-            version: rec.version,
-        });
-        if let Some(ByKey(old)) = state.map.replace(ByKey(Arc::clone(&node))) {
-            state.bytes = state.bytes.saturating_sub(old.cost());
-            state.toggle_digest(&old);
-            state.index.remove(&ByDeadline(old));
-        }
-        state.toggle_digest(&node);
-        state.index.insert(ByDeadline(node));
-        state.bytes += cost;
+        let earliest = state.index.earliest();
+        let replaced = state.insert(node, tag, tags);
         drop(state);
         drop(freed);
+        drop(replaced);
 
         if earliest.map_or(true, |e| deadline < e) {
             shared.notify.notify_one();
@@ -447,8 +792,9 @@ impl Store {
     /// The live record under `key`; `None` if absent or expired (`expires_at <= now`).
     pub fn get(&self, key: &str) -> Option<Record> {
         let now = self.shared.offset(Instant::now());
+        let tag = self.shared.tags.of(key.as_bytes());
         let state = self.shared.lock();
-        let ByKey(node) = state.map.get(key.as_bytes())?;
+        let node = state.get(key.as_bytes(), tag)?;
         (node.deadline > now).then(|| self.shared.record(node))
     }
 
@@ -472,7 +818,7 @@ impl Store {
         // Max-heap of the `limit + 1` smallest matching keys seen so far.
         let (prefix, after) = (prefix.as_bytes(), after.map(str::as_bytes));
         let mut best: BinaryHeap<&[u8]> = BinaryHeap::with_capacity(keep.min(state.map.len()));
-        for ByKey(node) in &state.map {
+        for node in state.map.iter() {
             let key = node.key.as_bytes();
             if node.deadline <= now || !key.starts_with(prefix) || after.is_some_and(|a| key <= a) {
                 continue;
@@ -524,21 +870,25 @@ impl Store {
         let mut total = 0;
         let mut freed = Vec::new();
         loop {
-            let n = self.shared.lock().purge_due(now, PURGE_BATCH, &mut freed);
+            let (n, done) =
+                self.shared
+                    .lock()
+                    .purge_due(now, PURGE_BATCH, &self.shared.tags, &mut freed);
             let bytes: u64 = freed.iter().map(|node| node.cost()).sum();
             PURGED_BYTES.fetch_add(bytes, AtomicOrdering::Relaxed);
             freed.clear();
             total += n;
-            if n < PURGE_BATCH {
+            if done {
                 return total;
             }
         }
     }
 
-    /// The earliest deadline in the expiry index, if any.
+    /// The earliest deadline in the expiry index, if any. Exact for entries about to
+    /// expire (within about a second); for later ones it may be a little early (by less
+    /// than a second), which only wakes the purge task early.
     pub fn next_expiry(&self) -> Option<Instant> {
-        let state = self.shared.lock();
-        let deadline = state.index.first()?.0.deadline;
+        let deadline = self.shared.lock().index.earliest()?;
         Some(self.shared.instant(deadline))
     }
 
@@ -550,8 +900,8 @@ impl Store {
         state
             .map
             .iter()
-            .filter(|ByKey(node)| node.deadline > now)
-            .map(|ByKey(node)| (node.key.string(), self.shared.record(node)))
+            .filter(|node| node.deadline > now)
+            .map(|node| (node.key.string(), self.shared.record(node)))
             .collect()
     }
 
@@ -568,20 +918,21 @@ impl Store {
         state
             .map
             .iter()
-            .filter(|ByKey(n)| {
+            .filter(|n| {
                 n.deadline > now
                     && n.version.wall_ms() <= settled_ms
                     && buckets.get(n.digest_part().0).copied().unwrap_or(false)
             })
-            .map(|ByKey(n)| (n.key.string(), n.version))
+            .map(|n| (n.key.string(), n.version))
             .collect()
     }
 
     /// The version of the live entry under `key`.
     pub fn version(&self, key: &str) -> Option<Version> {
         let now = self.shared.offset(Instant::now());
+        let tag = self.shared.tags.of(key.as_bytes());
         let state = self.shared.lock();
-        let ByKey(node) = state.map.get(key.as_bytes())?;
+        let node = state.get(key.as_bytes(), tag)?;
         (node.deadline > now).then_some(node.version)
     }
 
@@ -969,7 +1320,7 @@ mod tests {
         assert_eq!(
             std::mem::size_of::<Node>(),
             104,
-            "one 128-byte malloc chunk per key"
+            "one 112-byte malloc chunk per key"
         );
         let store = Store::new(1 << 20);
         let short = "x".repeat(INLINE_KEY);
@@ -983,8 +1334,8 @@ mod tests {
             assert_eq!(store.apply(k, r.clone()), Ok(Applied::Inserted));
             assert_eq!(store.get(k), Some(r));
         }
-        assert!(matches!(Key::new(&short), Key::Inline(..)));
-        assert!(matches!(Key::new(&long), Key::Heap(..)));
+        assert!(matches!(Key::new(&short), Key::Inline { .. }));
+        assert!(matches!(Key::new(&long), Key::Heap { .. }));
         assert_eq!(store.get(&short[1..]), None);
         assert_eq!(store.bytes(), (2 * INLINE_KEY + 1 + utf8.len() + 4) as u64);
         let (all, _) = store.keys("", None, 10);
@@ -1045,9 +1396,20 @@ mod tests {
     /// Random writes, reads, time steps and purges against a plain map model.
     #[tokio::test(start_paused = true)]
     async fn randomized_matches_model() {
+        against_model(Store::new(u64::MAX), 7).await;
+    }
+
+    /// The same with every key on one of two tags (0 and 1): the map and the expiry
+    /// index must tell entries apart by key and deadline.
+    #[tokio::test(start_paused = true)]
+    async fn randomized_with_tag_collisions() {
+        against_model(Store::with_tags(u64::MAX, Tags::masked(1)), 8).await;
+        against_model(Store::with_tags(u64::MAX, Tags::masked(0)), 9).await;
+    }
+
+    async fn against_model(store: Store, seed: u64) {
         use rand::{rngs::StdRng, Rng, SeedableRng};
-        let mut rng = StdRng::seed_from_u64(7);
-        let store = Store::new(u64::MAX);
+        let mut rng = StdRng::seed_from_u64(seed);
         let values: [&'static str; 4] = ["", "a", "bb", "cccc"];
         // key -> (version, value, deadline)
         let mut model: HashMap<String, (u64, &'static str, Instant)> = HashMap::new();
@@ -1077,6 +1439,16 @@ mod tests {
                 6 | 7 => advance(Duration::from_millis(rng.gen_range(0..400))).await,
                 8 => {
                     store.purge_expired();
+                    // Only live entries are left: the earliest deadline is the model's,
+                    // or less than a slot before it.
+                    let now = Instant::now();
+                    let earliest = model.values().map(|m| m.2).filter(|&d| d > now).min();
+                    let next = store.next_expiry();
+                    assert_eq!(next.is_some(), earliest.is_some(), "step {step}");
+                    if let (Some(next), Some(earliest)) = (next, earliest) {
+                        assert!(next > now && next <= earliest, "step {step}");
+                        assert!(earliest - next < Duration::from_nanos(1 << SLOT_BITS));
+                    }
                 }
                 _ => {}
             }
@@ -1088,6 +1460,7 @@ mod tests {
                 got.map(|r| r.value),
                 m.map(|m| Bytes::from_static(m.1.as_bytes()))
             );
+            store.shared.lock().check_index(&store.shared.tags);
         }
         store.purge_expired();
         let now = Instant::now();
@@ -1099,5 +1472,149 @@ mod tests {
         keys.sort();
         assert_eq!(store.keys("", None, usize::MAX).0, keys);
         assert_eq!(store.shared.lock().index.len(), model.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn purge_under_tag_collisions_removes_only_expired_entries() {
+        let store = Store::with_tags(u64::MAX, Tags::masked(0));
+        // One tag for all; deadlines 1..=4 s, several keys on each.
+        for i in 0..20u64 {
+            let ttl = 1000 * (i % 4 + 1);
+            store.apply(&format!("k{i}"), rec("v", ttl, 1)).unwrap();
+        }
+        advance(Duration::from_millis(2000)).await;
+        assert_eq!(store.purge_expired(), 10);
+        for i in 0..20u64 {
+            assert_eq!(store.get(&format!("k{i}")).is_some(), i % 4 >= 2, "k{i}");
+        }
+        assert_eq!(store.len(), 10);
+        assert_eq!(
+            store.next_expiry(),
+            Some(Instant::now() + Duration::from_secs(1))
+        );
+        store.shared.lock().check_index(&store.shared.tags);
+        advance(Duration::from_millis(2000)).await;
+        assert_eq!(store.purge_expired(), 10);
+        assert!(store.is_empty());
+        assert_eq!(store.shared.lock().index.len(), 0);
+    }
+
+    /// Overwrites move entries between slots and into `near`; the index keeps exactly one
+    /// record per entry, and slots give back memory as they empty.
+    #[tokio::test(start_paused = true)]
+    async fn overwrites_keep_the_index_exact() {
+        let store = Store::new(u64::MAX);
+        let keys = 1000;
+        let ttls = [3_600_000, 7_200_000, 5_000, 100];
+        for round in 0..40u64 {
+            let ttl = ttls[round as usize % ttls.len()];
+            for k in 0..keys {
+                store.apply(&format!("k{k}"), rec("v", ttl, round)).unwrap();
+            }
+            advance(Duration::from_millis(50)).await;
+            if round % 7 == 0 {
+                store.purge_expired();
+            }
+            let state = store.shared.lock();
+            state.check_index(&store.shared.tags);
+            assert_eq!(state.index.len(), state.map.len(), "round {round}");
+            let capacity: usize = state.index.far.values().map(|s| s.tags.capacity()).sum();
+            assert!(capacity <= 2 * keys + 16 * state.index.far.len());
+        }
+        // All in one slot, then 90% leave it: the slot gives back its room.
+        for k in 0..keys {
+            store
+                .apply(&format!("k{k}"), rec("v", 3_600_000, 100))
+                .unwrap();
+        }
+        for k in 0..keys * 9 / 10 {
+            store.apply(&format!("k{k}"), rec("v", 100, 101)).unwrap();
+        }
+        advance(Duration::from_secs(1)).await;
+        store.purge_expired();
+        let state = store.shared.lock();
+        state.check_index(&store.shared.tags);
+        assert_eq!(state.map.len(), keys / 10);
+        let capacity: usize = state.index.far.values().map(|s| s.tags.capacity()).sum();
+        assert!(capacity <= 4 * keys / 10, "{capacity}");
+    }
+
+    /// A slot that has wholly expired is freed a batch at a time, without going through
+    /// `near`; writes between batches keep the index exact.
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_slot_is_freed_in_batches() {
+        let store = Store::with_tags(u64::MAX, Tags::masked(0xff));
+        let n = 3 * PURGE_BATCH;
+        for i in 0..n {
+            store.apply(&format!("k{i}"), rec("v", 1000, 1)).unwrap();
+        }
+        store.apply("live", rec("v", 60_000, 1)).unwrap();
+        let s = slot_of(store.shared.offset(Instant::now() + Duration::from_secs(1)));
+        advance(Duration::from_secs(2)).await;
+        let now = store.shared.offset(Instant::now());
+        assert!(slot_end(s) <= now, "the whole slot has expired");
+        let mut freed = Vec::new();
+        let tags = &store.shared.tags;
+        let (removed, done) = store.shared.lock().purge_due(now, 1000, tags, &mut freed);
+        assert_eq!((removed, done), (1000, false));
+        assert!(store.shared.lock().index.near.is_empty());
+        store.shared.lock().check_index(tags);
+        // Between batches: expired keys written again (their old entries leave the slot).
+        for i in (0..n).step_by(89) {
+            assert_eq!(
+                store.apply(&format!("k{i}"), rec("w", 5000, 2)),
+                Ok(Applied::Inserted)
+            );
+        }
+        store.shared.lock().check_index(tags);
+        let rewritten = (0..n).step_by(89).count();
+        let gone_before = (0..n).step_by(89).filter(|&i| i >= n - 1000).count();
+        assert_eq!(store.purge_expired(), n - 1000 - (rewritten - gone_before));
+        assert!(!store.shared.lock().index.far.contains_key(&s));
+        assert_eq!(store.len(), rewritten + 1);
+        store.shared.lock().check_index(tags);
+    }
+
+    /// The purge moves a slot into `near` a batch at a time; between batches, writes,
+    /// overwrites and removals in that slot keep the index exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_moves_into_near_in_batches() {
+        let store = Store::with_tags(u64::MAX, Tags::masked(0xff));
+        let n = 3 * PURGE_BATCH;
+        // All in one slot, 2 s from now, a microsecond apart.
+        for i in 0..n {
+            let mut r = rec("v", 2000, 1);
+            r.expires_at += Duration::from_micros(i as u64);
+            store.apply(&format!("k{i}"), r).unwrap();
+        }
+        let s = slot_of(store.shared.offset(Instant::now() + Duration::from_secs(2)));
+        advance(Duration::from_millis(2000) - Duration::from_nanos(1)).await;
+        let now = store.shared.offset(Instant::now());
+        assert!(slot_start(s) <= now, "the slot has started");
+        let mut freed = Vec::new();
+        let tags = &store.shared.tags;
+        let (removed, done) = store.shared.lock().purge_due(now, 1000, tags, &mut freed);
+        assert_eq!((removed, done), (0, false));
+        {
+            let state = store.shared.lock();
+            state.check_index(tags);
+            assert_eq!(state.index.near.len(), 1000);
+            assert_eq!(state.index.far[&s].tags.len(), n - 1000);
+        }
+        // Mid-move: overwrite moved and unmoved entries, add one, remove some.
+        for i in (0..n).step_by(97) {
+            store.apply(&format!("k{i}"), rec("w", 2000, 2)).unwrap();
+        }
+        store.apply("new", rec("v", 1, 1)).unwrap();
+        store.shared.lock().check_index(tags);
+        assert_eq!(store.purge_expired(), 0, "nothing due yet");
+        store.shared.lock().check_index(tags);
+        assert_eq!(store.len(), n + 1);
+        assert!(!store.shared.lock().index.far.contains_key(&s));
+        advance(Duration::from_nanos(1 + n as u64 * 1000)).await;
+        let overwritten = (0..n).step_by(97).count();
+        assert_eq!(store.purge_expired(), n - overwritten + 1);
+        assert_eq!(store.len(), overwritten);
+        store.shared.lock().check_index(tags);
     }
 }
