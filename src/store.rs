@@ -1539,6 +1539,14 @@ mod tests {
         assert!(capacity <= 4 * keys / 10, "{capacity}");
     }
 
+    /// One lock's worth of [`Store::purge_expired`], with a work budget of `budget`.
+    fn one_purge_batch(store: &Store, budget: usize) -> (usize, bool) {
+        let now = store.shared.offset(Instant::now());
+        let mut freed = Vec::new();
+        let mut state = store.shared.lock();
+        state.purge_due(now, budget, &store.shared.tags, &mut freed)
+    }
+
     /// A slot that has wholly expired is freed a batch at a time, without going through
     /// `near`; writes between batches keep the index exact.
     #[tokio::test(start_paused = true)]
@@ -1551,12 +1559,12 @@ mod tests {
         store.apply("live", rec("v", 60_000, 1)).unwrap();
         let s = slot_of(store.shared.offset(Instant::now() + Duration::from_secs(1)));
         advance(Duration::from_secs(2)).await;
-        let now = store.shared.offset(Instant::now());
-        assert!(slot_end(s) <= now, "the whole slot has expired");
-        let mut freed = Vec::new();
+        assert!(
+            slot_end(s) <= store.shared.offset(Instant::now()),
+            "the slot is over"
+        );
+        assert_eq!(one_purge_batch(&store, 1000), (1000, false));
         let tags = &store.shared.tags;
-        let (removed, done) = store.shared.lock().purge_due(now, 1000, tags, &mut freed);
-        assert_eq!((removed, done), (1000, false));
         assert!(store.shared.lock().index.near.is_empty());
         store.shared.lock().check_index(tags);
         // Between batches: expired keys written again (their old entries leave the slot).
@@ -1589,12 +1597,12 @@ mod tests {
         }
         let s = slot_of(store.shared.offset(Instant::now() + Duration::from_secs(2)));
         advance(Duration::from_millis(2000) - Duration::from_nanos(1)).await;
-        let now = store.shared.offset(Instant::now());
-        assert!(slot_start(s) <= now, "the slot has started");
-        let mut freed = Vec::new();
+        assert!(
+            slot_start(s) <= store.shared.offset(Instant::now()),
+            "the slot has started"
+        );
+        assert_eq!(one_purge_batch(&store, 1000), (0, false));
         let tags = &store.shared.tags;
-        let (removed, done) = store.shared.lock().purge_due(now, 1000, tags, &mut freed);
-        assert_eq!((removed, done), (0, false));
         {
             let state = store.shared.lock();
             state.check_index(tags);
