@@ -442,6 +442,9 @@ fn put_entries<'a>(b: &mut BytesMut, entries: impl ExactSizeIterator<Item = &'a 
     }
 }
 
+/// Smallest value kept as a slice of its message rather than copied (see `get_entries`).
+const SHARE_VALUE_BYTES: usize = 64 << 10;
+
 fn get_entries(b: &mut Bytes) -> Result<Vec<Entry>, WireError> {
     need(b, 4)?;
     let n = b.get_u32() as usize;
@@ -453,7 +456,10 @@ fn get_entries(b: &mut Bytes) -> Result<Vec<Entry>, WireError> {
         let len = b.get_u32() as usize;
         need(b, len.saturating_add(32))?;
         let raw = b.split_to(len);
-        let value = if n == 1 {
+        // A slice would keep the whole message (and the connection buffer it may share)
+        // alive as long as the key: copy, except a large value alone in its message,
+        // which is most of that memory anyway and costly to copy.
+        let value = if n == 1 && len >= SHARE_VALUE_BYTES {
             raw
         } else {
             Bytes::copy_from_slice(&raw)
