@@ -69,9 +69,55 @@ pub fn wanted(
         .collect()
 }
 
+/// Rounds of anti-entropy skipped in a row, at most, while a node's data keeps changing
+/// (see [`Pacer`]).
+pub const MAX_SKIPPED_ROUNDS: u32 = 7;
+
+/// Paces anti-entropy rounds. While a node's data changes between rounds, writes are
+/// flowing and digest buckets differ from a peer's mostly because of writes in flight:
+/// a round would make the peer walk its whole store (under its lock) and send every
+/// version, to repair little. Such rounds are skipped, but never more than
+/// [`MAX_SKIPPED_ROUNDS`] in a row, so a hole left by a lost write is still repaired
+/// under a steady load.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    last_digest: Vec<u64>,
+    skipped: u32,
+}
+
+impl Pacer {
+    /// Whether a round should run now, given the node's current digest.
+    pub fn round_due(&mut self, digest: Vec<u64>) -> bool {
+        let changed = digest != self.last_digest;
+        self.last_digest = digest;
+        if changed && self.skipped < MAX_SKIPPED_ROUNDS {
+            self.skipped += 1;
+            return false;
+        }
+        self.skipped = 0;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pacer_skips_rounds_while_data_changes_but_not_forever() {
+        let mut p = Pacer::default();
+        // The first round sees a change (from nothing): skipped.
+        assert!(!p.round_due(vec![1]));
+        // Quiet data: every round runs.
+        assert!(p.round_due(vec![1]));
+        assert!(p.round_due(vec![1]));
+        // Data changing every round: skipped, except one round after each 7 skipped.
+        let ran: Vec<bool> = (0..20u64).map(|i| p.round_due(vec![i + 2])).collect();
+        let runs: Vec<usize> = (0..20).filter(|&i| ran[i]).collect();
+        assert_eq!(runs, vec![7, 15]);
+        // Quiet again: runs at once.
+        assert!(p.round_due(vec![21]));
+    }
 
     fn v(hlc: u64) -> Version {
         Version { hlc, origin: 1 }

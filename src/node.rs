@@ -468,12 +468,16 @@ impl Node {
     /// Anti-entropy rounds against a random live peer, forever (until shutdown).
     async fn anti_entropy_loop(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
+        let mut pacer = antientropy::Pacer::default();
         loop {
             let jitter = rand::thread_rng()
                 .gen_range(0..=self.tuning.anti_entropy_interval.as_millis() as u64 / 4);
             tokio::select! {
                 _ = tokio::time::sleep(self.tuning.anti_entropy_interval + Duration::from_millis(jitter)) => {}
                 _ = shutdown.changed() => return,
+            }
+            if !pacer.round_due(self.store.digest()) {
+                continue;
             }
             let peer = {
                 let m = self.membership();
