@@ -299,11 +299,7 @@ impl Node {
             }
             // No peers when the write was stored: nothing to wait for (a peer that joins
             // now gets the key from catch-up).
-            None => Fanout {
-                peers: 0,
-                queued: 0,
-                other_domain: false,
-            },
+            None => Fanout::default(),
         };
         let quorum = self.config.quorum(fanout.peers + 1);
         // With other processes alive, one copy must live outside this process, so a

@@ -275,7 +275,7 @@ impl Replicator {
 }
 
 /// What [`Replicator::broadcast`] did with a write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fanout {
     /// Peers replicated to (live links).
     pub peers: usize,
