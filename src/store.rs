@@ -2,7 +2,9 @@
 //! replacement, an expiry index and a purge task ([`Store::spawn_purger`]).
 //!
 //! Reads compare deadlines with the clock, so expired data is never returned even
-//! before the purge task has freed it. Modelled on mini-redis `src/db.rs`.
+//! before the purge task has freed it. Modelled on mini-redis `src/db.rs`, cut into
+//! [`SHARDS`] independently locked shards so that no write waits behind another shard's
+//! table growing (a pause of tens of milliseconds for one table of 200k keys).
 
 use std::collections::{btree_map, BTreeMap, BinaryHeap};
 use std::fmt;
@@ -86,15 +88,28 @@ pub enum StoreError {
 
 /// Cheap handle to a shared store; clones see the same data.
 ///
-/// All state sits behind one `std::sync::Mutex`: critical sections are short and never
-/// span an `.await`, so an async mutex would only add cost (see mini-redis `db.rs`).
+/// Entries sit in [`SHARDS`] shards, chosen by the top bits of the key's tag, each
+/// behind its own `std::sync::Mutex`: critical sections are short and never span an
+/// `.await`, so an async mutex would only add cost (see mini-redis `db.rs`). The byte
+/// budget and the anti-entropy digest are shared atomics, updated under the shard lock.
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
 }
 
+/// log2 of [`SHARDS`].
+const SHARD_BITS: u32 = 5;
+/// Independently locked parts of a store.
+pub const SHARDS: usize = 1 << SHARD_BITS;
+
+/// One shard, on a cache line of its own so that two threads locking neighbouring
+/// shards do not contend.
+#[repr(align(64))]
+struct Shard(Mutex<State>);
+
 struct Shared {
-    state: Mutex<State>,
+    shards: Box<[Shard]>,
+    totals: Totals,
     /// Wakes the purge task when a write brings an earlier deadline (or the store dies).
     /// Held in its own `Arc` so the task can wait on it without keeping the store alive.
     notify: Arc<Notify>,
@@ -105,29 +120,41 @@ struct Shared {
     tags: Tags,
 }
 
+/// What the shards add up together.
+struct Totals {
+    /// Sum of [`Record::cost`] over all entries. A write reserves its bytes here before
+    /// it inserts, so concurrent writes never overrun the budget together.
+    bytes: AtomicU64,
+    /// Per anti-entropy bucket, the XOR of the entry hashes of its entries (XOR is
+    /// commutative, so shards update it independently).
+    digest: Box<[AtomicU64]>,
+}
+
+impl Totals {
+    /// Add or remove (XOR is its own inverse) `node` in the digest.
+    fn toggle(&self, node: &Node) {
+        let (bucket, hash) = node.digest_part();
+        if let Some(slot) = self.digest.get(bucket) {
+            slot.fetch_xor(hash, AtomicOrdering::Relaxed);
+        }
+    }
+
+    /// `node` left the store.
+    fn release(&self, node: &Node) {
+        self.bytes.fetch_sub(node.cost(), AtomicOrdering::Relaxed);
+        self.toggle(node);
+    }
+}
+
+/// One shard's entries.
+#[derive(Default)]
 struct State {
-    /// Every stored entry, hashed by the tag of its key ([`Tags`]) so that the expiry
-    /// index can find an entry from its tag alone.
+    /// Every entry of the shard, hashed by the tag of its key ([`Tags`]) so that the
+    /// expiry index can find an entry from its tag alone.
     map: HashTable<Box<Node>>,
     /// When each entry expires: the purge's work list.
     index: Expiry,
-    /// Sum of [`Record::cost`] over all entries.
-    bytes: u64,
     purged_total: u64,
-    /// Per anti-entropy bucket, the XOR of the entry hashes of its entries.
-    digest: Vec<u64>,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State {
-            map: HashTable::new(),
-            index: Expiry::default(),
-            bytes: 0,
-            purged_total: 0,
-            digest: vec![0; antientropy::BUCKETS],
-        }
-    }
 }
 
 /// One entry, owned by the map: a single 104-byte allocation (a 112-byte glibc chunk)
@@ -154,14 +181,6 @@ impl Node {
             antientropy::bucket_of(key),
             antientropy::entry_hash(key, self.version),
         )
-    }
-}
-
-/// Add or remove (XOR is its own inverse) `node` in the digest.
-fn toggle_digest(digest: &mut [u64], node: &Node) {
-    let (bucket, hash) = node.digest_part();
-    if let Some(slot) = digest.get_mut(bucket) {
-        *slot ^= hash;
     }
 }
 
@@ -485,11 +504,25 @@ pub fn purged_bytes_total() -> u64 {
 const MIN_SWEEP: Duration = Duration::from_millis(1);
 const MAX_SWEEP: Duration = Duration::from_secs(24 * 3600);
 
-impl Shared {
-    /// Locks the state, recovering from poison: no critical section can panic half-way
+impl Shard {
+    /// Locks the shard, recovering from poison: no critical section can panic half-way
     /// through a mutation, so the state is still consistent.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Shared {
+    /// The shard that holds the keys of tag `tag`.
+    fn shard(&self, tag: u32) -> &Shard {
+        // The top bits: the low ones pick the bucket inside the shard's table.
+        let i = (tag >> (u32::BITS - SHARD_BITS)) as usize;
+        &self.shards[i % self.shards.len()]
+    }
+
+    /// Locks the shard of tag `tag`.
+    fn lock(&self, tag: u32) -> MutexGuard<'_, State> {
+        self.shard(tag).lock()
     }
 
     /// `t` as signed nanoseconds from the epoch (saturating after ~292 years).
@@ -537,8 +570,15 @@ impl State {
         Some(node)
     }
 
-    /// Stores `node` (whose key has tag `tag`), returning the entry it replaced.
-    fn insert(&mut self, mut node: Box<Node>, tag: u32, tags: &Tags) -> Option<Box<Node>> {
+    /// Stores `node` (whose key has tag `tag`), returning the entry it replaced. The
+    /// caller has already charged the new entry's bytes and released the old one's.
+    fn insert(
+        &mut self,
+        mut node: Box<Node>,
+        tag: u32,
+        tags: &Tags,
+        totals: &Totals,
+    ) -> Option<Box<Node>> {
         let hash = spread(tag);
         let key = node.key.as_bytes();
         let old = match self.map.find_entry(hash, |n| n.key.as_bytes() == key) {
@@ -565,24 +605,21 @@ impl State {
         };
         node.key.set_place(place);
         if let Some(old) = &old {
-            self.bytes = self.bytes.saturating_sub(old.cost());
-            toggle_digest(&mut self.digest, old);
+            totals.toggle(old);
         }
-        self.bytes += node.cost();
-        toggle_digest(&mut self.digest, &node);
+        totals.toggle(&node);
         self.map
             .insert_unique(hash, node, |n| spread(tags.of(n.key.as_bytes())));
         old
     }
 
     /// Removes the entry under `key` (whose tag is `tag`).
-    fn remove(&mut self, key: &[u8], tag: u32) -> Option<Box<Node>> {
+    fn remove(&mut self, key: &[u8], tag: u32, totals: &Totals) -> Option<Box<Node>> {
         let found = self
             .map
             .find_entry(spread(tag), |n| n.key.as_bytes() == key);
         let (node, _) = found.ok()?.remove();
-        self.bytes = self.bytes.saturating_sub(node.cost());
-        toggle_digest(&mut self.digest, &node);
+        totals.release(&node);
         self.index.unfile(&node, tag, &mut self.map);
         Some(node)
     }
@@ -599,6 +636,7 @@ impl State {
         now: i64,
         budget: usize,
         tags: &Tags,
+        totals: &Totals,
         freed: &mut Vec<Box<Node>>,
     ) -> (usize, bool) {
         let first_freed = freed.len();
@@ -642,8 +680,7 @@ impl State {
         };
         let removed = freed.len() - first_freed;
         for node in &freed[first_freed..] {
-            self.bytes = self.bytes.saturating_sub(node.cost());
-            toggle_digest(&mut self.digest, node);
+            totals.release(node);
         }
         self.purged_total += removed as u64;
         (removed, done)
@@ -689,10 +726,9 @@ impl State {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.lock();
         f.debug_struct("Store")
-            .field("len", &state.map.len())
-            .field("bytes", &state.bytes)
+            .field("len", &self.len())
+            .field("bytes", &self.bytes())
             .field("max_bytes", &self.shared.max_bytes)
             .finish()
     }
@@ -707,7 +743,15 @@ impl Store {
     fn with_tags(max_bytes: u64, tags: Tags) -> Store {
         Store {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                shards: (0..SHARDS)
+                    .map(|_| Shard(Mutex::new(State::default())))
+                    .collect(),
+                totals: Totals {
+                    bytes: AtomicU64::new(0),
+                    digest: (0..antientropy::BUCKETS)
+                        .map(|_| AtomicU64::new(0))
+                        .collect(),
+                },
                 notify: Arc::new(Notify::new()),
                 max_bytes,
                 epoch: Instant::now(),
@@ -733,6 +777,7 @@ impl Store {
         let deadline = shared.offset(rec.expires_at);
         let cost = Record::cost(key, rec.value.len());
         let tags = &shared.tags;
+        let totals = &shared.totals;
         let tag = tags.of(key.as_bytes());
         let node = Box::new(Node {
             key: Key::new(key),
@@ -743,39 +788,54 @@ impl Store {
             version: rec.version,
         });
         let mut freed = Vec::new();
-        let mut state = shared.lock();
-
-        let mut old_cost = None;
-        if let Some(old) = state.get(key.as_bytes(), tag) {
-            if old.deadline > now {
-                if rec.version <= old.version {
-                    return Ok(Applied::Stale);
+        let mut purged = false;
+        let (replaced, earliest, old_cost) = loop {
+            let mut state = shared.lock(tag);
+            let mut old_cost = None;
+            if let Some(old) = state.get(key.as_bytes(), tag) {
+                if old.deadline > now {
+                    if rec.version <= old.version {
+                        return Ok(Applied::Stale);
+                    }
+                    old_cost = Some(old.cost());
+                } else if let Some(dead) = state.remove(key.as_bytes(), tag, totals) {
+                    // Expired but not yet purged: counts as absent.
+                    state.purged_total += 1;
+                    freed.push(dead);
                 }
-                old_cost = Some(old.cost());
-            } else if let Some(dead) = state.remove(key.as_bytes(), tag) {
-                // Expired but not yet purged: counts as absent.
-                state.purged_total += 1;
-                freed.push(dead);
             }
-        }
-
-        let limit = shared.max_bytes;
-        let others = |s: &State| s.bytes.saturating_sub(old_cost.unwrap_or(0));
-        if others(&state).saturating_add(cost) > limit {
-            state.purge_due(now, usize::MAX, tags, &mut freed);
-            let others = others(&state);
-            if others.saturating_add(cost) > limit {
-                return Err(StoreError::Full {
-                    needed: cost,
-                    available: limit.saturating_sub(others),
-                    limit,
-                });
+            // Charge the new bytes and release the replaced ones in one step.
+            let limit = shared.max_bytes;
+            let reserved = totals.bytes.fetch_update(
+                AtomicOrdering::Relaxed,
+                AtomicOrdering::Relaxed,
+                |bytes| {
+                    let others = bytes.saturating_sub(old_cost.unwrap_or(0));
+                    (others.saturating_add(cost) <= limit).then(|| others + cost)
+                },
+            );
+            match reserved {
+                Ok(_) => {
+                    let earliest = state.index.earliest();
+                    let replaced = state.insert(node, tag, tags, totals);
+                    break (replaced, earliest, old_cost);
+                }
+                Err(bytes) if purged => {
+                    let others = bytes.saturating_sub(old_cost.unwrap_or(0));
+                    return Err(StoreError::Full {
+                        needed: cost,
+                        available: limit.saturating_sub(others),
+                        limit,
+                    });
+                }
+                Err(_) => {
+                    // Free what has expired in every shard, then try once more.
+                    drop(state);
+                    self.purge_expired();
+                    purged = true;
+                }
             }
-        }
-
-        let earliest = state.index.earliest();
-        let replaced = state.insert(node, tag, tags);
-        drop(state);
+        };
         drop(freed);
         drop(replaced);
 
@@ -793,7 +853,7 @@ impl Store {
     pub fn get(&self, key: &str) -> Option<Record> {
         let now = self.shared.offset(Instant::now());
         let tag = self.shared.tags.of(key.as_bytes());
-        let state = self.shared.lock();
+        let state = self.shared.lock(tag);
         let node = state.get(key.as_bytes(), tag)?;
         (node.deadline > now).then(|| self.shared.record(node))
     }
@@ -813,21 +873,26 @@ impl Store {
             return (Vec::new(), None);
         }
         let now = self.shared.offset(Instant::now());
-        let state = self.shared.lock();
         let keep = limit.saturating_add(1);
         // Max-heap of the `limit + 1` smallest matching keys seen so far.
         let (prefix, after) = (prefix.as_bytes(), after.map(str::as_bytes));
-        let mut best: BinaryHeap<&[u8]> = BinaryHeap::with_capacity(keep.min(state.map.len()));
-        for node in state.map.iter() {
-            let key = node.key.as_bytes();
-            if node.deadline <= now || !key.starts_with(prefix) || after.is_some_and(|a| key <= a) {
-                continue;
-            }
-            if best.len() < keep {
-                best.push(key);
-            } else if best.peek().is_some_and(|&top| key < top) {
-                best.pop();
-                best.push(key);
+        let mut best: BinaryHeap<Box<[u8]>> = BinaryHeap::new();
+        for shard in self.shared.shards.iter() {
+            let state = shard.lock();
+            for node in state.map.iter() {
+                let key = node.key.as_bytes();
+                if node.deadline <= now
+                    || !key.starts_with(prefix)
+                    || after.is_some_and(|a| key <= a)
+                {
+                    continue;
+                }
+                if best.len() < keep {
+                    best.push(key.into());
+                } else if best.peek().is_some_and(|top| key < &**top) {
+                    best.pop();
+                    best.push(key.into());
+                }
             }
         }
         let more = best.len() > limit;
@@ -835,16 +900,15 @@ impl Store {
         sorted.truncate(limit);
         let keys: Vec<String> = sorted
             .into_iter()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
             .collect();
-        drop(state);
         let next = if more { keys.last().cloned() } else { None };
         (keys, next)
     }
 
     /// Number of stored keys, live or expired-but-not-yet-purged.
     pub fn len(&self) -> usize {
-        self.shared.lock().map.len()
+        self.shared.shards.iter().map(|s| s.lock().map.len()).sum()
     }
 
     /// True when no keys are stored.
@@ -854,7 +918,7 @@ impl Store {
 
     /// Bytes charged for the stored keys ([`Record::cost`] summed).
     pub fn bytes(&self) -> u64 {
-        self.shared.lock().bytes
+        self.shared.totals.bytes.load(AtomicOrdering::Relaxed)
     }
 
     /// The memory budget given to [`Store::new`].
@@ -866,79 +930,89 @@ impl Store {
     /// expiry index only as far as the due entries, in batches so readers are not
     /// blocked for long; payloads are freed outside the lock.
     pub fn purge_expired(&self) -> usize {
-        let now = self.shared.offset(Instant::now());
+        let shared = &*self.shared;
+        let now = shared.offset(Instant::now());
         let mut total = 0;
         let mut freed = Vec::new();
-        loop {
-            let (n, done) =
-                self.shared
-                    .lock()
-                    .purge_due(now, PURGE_BATCH, &self.shared.tags, &mut freed);
-            let bytes: u64 = freed.iter().map(|node| node.cost()).sum();
-            PURGED_BYTES.fetch_add(bytes, AtomicOrdering::Relaxed);
-            freed.clear();
-            total += n;
-            if done {
-                return total;
+        for shard in shared.shards.iter() {
+            loop {
+                let (n, done) = shard.lock().purge_due(
+                    now,
+                    PURGE_BATCH,
+                    &shared.tags,
+                    &shared.totals,
+                    &mut freed,
+                );
+                let bytes: u64 = freed.iter().map(|node| node.cost()).sum();
+                PURGED_BYTES.fetch_add(bytes, AtomicOrdering::Relaxed);
+                freed.clear();
+                total += n;
+                if done {
+                    break;
+                }
             }
         }
+        total
     }
 
     /// The earliest deadline in the expiry index, if any. Exact for entries about to
     /// expire (within about a second); for later ones it may be a little early (by less
     /// than a second), which only wakes the purge task early.
     pub fn next_expiry(&self) -> Option<Instant> {
-        let deadline = self.shared.lock().index.earliest()?;
+        let shards = self.shared.shards.iter();
+        let deadline = shards.filter_map(|s| s.lock().index.earliest()).min()?;
         Some(self.shared.instant(deadline))
     }
 
     /// Every live entry, for sending a full copy to a joining peer. Values are shared
     /// handles, not copies.
     pub fn snapshot(&self) -> Vec<(String, Record)> {
-        let now = self.shared.offset(Instant::now());
-        let state = self.shared.lock();
-        state
-            .map
-            .iter()
-            .filter(|node| node.deadline > now)
-            .map(|node| (node.key.string(), self.shared.record(node)))
-            .collect()
+        self.collect(|node| Some((node.key.string(), self.shared.record(node))))
     }
 
     /// The anti-entropy digest: per bucket, the XOR of the hashes of its entries.
     pub fn digest(&self) -> Vec<u64> {
-        self.shared.lock().digest.clone()
+        let digest = self.shared.totals.digest.iter();
+        digest.map(|d| d.load(AtomicOrdering::Relaxed)).collect()
     }
 
     /// (key, version) of the live entries in the buckets flagged in `buckets` (indexed by
     /// bucket), leaving out entries written after `settled_ms` (by version time).
     pub fn versions_in(&self, buckets: &[bool], settled_ms: u64) -> Vec<(String, Version)> {
+        self.collect(|n| {
+            let flagged = buckets.get(n.digest_part().0).copied().unwrap_or(false);
+            (n.version.wall_ms() <= settled_ms && flagged).then(|| (n.key.string(), n.version))
+        })
+    }
+
+    /// `pick` applied to every live entry, shard by shard, keeping its `Some`s.
+    fn collect<T>(&self, mut pick: impl FnMut(&Node) -> Option<T>) -> Vec<T> {
         let now = self.shared.offset(Instant::now());
-        let state = self.shared.lock();
-        state
-            .map
-            .iter()
-            .filter(|n| {
-                n.deadline > now
-                    && n.version.wall_ms() <= settled_ms
-                    && buckets.get(n.digest_part().0).copied().unwrap_or(false)
-            })
-            .map(|n| (n.key.string(), n.version))
-            .collect()
+        let mut out = Vec::new();
+        for shard in self.shared.shards.iter() {
+            let state = shard.lock();
+            let live = state.map.iter().filter(|node| node.deadline > now);
+            out.extend(live.filter_map(|node| pick(node)));
+        }
+        out
     }
 
     /// The version of the live entry under `key`.
     pub fn version(&self, key: &str) -> Option<Version> {
         let now = self.shared.offset(Instant::now());
         let tag = self.shared.tags.of(key.as_bytes());
-        let state = self.shared.lock();
+        let state = self.shared.lock(tag);
         let node = state.get(key.as_bytes(), tag)?;
         (node.deadline > now).then_some(node.version)
     }
 
     /// Expired entries removed since the store was created.
     pub fn purged_total(&self) -> u64 {
-        self.shared.lock().purged_total
+        self.shared
+            .shards
+            .iter()
+            .map(|s| s.lock().purged_total)
+            .sum()
     }
 
     /// Spawns the purge task on the current tokio runtime (panics outside one, like
@@ -990,6 +1064,35 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    /// Checks the expiry index of every shard, and that each entry is in the shard of its
+    /// tag; returns the entries filed.
+    fn check_all(store: &Store) -> usize {
+        let shared = &store.shared;
+        let mut filed = 0;
+        for (i, shard) in shared.shards.iter().enumerate() {
+            let state = shard.lock();
+            state.check_index(&shared.tags);
+            for node in state.map.iter() {
+                let tag = shared.tags.of(node.key.as_bytes());
+                assert!(std::ptr::eq(shared.shard(tag), &shared.shards[i]));
+            }
+            filed += state.index.len();
+        }
+        filed
+    }
+
+    /// A store whose keys all land in shard 0 (tags keep 27 bits).
+    fn one_shard_store() -> Store {
+        Store::with_tags(u64::MAX, Tags::masked(u32::MAX >> SHARD_BITS))
+    }
+
+    /// Shard 0 of a store whose other shards are empty.
+    fn only(store: &Store) -> MutexGuard<'_, State> {
+        let shards = &store.shared.shards;
+        assert!(shards[1..].iter().all(|s| s.lock().map.is_empty()));
+        shards[0].lock()
+    }
+
     use super::*;
     use crate::clock::now_ms;
     use std::collections::HashMap;
@@ -1059,7 +1162,7 @@ mod tests {
         assert_eq!(store.apply("k", r), Ok(Applied::Replaced));
         assert_eq!(value(&store, "k"), Some(Bytes::from_static(b"e")));
         assert_eq!(store.len(), 1);
-        assert_eq!(store.shared.lock().index.len(), 1);
+        assert_eq!(check_all(&store), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1139,6 +1242,56 @@ mod tests {
         assert!(store.apply("y", rec("", 10_000, 1)).is_err());
     }
 
+    /// Threads writing to different shards at once share one budget: together they never
+    /// overrun it, and the bytes charged are exactly those of the entries stored.
+    #[test]
+    fn concurrent_writers_never_overrun_the_budget() {
+        let limit = 50_000;
+        let store = Store::new(limit);
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(600);
+                    let (mut stored, mut refused) = (0, 0);
+                    for i in 0..5_000u64 {
+                        let r = Record {
+                            value: Bytes::from(vec![b'v'; (i % 50) as usize]),
+                            created_ms: 0,
+                            expires_ms: 600_000,
+                            expires_at: deadline,
+                            version: version(i),
+                        };
+                        // Rewrites of a few keys too: replacing frees bytes under the same lock.
+                        let key = format!("t{t}-{}", i % 1_500);
+                        match store.apply(&key, r) {
+                            Ok(_) => stored += 1,
+                            Err(StoreError::Full { limit: l, .. }) => {
+                                assert_eq!(l, limit);
+                                refused += 1;
+                            }
+                        }
+                        assert!(store.bytes() <= limit);
+                    }
+                    (stored, refused)
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for w in writers {
+            refused += w.join().expect("writer thread").1;
+        }
+        assert!(refused > 0, "the budget was reached");
+        let held: u64 = store
+            .snapshot()
+            .iter()
+            .map(|(k, r)| Record::cost(k, r.value.len()))
+            .sum();
+        assert_eq!(store.bytes(), held);
+        assert!(held <= limit);
+        assert!(held > limit - 100, "filled up to the budget: {held}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn expired_entries_do_not_block_writes() {
         let store = Store::new(20);
@@ -1200,7 +1353,7 @@ mod tests {
         assert_eq!(store.purge_expired(), 1);
         assert_eq!(value(&store, "c"), Some(Bytes::from_static(b"333")));
         assert_eq!(store.purged_total(), 2);
-        assert_eq!(store.shared.lock().index.len(), 1);
+        assert_eq!(check_all(&store), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1383,12 +1536,16 @@ mod tests {
         let store = Store::new(1024);
         let s = store.clone();
         let panicked = std::thread::spawn(move || {
-            let _guard = s.shared.state.lock();
-            panic!("poison the lock");
+            let _guards: Vec<_> = s.shared.shards.iter().map(|shard| shard.0.lock()).collect();
+            panic!("poison the locks");
         })
         .join();
         assert!(panicked.is_err());
-        assert!(store.shared.state.is_poisoned());
+        assert!(store
+            .shared
+            .shards
+            .iter()
+            .all(|shard| shard.0.is_poisoned()));
         assert_eq!(store.len(), 0);
         assert_eq!(store.get("k"), None);
     }
@@ -1460,7 +1617,7 @@ mod tests {
                 got.map(|r| r.value),
                 m.map(|m| Bytes::from_static(m.1.as_bytes()))
             );
-            store.shared.lock().check_index(&store.shared.tags);
+            check_all(&store);
         }
         store.purge_expired();
         let now = Instant::now();
@@ -1471,7 +1628,7 @@ mod tests {
         let mut keys: Vec<_> = model.keys().cloned().collect();
         keys.sort();
         assert_eq!(store.keys("", None, usize::MAX).0, keys);
-        assert_eq!(store.shared.lock().index.len(), model.len());
+        assert_eq!(check_all(&store), model.len());
     }
 
     #[tokio::test(start_paused = true)]
@@ -1492,18 +1649,18 @@ mod tests {
             store.next_expiry(),
             Some(Instant::now() + Duration::from_secs(1))
         );
-        store.shared.lock().check_index(&store.shared.tags);
+        check_all(&store);
         advance(Duration::from_millis(2000)).await;
         assert_eq!(store.purge_expired(), 10);
         assert!(store.is_empty());
-        assert_eq!(store.shared.lock().index.len(), 0);
+        assert_eq!(check_all(&store), 0);
     }
 
     /// Overwrites move entries between slots and into `near`; the index keeps exactly one
     /// record per entry, and slots give back memory as they empty.
     #[tokio::test(start_paused = true)]
     async fn overwrites_keep_the_index_exact() {
-        let store = Store::new(u64::MAX);
+        let store = one_shard_store();
         let keys = 1000;
         let ttls = [3_600_000, 7_200_000, 5_000, 100];
         for round in 0..40u64 {
@@ -1515,7 +1672,7 @@ mod tests {
             if round % 7 == 0 {
                 store.purge_expired();
             }
-            let state = store.shared.lock();
+            let state = only(&store);
             state.check_index(&store.shared.tags);
             assert_eq!(state.index.len(), state.map.len(), "round {round}");
             let capacity: usize = state.index.far.values().map(|s| s.tags.capacity()).sum();
@@ -1532,7 +1689,7 @@ mod tests {
         }
         advance(Duration::from_secs(1)).await;
         store.purge_expired();
-        let state = store.shared.lock();
+        let state = only(&store);
         state.check_index(&store.shared.tags);
         assert_eq!(state.map.len(), keys / 10);
         let capacity: usize = state.index.far.values().map(|s| s.tags.capacity()).sum();
@@ -1543,8 +1700,9 @@ mod tests {
     fn one_purge_batch(store: &Store, budget: usize) -> (usize, bool) {
         let now = store.shared.offset(Instant::now());
         let mut freed = Vec::new();
-        let mut state = store.shared.lock();
-        state.purge_due(now, budget, &store.shared.tags, &mut freed)
+        let mut state = only(store);
+        let (tags, totals) = (&store.shared.tags, &store.shared.totals);
+        state.purge_due(now, budget, tags, totals, &mut freed)
     }
 
     /// A slot that has wholly expired is freed a batch at a time, without going through
@@ -1565,8 +1723,8 @@ mod tests {
         );
         assert_eq!(one_purge_batch(&store, 1000), (1000, false));
         let tags = &store.shared.tags;
-        assert!(store.shared.lock().index.near.is_empty());
-        store.shared.lock().check_index(tags);
+        assert!(only(&store).index.near.is_empty());
+        only(&store).check_index(tags);
         // Between batches: expired keys written again (their old entries leave the slot).
         for i in (0..n).step_by(89) {
             assert_eq!(
@@ -1574,13 +1732,13 @@ mod tests {
                 Ok(Applied::Inserted)
             );
         }
-        store.shared.lock().check_index(tags);
+        only(&store).check_index(tags);
         let rewritten = (0..n).step_by(89).count();
         let gone_before = (0..n).step_by(89).filter(|&i| i >= n - 1000).count();
         assert_eq!(store.purge_expired(), n - 1000 - (rewritten - gone_before));
-        assert!(!store.shared.lock().index.far.contains_key(&s));
+        assert!(!only(&store).index.far.contains_key(&s));
         assert_eq!(store.len(), rewritten + 1);
-        store.shared.lock().check_index(tags);
+        only(&store).check_index(tags);
     }
 
     /// The purge moves a slot into `near` a batch at a time; between batches, writes,
@@ -1604,7 +1762,7 @@ mod tests {
         assert_eq!(one_purge_batch(&store, 1000), (0, false));
         let tags = &store.shared.tags;
         {
-            let state = store.shared.lock();
+            let state = only(&store);
             state.check_index(tags);
             assert_eq!(state.index.near.len(), 1000);
             assert_eq!(state.index.far[&s].tags.len(), n - 1000);
@@ -1614,15 +1772,15 @@ mod tests {
             store.apply(&format!("k{i}"), rec("w", 2000, 2)).unwrap();
         }
         store.apply("new", rec("v", 1, 1)).unwrap();
-        store.shared.lock().check_index(tags);
+        only(&store).check_index(tags);
         assert_eq!(store.purge_expired(), 0, "nothing due yet");
-        store.shared.lock().check_index(tags);
+        only(&store).check_index(tags);
         assert_eq!(store.len(), n + 1);
-        assert!(!store.shared.lock().index.far.contains_key(&s));
+        assert!(!only(&store).index.far.contains_key(&s));
         advance(Duration::from_nanos(1 + n as u64 * 1000)).await;
         let overwritten = (0..n).step_by(97).count();
         assert_eq!(store.purge_expired(), n - overwritten + 1);
         assert_eq!(store.len(), overwritten);
-        store.shared.lock().check_index(tags);
+        only(&store).check_index(tags);
     }
 }
