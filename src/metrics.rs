@@ -109,6 +109,9 @@ pub struct Metrics {
     pub connections_evicted: Counter,
     /// Connections refused with 503 because every open one was busy.
     pub connections_refused: Counter,
+    /// Connections closed because they held no request and made no progress for the
+    /// header timeout.
+    pub connections_timed_out: Counter,
     /// Handles on the `requests` counters of common (route, status) pairs, filled on
     /// first use: counting then skips the family's lock and label hashing.
     hot: [[OnceLock<Counter>; HOT_STATUSES.len()]; ROUTES],
@@ -166,6 +169,7 @@ impl Metrics {
             connections: Gauge::default(),
             connections_evicted: Counter::default(),
             connections_refused: Counter::default(),
+            connections_timed_out: Counter::default(),
             hot: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
             registry: Registry::default(),
         };
@@ -266,6 +270,11 @@ impl Metrics {
             "connections_refused",
             "Connections refused because every open one was busy",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed after the header timeout without a request or progress",
+            m.connections_timed_out.clone(),
         );
         registry.register("keys", "Keys held", m.keys.clone());
         registry.register("bytes", "Bytes of keys and values held", m.bytes.clone());

@@ -3,13 +3,24 @@
 //! room, so idle or slow clients (which hold no request) cannot lock others out; only
 //! when every connection is busy with a request is a newcomer refused.
 //!
-//! Pure bookkeeping with the clock passed in: the accept loop in [`super::serve`] does
-//! the IO.
+//! It also times out connections that hold no request and made no progress for the
+//! header timeout (silent clients, and slow ones that never finish a request head):
+//! [`Connections::time_out_idle`] runs on a coarse tick, so no request arms a timer.
+//!
+//! Bookkeeping with the clock passed in: the accept loop in [`super::serve`] does the
+//! IO; [`Tracked`] counts a connection's writes on the way.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use futures::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -36,7 +47,67 @@ struct Activity {
     /// When the connection was accepted or last finished a request, in milliseconds
     /// since [`Connections::epoch`].
     idle_since_ms: AtomicU64,
-    close: Notify,
+    /// Successful writes to the client so far (a response still going out is progress).
+    writes: AtomicU64,
+    /// `writes` as [`Connections::time_out_idle`] last saw it, and when it saw it change.
+    swept_writes: AtomicU64,
+    wrote_ms: AtomicU64,
+    /// Why the connection must close ([`Close`] as a number; 0 while it may stay open).
+    close: AtomicU8,
+    /// The connection's task, woken when `close` is set.
+    waker: AtomicWaker,
+}
+
+impl Activity {
+    fn new(now_ms: u64) -> Activity {
+        Activity {
+            busy: AtomicU32::new(0),
+            idle_since_ms: AtomicU64::new(now_ms),
+            writes: AtomicU64::new(0),
+            swept_writes: AtomicU64::new(0),
+            wrote_ms: AtomicU64::new(0),
+            close: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Ask the connection to close; the first reason given wins.
+    fn close(&self, why: Close) {
+        let _ = self
+            .close
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+        self.waker.wake();
+    }
+
+    fn closing(&self) -> Option<Close> {
+        Close::from_u8(self.close.load(Ordering::Acquire))
+    }
+}
+
+/// Why a connection is asked to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Close {
+    /// To make room for a newcomer at the connection cap.
+    Evicted = 1,
+    /// It held no request and made no progress for the header timeout.
+    TimedOut = 2,
+    /// The node is shutting down: finish what is under way within the drain timeout.
+    Draining = 3,
+    /// The node's server is gone (its task failed): stop answering for it.
+    ServerGone = 4,
+}
+
+impl Close {
+    fn from_u8(n: u8) -> Option<Close> {
+        Some(match n {
+            1 => Close::Evicted,
+            2 => Close::TimedOut,
+            3 => Close::Draining,
+            4 => Close::ServerGone,
+            _ => return None,
+        })
+    }
 }
 
 /// How a connection was admitted.
@@ -89,17 +160,13 @@ impl Connections {
                 .min_by_key(|(id, a)| (a.idle_since_ms.load(Ordering::Acquire), **id))
                 .map(|(id, _)| *id);
             let activity = victim.and_then(|id| state.open.remove(&id)).ok_or(Full)?;
-            // Stored as a permit if the connection is not listening right now.
-            activity.close.notify_one();
+            // Kept until the connection looks, if it is not listening right now.
+            activity.close(Close::Evicted);
             how = Admitted::Evicted;
         }
         let id = state.next_id;
         state.next_id += 1;
-        let activity = Arc::new(Activity {
-            busy: AtomicU32::new(0),
-            idle_since_ms: AtomicU64::new(self.ms(now)),
-            close: Notify::new(),
-        });
+        let activity = Arc::new(Activity::new(self.ms(now)));
         state.open.insert(id, activity.clone());
         let conn = Conn {
             id,
@@ -107,6 +174,40 @@ impl Connections {
             owner: self.clone(),
         };
         Ok((conn, how))
+    }
+
+    /// Close the connections that hold no request and made no progress (finished a
+    /// request or wrote to the client) for `timeout` as of `now`; returns how many.
+    /// Progress is seen at the granularity of the calls, so call this at least a few
+    /// times per `timeout`.
+    pub fn time_out_idle(&self, now: Instant, timeout: Duration) -> usize {
+        let now_ms = self.ms(now);
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let state = self.lock();
+        let mut closed = 0;
+        for activity in state.open.values() {
+            let writes = activity.writes.load(Ordering::Acquire);
+            if activity.swept_writes.swap(writes, Ordering::AcqRel) != writes {
+                activity.wrote_ms.store(now_ms, Ordering::Release);
+            }
+            if activity.busy.load(Ordering::Acquire) > 0 || activity.closing().is_some() {
+                continue;
+            }
+            let idle = activity.idle_since_ms.load(Ordering::Acquire);
+            let last = idle.max(activity.wrote_ms.load(Ordering::Acquire));
+            if now_ms.saturating_sub(last) >= timeout_ms {
+                activity.close(Close::TimedOut);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Ask every open connection to close.
+    pub fn close_all(&self, why: Close) {
+        for activity in self.lock().open.values() {
+            activity.close(why);
+        }
     }
 
     /// Wait until no connection is open.
@@ -144,9 +245,87 @@ impl Conn {
         Busy { conn: self.clone() }
     }
 
-    /// Resolves when the connection was evicted to make room for another.
-    pub async fn evicted(&self) {
-        self.activity.close.notified().await;
+    /// Resolves when the connection is asked to close, with the reason. Cheap to poll:
+    /// one atomic load, and a waker registration while nothing is asked.
+    pub async fn closing(&self) -> Close {
+        let activity = &self.activity;
+        poll_fn(|cx| {
+            if let Some(why) = activity.closing() {
+                return Poll::Ready(why);
+            }
+            activity.waker.register(cx.waker());
+            // Set between the first look and the registration: not woken, so look again.
+            activity.closing().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+
+    /// `stream`, counting its writes for this connection's progress.
+    pub fn track<S>(self: &Arc<Self>, stream: S) -> Tracked<S> {
+        Tracked {
+            inner: stream,
+            conn: self.clone(),
+        }
+    }
+}
+
+/// A client stream whose writes count as its connection's progress ([`Conn::track`]).
+pub struct Tracked<S> {
+    inner: S,
+    conn: Arc<Conn>,
+}
+
+impl<S> Tracked<S> {
+    fn wrote(&self, result: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = result {
+            if *n > 0 {
+                self.conn.activity.writes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&result);
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -194,11 +373,12 @@ mod tests {
         let (d, how) = conns.admit(at(t, 3)).unwrap();
         assert_eq!(how, Admitted::Evicted);
         assert_eq!(conns.open(), 3);
-        tokio::time::timeout(Duration::from_secs(1), b.evicted())
+        let why = tokio::time::timeout(Duration::from_secs(1), b.closing())
             .await
             .expect("b was told to close");
+        assert_eq!(why, Close::Evicted);
         // `c` was never told.
-        assert!(tokio::time::timeout(Duration::from_millis(10), c.evicted())
+        assert!(tokio::time::timeout(Duration::from_millis(10), c.closing())
             .await
             .is_err());
         drop(b); // its slot is already free: nothing changes
@@ -233,9 +413,10 @@ mod tests {
         tokio::time::advance(Duration::from_millis(10)).await;
         drop(a.request());
         let _c = conns.admit(Instant::now()).unwrap();
-        tokio::time::timeout(Duration::from_secs(1), b.evicted())
+        let why = tokio::time::timeout(Duration::from_secs(1), b.closing())
             .await
             .expect("b, idle the longest, was told to close");
+        assert_eq!(why, Close::Evicted);
     }
 
     #[tokio::test(start_paused = true)]
@@ -254,5 +435,91 @@ mod tests {
             .await
             .expect("woken when the last connection closed")
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod timeouts {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn closing(conn: &Conn) -> Option<Close> {
+        conn.activity.closing()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_silent_for_the_timeout_is_closed_and_a_busy_one_is_not() {
+        let conns = Connections::new(8);
+        let t = Instant::now();
+        let silent = Arc::new(conns.admit(t).unwrap().0);
+        let busy = Arc::new(conns.admit(t).unwrap().0);
+        let _request = busy.request();
+        let late = Arc::new(conns.admit(t + Duration::from_secs(5)).unwrap().0);
+
+        assert_eq!(
+            conns.time_out_idle(t + TIMEOUT - Duration::from_millis(1), TIMEOUT),
+            0
+        );
+        assert_eq!(closing(&silent), None);
+        assert_eq!(conns.time_out_idle(t + TIMEOUT, TIMEOUT), 1);
+        assert_eq!(closing(&silent), Some(Close::TimedOut));
+        assert_eq!(closing(&busy), None, "a request is under way");
+        assert_eq!(closing(&late), None, "accepted 5 s later");
+        // Told once: later sweeps do not count it again.
+        assert_eq!(conns.time_out_idle(t + TIMEOUT, TIMEOUT), 0);
+        let why = tokio::time::timeout(Duration::from_secs(1), silent.closing()).await;
+        assert_eq!(why.ok(), Some(Close::TimedOut));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_request_or_a_write_restarts_the_clock() {
+        let conns = Connections::new(8);
+        let t = Instant::now();
+        let conn = Arc::new(conns.admit(t).unwrap().0);
+        // A request ends at 8 s (paused clock: `Busy` reads it when dropped).
+        tokio::time::advance(Duration::from_secs(8)).await;
+        drop(conn.request());
+        assert_eq!(conns.time_out_idle(t + Duration::from_secs(17), TIMEOUT), 0);
+        // Writes seen by the sweep at 17 s (a response still going out) count as progress.
+        let (client, server) = tokio::io::duplex(64);
+        let mut tracked = conn.track(server);
+        tracked.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        assert_eq!(conns.time_out_idle(t + Duration::from_secs(17), TIMEOUT), 0);
+        assert_eq!(conns.time_out_idle(t + Duration::from_secs(26), TIMEOUT), 0);
+        assert_eq!(closing(&conn), None);
+        assert_eq!(conns.time_out_idle(t + Duration::from_secs(27), TIMEOUT), 1);
+        assert_eq!(closing(&conn), Some(Close::TimedOut));
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_all_reaches_every_connection_and_the_first_reason_wins() {
+        let conns = Connections::new(8);
+        let t = Instant::now();
+        let a = Arc::new(conns.admit(t).unwrap().0);
+        let b = Arc::new(conns.admit(t).unwrap().0);
+        a.activity.close(Close::TimedOut);
+        conns.close_all(Close::Draining);
+        assert_eq!(closing(&a), Some(Close::TimedOut));
+        assert_eq!(closing(&b), Some(Close::Draining));
+    }
+
+    #[tokio::test]
+    async fn a_task_waiting_for_closing_is_woken() {
+        let conns = Connections::new(8);
+        let conn = Arc::new(conns.admit(Instant::now()).unwrap().0);
+        let waiter = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.closing().await }
+        });
+        tokio::task::yield_now().await;
+        conns.close_all(Close::ServerGone);
+        let why = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert_eq!(why.ok().and_then(Result::ok), Some(Close::ServerGone));
     }
 }

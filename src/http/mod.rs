@@ -16,15 +16,14 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::node::Node;
-use conns::{Admitted, Conn};
+use conns::{Admitted, Close, Conn, Connections};
 
 pub use validate::{check_key, decode_key};
 
@@ -36,19 +35,20 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Accept connections until the node's shutdown signal; then announce leaving, stop
 /// accepting, and let in-flight requests finish within the drain timeout.
 ///
-/// Idle keep-alive connections and clients that do not send a complete request head are
-/// closed after the header timeout (hyper's header read timer also runs between
-/// requests); request bodies have the body timeout; open connections are capped (see
-/// [`conns`]).
+/// Connections that hold no request and make no progress for the header timeout (idle
+/// keep-alive connections, clients that never finish a request head) are closed by a
+/// sweep a few times per timeout (see [`Connections::time_out_idle`]), so no request
+/// arms a timer of its own; request bodies have the body timeout; open connections are
+/// capped (see [`conns`]).
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
-    // Dropped when this future ends or is dropped (the node task failed): its
-    // connections must not outlive it and keep answering for a dead node.
-    let (_alive, server_alive) = watch::channel(());
+    // Runs when this future ends or is dropped (the node task failed): its connections
+    // must not outlive it and keep answering for a dead node.
+    let _gone = CloseOnDrop(node.connections.clone());
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(node.tuning.header_timeout)
-        .keep_alive(true);
+    builder.keep_alive(true);
+    let header_timeout = node.tuning.header_timeout;
+    let mut sweep = tokio::time::interval(sweep_period(header_timeout));
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut accept_backoff = Duration::from_millis(5);
     loop {
         tokio::select! {
@@ -61,8 +61,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
                             if how == Admitted::Evicted {
                                 node.metrics.connections_evicted.inc();
                             }
-                            let (node, builder, alive) = (node.clone(), builder.clone(), server_alive.clone());
-                            tokio::spawn(serve_connection(node, builder, stream, remote, conn, alive));
+                            let (node, builder) = (node.clone(), builder.clone());
+                            tokio::spawn(serve_connection(node, builder, stream, remote, conn));
                         }
                         Err(conns::Full) => {
                             node.metrics.connections_refused.inc();
@@ -78,9 +78,17 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
                     accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
                 }
             },
+            _ = sweep.tick() => {
+                let closed = node.connections.time_out_idle(Instant::now(), header_timeout);
+                if closed > 0 {
+                    node.metrics.connections_timed_out.inc_by(closed as u64);
+                    debug!(node = %node.id, closed, "closed connections idle past the header timeout");
+                }
+            }
             _ = node.stopped() => break,
         }
     }
+    node.connections.close_all(Close::Draining);
     node.leave().await;
     drop(listener);
     tokio::select! {
@@ -92,16 +100,30 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     info!(node = %node.id, port = node.port, "stopped");
 }
 
-/// Serve one connection until the client closes it, it times out, it is evicted to make
-/// room or its server is gone (then it may finish the response under way), or the node
-/// stops (then it may finish within the drain timeout).
+/// How often the connections of a node are checked against the header timeout: four
+/// times per timeout, between 10 ms and 1 s.
+fn sweep_period(header_timeout: Duration) -> Duration {
+    (header_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Asks every connection of a node to close when its server goes away.
+struct CloseOnDrop(Arc<Connections>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close_all(Close::ServerGone);
+    }
+}
+
+/// Serve one connection until the client closes it, it times out (closed at once), it
+/// is evicted to make room or its server is gone (then it may finish the response under
+/// way), or the node stops (then it may finish within the drain timeout).
 async fn serve_connection(
     node: Arc<Node>,
     builder: http1::Builder,
     stream: TcpStream,
     remote: SocketAddr,
     conn: Conn,
-    mut server_alive: watch::Receiver<()>,
 ) {
     let conn = Arc::new(conn);
     let svc = {
@@ -116,33 +138,34 @@ async fn serve_connection(
             }
         })
     };
-    let http = builder.serve_connection(TokioIo::new(stream), svc);
+    let http = builder.serve_connection(TokioIo::new(conn.track(stream)), svc);
     tokio::pin!(http);
-    let mut hard_deadline: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            ended = http.as_mut() => {
-                if let Err(e) = ended {
-                    debug!(remote = %remote, error = %e, "connection ended with an error");
+    let ended = tokio::select! {
+        biased;
+        ended = http.as_mut() => ended,
+        why = conn.closing() => {
+            let grace = match why {
+                Close::TimedOut => {
+                    debug!(node = %node.id, remote = %remote, "closing a connection idle past the header timeout");
+                    return;
                 }
-                return;
+                Close::Evicted => {
+                    debug!(node = %node.id, remote = %remote, "closing an idle connection to make room");
+                    EVICTION_GRACE
+                }
+                Close::ServerGone => EVICTION_GRACE,
+                Close::Draining => node.tuning.drain_timeout,
+            };
+            // Idle: closed at once; else the response under way may finish.
+            http.as_mut().graceful_shutdown();
+            match tokio::time::timeout(grace, http.as_mut()).await {
+                Ok(ended) => ended,
+                Err(_) => return,
             }
-            _ = conn.evicted(), if hard_deadline.is_none() => {
-                debug!(node = %node.id, remote = %remote, "closing an idle connection to make room");
-                http.as_mut().graceful_shutdown();
-                hard_deadline = Some(Instant::now() + EVICTION_GRACE);
-            }
-            // Only ever resolves with an error: the server's sender was dropped.
-            _ = server_alive.changed(), if hard_deadline.is_none() => {
-                http.as_mut().graceful_shutdown();
-                hard_deadline = Some(Instant::now() + EVICTION_GRACE);
-            }
-            _ = node.stopped(), if hard_deadline.is_none() => {
-                http.as_mut().graceful_shutdown();
-                hard_deadline = Some(Instant::now() + node.tuning.drain_timeout);
-            }
-            _ = tokio::time::sleep_until(hard_deadline.unwrap_or_else(Instant::now)), if hard_deadline.is_some() => return,
         }
+    };
+    if let Err(e) = ended {
+        debug!(remote = %remote, error = %e, "connection ended with an error");
     }
 }
 
