@@ -31,8 +31,9 @@ use tokio::time::Instant;
 use crate::ids::failure_domain;
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::transport::{PeerClient, REPLICATE_PATH};
+use crate::transport::{CallError, PeerClient, REPLICATE_PATH};
 use crate::wire::{self, Entry, Message};
+use hyper::StatusCode;
 
 /// Writes queued per link (peer or other process) before new ones are refused for it.
 pub const QUEUE_CAPACITY: usize = 8_192;
@@ -44,6 +45,9 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 const BATCH_TIMEOUT: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 5 });
 /// Deadline for one batch to another process, across all the relays tried.
 const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a process whose node refused a relay request as unknown (an older version)
+/// gets plain batches, one per node, before relaying is tried again.
+const PLAIN_PERIOD: Duration = Duration::from_secs(60);
 
 /// The acknowledgements of one write, collected from the sender tasks without a channel:
 /// a few atomics and a [`Notify`] shared by the writer and the [`AckToken`]s of the
@@ -265,6 +269,8 @@ struct Relays {
     view: Arc<Mutex<Arc<View>>>,
     /// The relay that took the last batch: tried first while it is known.
     last: Option<String>,
+    /// Until when every node gets its own plain batch (see [`PLAIN_PERIOD`]).
+    plain_until: Option<Instant>,
     metrics: Arc<Metrics>,
 }
 
@@ -273,6 +279,9 @@ impl Relays {
     /// trying the others in order within [`RELAY_TIMEOUT`].
     async fn deliver(&mut self, batch: &[Job]) -> Result<Held, String> {
         let view = lock(&self.view).clone();
+        if self.plain_until.is_some_and(|t| Instant::now() < t) {
+            return self.deliver_plain(&view, batch).await;
+        }
         let n = view.peers.len();
         let first = self
             .last
@@ -309,10 +318,45 @@ impl Relays {
                     errors.push(format!("{}: no known node holds the batch", peer.id));
                 }
                 Ok(m) => errors.push(format!("{}: unexpected reply {}", peer.id, m.kind())),
+                // Only a node that does not know relay requests refuses a valid one as
+                // bad: it runs an older version (as during a rolling upgrade).
+                Err(CallError::Status(StatusCode::BAD_REQUEST)) => {
+                    tracing::info!(peer = %peer.id, "relay request refused as unknown: sending that process plain batches for a while");
+                    self.plain_until = Some(Instant::now() + PLAIN_PERIOD);
+                    return self.deliver_plain(&view, batch).await;
+                }
                 Err(e) => errors.push(format!("{}: {e}", peer.id)),
             }
         }
         Err(format!("no relay took the batch ({})", errors.join("; ")))
+    }
+
+    /// Send `batch` to every node of `view` as a plain (not relayed) batch, at once.
+    async fn deliver_plain(&self, view: &View, batch: &[Job]) -> Result<Held, String> {
+        let body = wire::encode_replicate(batch.iter().map(|j| j.entry.as_ref()));
+        let calls = view.peers.iter().map(|peer| {
+            let body = body.clone();
+            async move {
+                let reply = self
+                    .client
+                    .call_encoded(&peer.addr, REPLICATE_PATH, body, BATCH_TIMEOUT)
+                    .await;
+                match reply {
+                    Ok(Message::Ack(n)) if n as usize == batch.len() => Some(peer.id.clone()),
+                    _ => None,
+                }
+            }
+        });
+        let holders: HashSet<String> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if holders.is_empty() {
+            Err("no node took the plain batch".into())
+        } else {
+            Ok(Held::Nodes(holders))
+        }
     }
 }
 
@@ -414,6 +458,7 @@ impl Replicator {
             client: self.client.clone(),
             view: shared.clone(),
             last: None,
+            plain_until: None,
             metrics: self.metrics.clone(),
         });
         tokio::spawn(sender_task(
@@ -652,22 +697,34 @@ mod tests {
         (regs, addrs)
     }
 
-    /// A stand-in relay that answers every request with `reply`: its address.
-    async fn fake_relay(reply: Message) -> String {
+    /// A stand-in node that answers each request with `answer` of its message, or with
+    /// 400 when that is `None` (as a node of another version does): its address.
+    async fn fake_node<F>(answer: F) -> String
+    where
+        F: Fn(Message) -> Option<Message> + Send + Sync + 'static,
+    {
+        use http_body_util::{BodyExt, Full};
         use hyper::service::service_fn;
         use hyper_util::rt::TokioIo;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let body = reply.encode();
+        let answer = Arc::new(answer);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let body = body.clone();
-                let svc = service_fn(move |_req| {
-                    let body = body.clone();
+                let answer = answer.clone();
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let answer = answer.clone();
                     async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(body),
-                        ))
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let reply = Message::decode(body).ok().and_then(|m| answer(m));
+                        let status = match reply {
+                            Some(_) => StatusCode::OK,
+                            None => StatusCode::BAD_REQUEST,
+                        };
+                        let body = reply.map(|m| m.encode()).unwrap_or_default();
+                        let mut resp = hyper::Response::new(Full::new(body));
+                        *resp.status_mut() = status;
+                        Ok::<_, hyper::Error>(resp)
                     }
                 });
                 tokio::spawn(
@@ -677,6 +734,11 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A stand-in relay that answers every request with `reply`: its address.
+    async fn fake_relay(reply: Message) -> String {
+        fake_node(move |_| Some(reply.clone())).await
     }
 
     /// An address that accepts connections and then holds them without answering (`hang`)
@@ -1010,6 +1072,45 @@ mod tests {
         a3.replicator.broadcast(entry, Some(&acks));
         assert_eq!(acks.wait(1, true, far).await, 0);
         assert_eq!(a3.metrics.replication_failures.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_process_of_an_older_version_gets_plain_batches_on_every_node() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        let b = process(2, &stop);
+        let relays = Arc::new(AtomicUsize::new(0));
+        let plain = Arc::new(AtomicUsize::new(0));
+        for n in &b {
+            let (relays, plain) = (relays.clone(), plain.clone());
+            // Knows plain batches only, and refuses the unknown kind with 400.
+            let old = fake_node(move |m| match m {
+                Message::Replicate(es) => {
+                    plain.fetch_add(1, Ordering::SeqCst);
+                    Some(Message::Ack(es.len() as u32))
+                }
+                _ => {
+                    relays.fetch_add(1, Ordering::SeqCst);
+                    None
+                }
+            })
+            .await;
+            a.replicator.add_peer(&n.id, old);
+        }
+        for (i, key) in ["k1", "k2"].into_iter().enumerate() {
+            let out = a
+                .put(key.into(), Bytes::from_static(b"v"), 60)
+                .await
+                .unwrap();
+            assert_eq!(out.acks, 3, "both nodes of b acknowledged");
+            assert_eq!(plain.load(Ordering::SeqCst), 2 * (i + 1));
+        }
+        assert_eq!(
+            relays.load(Ordering::SeqCst),
+            1,
+            "relaying not retried at once"
+        );
+        assert_eq!(a.metrics.relay_failovers.get(), 0);
     }
 
     #[tokio::test]
