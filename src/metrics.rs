@@ -95,7 +95,8 @@ pub struct Metrics {
     pub anti_entropy_repairs: Counter,
     /// Time from a write at its origin to its arrival here.
     pub replication_lag_seconds: Histogram,
-    /// Writes waiting in the replication queues of all peers (set at scrape time).
+    /// Writes waiting in the replication queues of all peers and processes (set at scrape
+    /// time; a write queued for another process counts once).
     pub replication_queue: Gauge,
     /// Node-to-node messages refused as malformed.
     pub rejected_messages: Counter,

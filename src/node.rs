@@ -106,7 +106,7 @@ pub struct Node {
     membership: Mutex<Membership>,
     membership_changed: Notify,
     fault: Notify,
-    /// Per-peer replication queues.
+    /// Replication queues: one per peer of this process, one per other process.
     pub replicator: Replicator,
     /// Client for node-to-node calls.
     pub client: PeerClient,

@@ -772,6 +772,16 @@ mod tests {
             .collect()
     }
 
+    fn test_entry() -> Arc<Entry> {
+        Arc::new(Entry {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            created_ms: 1,
+            expires_ms: u64::MAX,
+            version: crate::clock::Version { hlc: 1, origin: 1 },
+        })
+    }
+
     fn sum(nodes: &[Arc<Node>], counter: impl Fn(&Metrics) -> u64) -> u64 {
         nodes.iter().map(|n| counter(&n.metrics)).sum()
     }
@@ -1040,13 +1050,7 @@ mod tests {
             a.replicator.add_peer(&n.id, liar.clone());
         }
         let acks = Acks::new();
-        let entry = Arc::new(Entry {
-            key: "k".into(),
-            value: Bytes::from_static(b"v"),
-            created_ms: 1,
-            expires_ms: u64::MAX,
-            version: crate::clock::Version { hlc: 1, origin: 1 },
-        });
+        let entry = test_entry();
         let fanout = a.replicator.broadcast(entry.clone(), Some(&acks));
         assert_eq!(fanout.peers, 3);
         let far = Instant::now() + Duration::from_secs(5);
@@ -1118,13 +1122,7 @@ mod tests {
         let (_stop_tx, stop) = watch::channel(false);
         let a = process(1, &stop).pop().unwrap();
         let (b, c) = (process(2, &stop), process(1, &stop));
-        let entry = Arc::new(Entry {
-            key: "k".into(),
-            value: Bytes::from_static(b"v"),
-            created_ms: 1,
-            expires_ms: u64::MAX,
-            version: crate::clock::Version { hlc: 1, origin: 1 },
-        });
+        let entry = test_entry();
         let fanout = |peers, queued, other_domain| Fanout {
             peers,
             queued,
