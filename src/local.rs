@@ -41,3 +41,13 @@ pub fn register(node: &Arc<Node>) -> Registration {
 pub fn lookup(id: &str) -> Option<Weak<Node>> {
     nodes().get(id).cloned()
 }
+
+/// The nodes serving in this process whose failure domain is `domain`: the nodes of one
+/// cluster (tests run several clusters in one process, each with its own process tag).
+pub fn serving_in(domain: &str) -> Vec<Arc<Node>> {
+    nodes()
+        .iter()
+        .filter(|(id, _)| crate::ids::failure_domain(id) == domain)
+        .filter_map(|(_, node)| node.upgrade())
+        .collect()
+}

@@ -81,6 +81,12 @@ pub struct Metrics {
     pub replication_received_http: Counter,
     /// The `via="memory"` member of `replication_received`.
     pub replication_received_memory: Counter,
+    /// Batches received over HTTP from another process to apply and hand on in memory.
+    pub relay_batches: Counter,
+    /// Entries in those batches.
+    pub relay_entries: Counter,
+    /// Batches to another process sent to a further node of it after a relay failed.
+    pub relay_failovers: Counter,
     /// Entries received from peers (replication and catch-up) that changed the store.
     pub entries_applied: Counter,
     /// Anti-entropy rounds completed.
@@ -89,7 +95,8 @@ pub struct Metrics {
     pub anti_entropy_repairs: Counter,
     /// Time from a write at its origin to its arrival here.
     pub replication_lag_seconds: Histogram,
-    /// Writes waiting in the replication queues of all peers (set at scrape time).
+    /// Writes waiting in the replication queues of all peers and processes (set at scrape
+    /// time; a write queued for another process counts once).
     pub replication_queue: Gauge,
     /// Node-to-node messages refused as malformed.
     pub rejected_messages: Counter,
@@ -156,6 +163,9 @@ impl Metrics {
             replication_dropped: Counter::default(),
             replication_batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             entries_applied: Counter::default(),
+            relay_batches: Counter::default(),
+            relay_entries: Counter::default(),
+            relay_failovers: Counter::default(),
             anti_entropy_rounds: Counter::default(),
             anti_entropy_repairs: Counter::default(),
             replication_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
@@ -224,6 +234,21 @@ impl Metrics {
             "replication_received_batches",
             "Replication batches received from peers, over HTTP or in memory",
             m.replication_received.clone(),
+        );
+        registry.register(
+            "relay_batches",
+            "Replication batches received from another process to apply and hand to the nodes of this one",
+            m.relay_batches.clone(),
+        );
+        registry.register(
+            "relay_entries",
+            "Entries in replication batches received for relaying",
+            m.relay_entries.clone(),
+        );
+        registry.register(
+            "relay_failovers",
+            "Replication batches re-sent to another node of a process after its relay failed",
+            m.relay_failovers.clone(),
         );
         registry.register(
             "entries_applied",
@@ -343,6 +368,17 @@ mod tests {
             text.contains("repram_replication_received_batches_total{via=\"Http\"} 0"),
             "{text}"
         );
+        m.relay_batches.inc();
+        m.relay_entries.inc_by(3);
+        m.relay_failovers.inc();
+        let text = m.render();
+        for line in [
+            "repram_relay_batches_total 1",
+            "repram_relay_entries_total 3",
+            "repram_relay_failovers_total 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
         assert!(text.ends_with("# EOF\n"));
     }
 

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::replication::{Acks, Fanout, Replicator};
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
-use crate::wire::{Entry, Message, NodeInfo};
+use crate::wire::{self, Entry, Message, NodeInfo};
 
 /// Timing knobs that are not part of the public configuration.
 #[derive(Clone, Debug)]
@@ -106,7 +106,7 @@ pub struct Node {
     membership: Mutex<Membership>,
     membership_changed: Notify,
     fault: Notify,
-    /// Per-peer replication queues.
+    /// Replication queues: one per peer of this process, one per other process.
     pub replicator: Replicator,
     /// Client for node-to-node calls.
     pub client: PeerClient,
@@ -195,11 +195,7 @@ impl Node {
             }),
             membership_changed: Notify::new(),
             fault: Notify::new(),
-            replicator: Replicator::new(
-                crate::ids::failure_domain(&id).to_string(),
-                client.clone(),
-                metrics.clone(),
-            ),
+            replicator: Replicator::new(&id, client.clone(), metrics.clone()),
             store: Store::new(config.max_storage_bytes),
             hlc: Hlc::new(),
             client,
@@ -323,6 +319,29 @@ impl Node {
             .into_iter()
             .map(|e| u32::from(self.apply_remote(e).is_some()))
             .sum()
+    }
+
+    /// Apply a batch a node of another process sent for relaying, then hand it over in
+    /// memory to every other node of this cluster serving in this process: the ids of the
+    /// nodes that now hold all of it (at most [`wire::MAX_HOLDERS`]).
+    pub fn relay_batch(&self, entries: &[Entry]) -> Vec<String> {
+        self.metrics.relay_batches.inc();
+        self.metrics.relay_entries.inc_by(entries.len() as u64);
+        let whole = |held: u32| held as usize == entries.len();
+        let mut holders = Vec::new();
+        if whole(self.apply_batch(entries)) {
+            holders.push(self.id.clone());
+        }
+        for sibling in crate::local::serving_in(crate::ids::failure_domain(&self.id)) {
+            if sibling.id == self.id || !sibling.accepts_replication() {
+                continue;
+            }
+            sibling.metrics.replication_received_memory.inc();
+            if whole(sibling.apply_batch(entries)) && holders.len() < wire::MAX_HOLDERS {
+                holders.push(sibling.id.clone());
+            }
+        }
+        holders
     }
 
     /// Apply one entry received from a peer. `None` when refused (invalid, or storage

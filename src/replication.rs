@@ -1,16 +1,26 @@
-//! Write fan-out: one bounded queue and one sender task per live peer.
+//! Write fan-out: one bounded queue and sender task per peer of this node's own process,
+//! and one per *other process* (failure domain), however many nodes serve in it.
 //!
-//! A write is handed to every peer's queue at once (the entry is shared, never copied per
-//! peer). Each sender drains whatever has queued up into one batch, delivers it, and
-//! acknowledges every write in the batch when the peer confirms. A peer in another process
-//! gets the batch as one HTTP request; a peer serving in this process (see
-//! [`crate::local`]) gets it handed over in memory, applied by the same code. A full
-//! queue or a failed batch simply withholds the acknowledgement: the writer sees fewer
-//! acks (202 instead of 201) and catch-up repairs the peer later. A slow peer never
-//! delays the others. Acknowledgements are counted in one small shared [`Acks`] per
-//! write, not sent through a channel.
+//! A write is handed to every queue at once (the entry is shared, never copied per peer).
+//! Each sender drains whatever has queued up into one batch, delivers it, and
+//! acknowledges the writes of the batch for every peer that confirms it holds them. A peer
+//! serving in this process (see [`crate::local`]) gets the batch handed over in memory,
+//! applied by the same code. Another process gets it as one HTTP request to one of its
+//! nodes, the *relay*, which applies it and hands it in memory to every node serving in
+//! its process, then answers with the ids of the nodes that hold the whole batch: so a
+//! write costs one HTTP batch stream per other process, not one per remote node. The relay
+//! is the first of a fixed order of that process's nodes (different for every writer, so
+//! the relaying is spread) that answers; a relay that fails or is slow makes the batch go
+//! to the next.
+//!
+//! A full queue or a failed batch simply withholds the acknowledgements: the writer sees
+//! fewer acks (202 instead of 201) and catch-up repairs the peers later. A slow peer or
+//! process never delays the others. Acknowledgements are counted in one small shared
+//! [`Acks`] per write, not sent through a channel.
 
-use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -18,23 +28,30 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use crate::ids::failure_domain;
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::transport::{PeerClient, REPLICATE_PATH};
+use crate::transport::{CallError, PeerClient, REPLICATE_PATH};
 use crate::wire::{self, Entry, Message};
+use hyper::StatusCode;
 
-/// Writes queued per peer before new ones are refused for that peer.
+/// Writes queued per link (peer or other process) before new ones are refused for it.
 pub const QUEUE_CAPACITY: usize = 8_192;
 /// Most entries in one batch.
 pub const MAX_BATCH_ENTRIES: usize = 512;
 /// Most value bytes in one batch (a single larger value still goes alone).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Deadline for one batch round trip.
-const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for one batch round trip (shorter in unit tests, which wait for it).
+const BATCH_TIMEOUT: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 5 });
+/// Deadline for one batch to another process, across all the relays tried.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a process whose node refused a relay request as unknown (an older version)
+/// gets plain batches, one per node, before relaying is tried again.
+const PLAIN_PERIOD: Duration = Duration::from_secs(60);
 
-/// The acknowledgements of one write, collected from the peers' sender tasks without a
-/// channel: a few atomics and a [`Notify`] shared by the writer and one [`AckToken`] per
-/// peer the write was queued for.
+/// The acknowledgements of one write, collected from the sender tasks without a channel:
+/// a few atomics and a [`Notify`] shared by the writer and the [`AckToken`]s of the
+/// peers the write was queued for.
 pub struct Acks(Arc<AckState>);
 
 struct AckState {
@@ -42,32 +59,48 @@ struct AckState {
     got: AtomicUsize,
     /// Set (before `got` counts it) once an acknowledgement came from another domain.
     other_domain: AtomicBool,
-    /// Tokens not yet used or dropped: peers that may still acknowledge.
+    /// Peers whose tokens are not yet used or dropped: they may still acknowledge.
     pending: AtomicUsize,
     /// Wakes the writer on every acknowledgement and when the last token is gone.
     notify: Notify,
 }
 
-/// One peer's share of a write's [`Acks`]: [`AckToken::ack`] when the peer holds the
-/// write; dropping it unused means no acknowledgement from that peer.
-pub struct AckToken(Arc<AckState>);
+/// The share of a write's [`Acks`] of one or more peers (one link's): [`AckToken::ack`]
+/// or [`AckToken::ack_some`] once it is known which of them hold the write; dropping it
+/// unused means no acknowledgement from them.
+pub struct AckToken {
+    state: Arc<AckState>,
+    /// Peers this token stands for.
+    peers: usize,
+}
 
 impl AckToken {
-    /// The peer holds the write; `other_domain` when it is in another failure domain
-    /// (process) than the writer.
+    /// Every peer of the token holds the write; `other_domain` when they are in another
+    /// failure domain (process) than the writer.
     pub fn ack(self, other_domain: bool) {
-        if other_domain {
-            self.0.other_domain.store(true, Ordering::Release);
+        let peers = self.peers;
+        self.ack_some(peers, other_domain);
+    }
+
+    /// `held` of the token's peers hold the write (never counted as more than the token
+    /// stands for).
+    pub fn ack_some(self, held: usize, other_domain: bool) {
+        let held = held.min(self.peers);
+        if held == 0 {
+            return;
         }
-        self.0.got.fetch_add(1, Ordering::AcqRel);
-        self.0.notify.notify_one();
+        if other_domain {
+            self.state.other_domain.store(true, Ordering::Release);
+        }
+        self.state.got.fetch_add(held, Ordering::AcqRel);
+        self.state.notify.notify_one();
     }
 }
 
 impl Drop for AckToken {
     fn drop(&mut self) {
-        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.notify.notify_one();
+        if self.state.pending.fetch_sub(self.peers, Ordering::AcqRel) == self.peers {
+            self.state.notify.notify_one();
         }
     }
 }
@@ -91,8 +124,16 @@ impl Acks {
 
     /// A token for one more peer.
     pub fn token(&self) -> AckToken {
-        self.0.pending.fetch_add(1, Ordering::AcqRel);
-        AckToken(self.0.clone())
+        self.tokens(1)
+    }
+
+    /// One token for `peers` more peers (the nodes of one other process).
+    pub fn tokens(&self, peers: usize) -> AckToken {
+        self.0.pending.fetch_add(peers, Ordering::AcqRel);
+        AckToken {
+            state: self.0.clone(),
+            peers,
+        }
     }
 
     /// Wait until `needed` acknowledgements arrived (at least one of them from another
@@ -124,13 +165,92 @@ impl Acks {
 
 struct Job {
     entry: Arc<Entry>,
+    /// Stands for the peers the write was queued for: the peer of a peer link, every
+    /// node of `view` on a process link.
     ack: Option<AckToken>,
+    /// Process links: the other process's nodes as the writer knew them at the write.
+    view: Option<Arc<View>>,
 }
 
+/// A peer of this node's own process (failure domain).
 struct Link {
     addr: String,
     tx: mpsc::Sender<Job>,
-    other_domain: bool,
+}
+
+/// The known nodes of another process, in the order they are tried as relays.
+#[derive(Debug, Default)]
+struct View {
+    peers: Vec<Peer>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    id: String,
+    addr: String,
+}
+
+impl View {
+    /// How many of these peers are among `holders`.
+    fn held_by(&self, holders: &HashSet<String>) -> usize {
+        self.peers
+            .iter()
+            .filter(|p| holders.contains(&p.id))
+            .count()
+    }
+}
+
+/// The relay order of `writer` over the nodes `members` (id → address): by a hash of
+/// both ids, so it is stable for one writer and differs between writers.
+fn relay_order(writer: &str, members: &BTreeMap<String, String>) -> View {
+    let rank = |peer: &str| {
+        let mut h = DefaultHasher::new();
+        (writer, peer).hash(&mut h);
+        h.finish()
+    };
+    let mut peers: Vec<Peer> = members
+        .iter()
+        .map(|(id, addr)| Peer {
+            id: id.clone(),
+            addr: addr.clone(),
+        })
+        .collect();
+    peers.sort_by_cached_key(|p| (rank(&p.id), p.id.clone()));
+    View { peers }
+}
+
+/// Another process (failure domain): one queue and sender task for all its nodes.
+struct ProcessLink {
+    tx: mpsc::Sender<Job>,
+    /// Its nodes known live: id → address.
+    members: BTreeMap<String, String>,
+    /// `members` in relay order, as handed to new jobs.
+    view: Arc<View>,
+    /// The same, as the sender task reads it for every batch.
+    shared: Arc<Mutex<Arc<View>>>,
+}
+
+impl ProcessLink {
+    fn publish(&mut self, writer: &str) {
+        self.view = Arc::new(relay_order(writer, &self.members));
+        *lock(&self.shared) = self.view.clone();
+    }
+}
+
+#[derive(Default)]
+struct Links {
+    /// Peers of this node's process, by id.
+    peers: HashMap<String, Link>,
+    /// Other processes, by failure domain.
+    processes: HashMap<String, ProcessLink>,
+}
+
+/// Which of a batch's peers hold it.
+enum Held {
+    /// Every peer the batch was sent for.
+    All,
+    /// The nodes with these ids.
+    Nodes(HashSet<String>),
 }
 
 /// Where a sender task delivers its batches.
@@ -139,11 +259,110 @@ enum Target {
     Http { client: PeerClient, addr: String },
     /// A node of this process: apply in memory while it serves.
     Local(Weak<Node>),
+    /// Another process: POST a relay request to one of its nodes.
+    Process(Relays),
+}
+
+/// The nodes of another process as relays of its batches.
+struct Relays {
+    client: PeerClient,
+    view: Arc<Mutex<Arc<View>>>,
+    /// The relay that took the last batch: tried first while it is known.
+    last: Option<String>,
+    /// Until when every node gets its own plain batch (see [`PLAIN_PERIOD`]).
+    plain_until: Option<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl Relays {
+    /// Send `batch` to the first relay that answers naming a known node as a holder,
+    /// trying the others in order within [`RELAY_TIMEOUT`].
+    async fn deliver(&mut self, batch: &[Job]) -> Result<Held, String> {
+        let view = lock(&self.view).clone();
+        if self.plain_until.is_some_and(|t| Instant::now() < t) {
+            return self.deliver_plain(&view, batch).await;
+        }
+        let n = view.peers.len();
+        let first = self
+            .last
+            .as_ref()
+            .and_then(|id| view.peers.iter().position(|p| &p.id == id))
+            .unwrap_or(0);
+        let body = wire::encode_relay(batch.iter().map(|j| j.entry.as_ref()));
+        let deadline = Instant::now() + RELAY_TIMEOUT;
+        let mut errors = Vec::new();
+        for (tried, peer) in view.peers.iter().cycle().skip(first).take(n).enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if tried > 0 {
+                self.metrics.relay_failovers.inc();
+            }
+            let reply = self
+                .client
+                .call_encoded(
+                    &peer.addr,
+                    REPLICATE_PATH,
+                    body.clone(),
+                    left.min(BATCH_TIMEOUT),
+                )
+                .await;
+            match reply {
+                Ok(Message::Holders(ids)) => {
+                    let holders: HashSet<String> = ids.into_iter().collect();
+                    if view.held_by(&holders) > 0 {
+                        self.last = Some(peer.id.clone());
+                        return Ok(Held::Nodes(holders));
+                    }
+                    errors.push(format!("{}: no known node holds the batch", peer.id));
+                }
+                Ok(m) => errors.push(format!("{}: unexpected reply {}", peer.id, m.kind())),
+                // Only a node that does not know relay requests refuses a valid one as
+                // bad: it runs an older version (as during a rolling upgrade).
+                Err(CallError::Status(StatusCode::BAD_REQUEST)) => {
+                    tracing::info!(peer = %peer.id, "relay request refused as unknown: sending that process plain batches for a while");
+                    self.plain_until = Some(Instant::now() + PLAIN_PERIOD);
+                    return self.deliver_plain(&view, batch).await;
+                }
+                Err(e) => errors.push(format!("{}: {e}", peer.id)),
+            }
+        }
+        Err(format!("no relay took the batch ({})", errors.join("; ")))
+    }
+
+    /// Send `batch` to every node of `view` as a plain (not relayed) batch, at once.
+    async fn deliver_plain(&self, view: &View, batch: &[Job]) -> Result<Held, String> {
+        let body = wire::encode_replicate(batch.iter().map(|j| j.entry.as_ref()));
+        let calls = view.peers.iter().map(|peer| {
+            let body = body.clone();
+            async move {
+                let reply = self
+                    .client
+                    .call_encoded(&peer.addr, REPLICATE_PATH, body, BATCH_TIMEOUT)
+                    .await;
+                match reply {
+                    Ok(Message::Ack(n)) if n as usize == batch.len() => Some(peer.id.clone()),
+                    _ => None,
+                }
+            }
+        });
+        let holders: HashSet<String> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if holders.is_empty() {
+            Err("no node took the plain batch".into())
+        } else {
+            Ok(Held::Nodes(holders))
+        }
+    }
 }
 
 impl Target {
-    /// Deliver `batch`: Ok when the peer holds every entry of it.
-    async fn deliver(&self, batch: &[Job]) -> Result<(), String> {
+    /// Deliver `batch`: which of its peers hold every entry of it now.
+    async fn deliver(&mut self, batch: &[Job]) -> Result<Held, String> {
         let held = match self {
             Target::Http { client, addr } => {
                 let body = wire::encode_replicate(batch.iter().map(|j| j.entry.as_ref()));
@@ -164,109 +383,180 @@ impl Target {
                 peer.metrics.replication_received_memory.inc();
                 peer.apply_batch(batch.iter().map(|j| j.entry.as_ref()))
             }
+            Target::Process(relays) => return relays.deliver(batch).await,
         };
         if held as usize == batch.len() {
-            Ok(())
+            Ok(Held::All)
         } else {
             Err(format!("peer holds {held} of {} entries", batch.len()))
         }
     }
 }
 
-/// The replication side of one node: its peers' queues.
+/// The replication side of one node: its links to peers and other processes.
 pub struct Replicator {
+    /// This node's id.
+    id: String,
     /// This node's failure domain (see [`crate::ids::failure_domain`]).
     domain: String,
-    links: Mutex<HashMap<String, Link>>,
+    links: Mutex<Links>,
     client: PeerClient,
     metrics: Arc<Metrics>,
 }
 
 impl Replicator {
-    /// No peers yet. `domain` is this node's failure domain.
-    pub fn new(domain: String, client: PeerClient, metrics: Arc<Metrics>) -> Self {
+    /// No peers yet, for the node `id`.
+    pub fn new(id: &str, client: PeerClient, metrics: Arc<Metrics>) -> Self {
         Replicator {
-            domain,
-            links: Mutex::new(HashMap::new()),
+            id: id.to_string(),
+            domain: failure_domain(id).to_string(),
+            links: Mutex::new(Links::default()),
             client,
             metrics,
         }
     }
 
-    /// Start replicating to a peer (replacing any link of the same id): in memory when it
-    /// is a node of this node's own cluster serving in this process, else over HTTP at
-    /// `addr`. (Only tests run several clusters in one process; between them, as between
-    /// processes, batches go over HTTP.)
+    /// Start replicating to a peer at `addr`. A peer of this node's own process gets a
+    /// link of its own (replacing any of the same id): in memory when it serves in this
+    /// process, else over HTTP. A node of another process joins (or moves to `addr` in)
+    /// the link of that process, made with its first node. (Only tests run several
+    /// clusters in one process; each is its own failure domain, so between them batches
+    /// go over HTTP, as between processes.)
     pub fn add_peer(&self, id: &str, addr: String) {
+        let domain = failure_domain(id);
+        if domain != self.domain {
+            let mut links = lock(&self.links);
+            let link = links
+                .processes
+                .entry(domain.to_string())
+                .or_insert_with(|| self.process_link(domain));
+            link.members.insert(id.to_string(), addr);
+            link.publish(&self.id);
+            return;
+        }
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let other_domain = crate::ids::failure_domain(id) != self.domain;
-        let local = if other_domain {
-            None
-        } else {
-            crate::local::lookup(id)
-        };
-        let target = match local {
+        let target = match crate::local::lookup(id) {
             Some(node) => Target::Local(node),
             None => Target::Http {
                 client: self.client.clone(),
                 addr: addr.clone(),
             },
         };
-        let task = sender_task(target, addr.clone(), rx, other_domain, self.metrics.clone());
+        let task = sender_task(target, addr.clone(), rx, false, self.metrics.clone());
         tokio::spawn(task);
-        lock(&self.links).insert(
-            id.to_string(),
-            Link {
-                addr,
-                tx,
-                other_domain,
-            },
-        );
+        lock(&self.links)
+            .peers
+            .insert(id.to_string(), Link { addr, tx });
     }
 
-    /// Stop replicating to a peer. Its queued writes are still attempted.
+    /// A link to the process `domain`, with no nodes yet, and its sender task.
+    fn process_link(&self, domain: &str) -> ProcessLink {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let view = Arc::new(View::default());
+        let shared = Arc::new(Mutex::new(view.clone()));
+        let target = Target::Process(Relays {
+            client: self.client.clone(),
+            view: shared.clone(),
+            last: None,
+            plain_until: None,
+            metrics: self.metrics.clone(),
+        });
+        tokio::spawn(sender_task(
+            target,
+            format!("process {domain}"),
+            rx,
+            true,
+            self.metrics.clone(),
+        ));
+        ProcessLink {
+            tx,
+            members: BTreeMap::new(),
+            view,
+            shared,
+        }
+    }
+
+    /// Stop replicating to a peer. Writes queued for it are still attempted (for a node
+    /// of another process: through the others, or through it when it was the last, whose
+    /// departure removes the process link).
     pub fn remove_peer(&self, id: &str) {
-        lock(&self.links).remove(id);
+        let mut links = lock(&self.links);
+        if links.peers.remove(id).is_some() {
+            return;
+        }
+        let domain = failure_domain(id);
+        let Some(link) = links.processes.get_mut(domain) else {
+            return;
+        };
+        if link.members.remove(id).is_none() {
+            return;
+        }
+        if link.members.is_empty() {
+            links.processes.remove(domain);
+        } else {
+            link.publish(&self.id);
+        }
     }
 
     /// Stop replicating to everyone.
     pub fn clear(&self) {
-        lock(&self.links).clear();
+        let mut links = lock(&self.links);
+        links.peers.clear();
+        links.processes.clear();
     }
 
-    /// Writes waiting in all peer queues.
+    /// Writes waiting in all queues (a write queued for another process counts once).
     pub fn queued(&self) -> usize {
-        lock(&self.links)
-            .values()
-            .map(|l| QUEUE_CAPACITY.saturating_sub(l.tx.capacity()))
-            .sum()
+        let links = lock(&self.links);
+        let waiting = |tx: &mpsc::Sender<Job>| QUEUE_CAPACITY.saturating_sub(tx.capacity());
+        links.peers.values().map(|l| waiting(&l.tx)).sum::<usize>()
+            + links
+                .processes
+                .values()
+                .map(|l| waiting(&l.tx))
+                .sum::<usize>()
     }
 
     /// True when writes have somewhere to go.
     pub fn has_peers(&self) -> bool {
-        !lock(&self.links).is_empty()
+        let links = lock(&self.links);
+        !links.peers.is_empty() || !links.processes.is_empty()
     }
 
-    /// Queue `entry` for every peer, each with a token of `acks` when given (a peer that
+    /// Queue `entry` for every peer, with a token of `acks` when given (a peer that
     /// stores the write acknowledges with it).
     pub fn broadcast(&self, entry: Arc<Entry>, acks: Option<&Acks>) -> Fanout {
         let links = lock(&self.links);
-        let mut fanout = Fanout {
-            peers: links.len(),
-            queued: 0,
-            other_domain: false,
-        };
-        for (id, link) in links.iter() {
-            fanout.other_domain |= link.other_domain;
+        let mut fanout = Fanout::default();
+        for (id, link) in &links.peers {
+            fanout.peers += 1;
             let job = Job {
                 entry: entry.clone(),
                 ack: acks.map(Acks::token),
+                view: None,
             };
             match link.tx.try_send(job) {
                 Ok(()) => fanout.queued += 1,
                 Err(_) => {
                     self.metrics.replication_dropped.inc();
                     tracing::debug!(peer = %id, addr = %link.addr, "replication queue full, write left to catch-up");
+                }
+            }
+        }
+        for (domain, link) in &links.processes {
+            let peers = link.view.peers.len();
+            fanout.peers += peers;
+            fanout.other_domain = true;
+            let job = Job {
+                entry: entry.clone(),
+                ack: acks.map(|a| a.tokens(peers)),
+                view: Some(link.view.clone()),
+            };
+            match link.tx.try_send(job) {
+                Ok(()) => fanout.queued += peers,
+                Err(_) => {
+                    self.metrics.replication_dropped.inc_by(peers as u64);
+                    tracing::debug!(process = %domain, peers, "replication queue full, write left to catch-up");
                 }
             }
         }
@@ -277,9 +567,9 @@ impl Replicator {
 /// What [`Replicator::broadcast`] did with a write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fanout {
-    /// Peers replicated to (live links).
+    /// Peers replicated to (live nodes, of this process and others).
     pub peers: usize,
-    /// Peers whose queue took the write.
+    /// Peers whose queue took the write (all nodes of a process share one).
     pub queued: usize,
     /// True when some peer lives in another failure domain (process).
     pub other_domain: bool,
@@ -290,7 +580,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn sender_task(
-    target: Target,
+    mut target: Target,
     addr: String,
     mut rx: mpsc::Receiver<Job>,
     other_domain: bool,
@@ -311,16 +601,29 @@ async fn sender_task(
         }
         let started = Instant::now();
         match target.deliver(&batch).await {
-            Ok(()) => {
+            Ok(held) => {
                 metrics.replication_batches.inc();
                 metrics.replication_entries.inc_by(batch.len() as u64);
                 metrics
                     .replication_batch_seconds
                     .observe(started.elapsed().as_secs_f64());
+                // Jobs of one batch mostly share their view: count its holders once.
+                let mut counted: Option<(*const View, usize)> = None;
                 for job in batch.drain(..) {
-                    if let Some(ack) = job.ack {
-                        ack.ack(other_domain);
-                    }
+                    let Some(ack) = job.ack else { continue };
+                    let held = match (&held, &job.view) {
+                        (Held::All, _) => ack.peers,
+                        (Held::Nodes(ids), Some(view)) => match counted {
+                            Some((p, n)) if std::ptr::eq(p, Arc::as_ptr(view)) => n,
+                            _ => {
+                                let n = view.held_by(ids);
+                                counted = Some((Arc::as_ptr(view), n));
+                                n
+                            }
+                        },
+                        (Held::Nodes(_), None) => 0,
+                    };
+                    ack.ack_some(held, other_domain);
                 }
             }
             Err(why) => {
@@ -349,21 +652,138 @@ mod tests {
         format!("127.0.0.1:{port}")
     }
 
-    /// Two nodes of one process (not serving HTTP); `a` replicates to `b`.
-    fn pair(stop: &watch::Receiver<bool>) -> (Arc<Node>, Arc<Node>) {
+    /// `n` nodes of one process (not serving HTTP, not registered).
+    fn process(n: usize, stop: &watch::Receiver<bool>) -> Vec<Arc<Node>> {
         let config = Arc::new(Config::for_test());
         let tag = crate::ids::new_process_tag();
-        let node = |index| {
-            Node::new(
-                crate::ids::node_id(index, &tag, 0),
-                index,
-                0,
-                config.clone(),
-                Tuning::default(),
-                stop.clone(),
-            )
-        };
-        (node(1), node(2))
+        (1..=n)
+            .map(|index| {
+                Node::new(
+                    crate::ids::node_id(index, &tag, 0),
+                    index,
+                    0,
+                    config.clone(),
+                    Tuning::default(),
+                    stop.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Two nodes of one process (not serving HTTP); `a` replicates to `b`.
+    fn pair(stop: &watch::Receiver<bool>) -> (Arc<Node>, Arc<Node>) {
+        let mut nodes = process(2, stop);
+        let b = nodes.pop().unwrap();
+        (nodes.pop().unwrap(), b)
+    }
+
+    /// Serve `node`'s HTTP routes on a fresh loopback port until the test ends: its address.
+    async fn serve(node: &Arc<Node>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(crate::http::serve(node.clone(), listener));
+        addr
+    }
+
+    /// Register every node as serving in this process and serve its HTTP routes: the
+    /// registrations and the nodes' addresses.
+    async fn serve_all(nodes: &[Arc<Node>]) -> (Vec<crate::local::Registration>, Vec<String>) {
+        let mut regs = Vec::new();
+        let mut addrs = Vec::new();
+        for n in nodes {
+            regs.push(crate::local::register(n));
+            addrs.push(serve(n).await);
+        }
+        (regs, addrs)
+    }
+
+    /// A stand-in node that answers each request with `answer` of its message, or with
+    /// 400 when that is `None` (as a node of another version does): its address.
+    async fn fake_node<F>(answer: F) -> String
+    where
+        F: Fn(Message) -> Option<Message> + Send + Sync + 'static,
+    {
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let answer = answer.clone();
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let reply = Message::decode(body).ok().and_then(|m| answer(m));
+                        let status = match reply {
+                            Some(_) => StatusCode::OK,
+                            None => StatusCode::BAD_REQUEST,
+                        };
+                        let body = reply.map(|m| m.encode()).unwrap_or_default();
+                        let mut resp = hyper::Response::new(Full::new(body));
+                        *resp.status_mut() = status;
+                        Ok::<_, hyper::Error>(resp)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
+            }
+        });
+        addr
+    }
+
+    /// A stand-in relay that answers every request with `reply`: its address.
+    async fn fake_relay(reply: Message) -> String {
+        fake_node(move |_| Some(reply.clone())).await
+    }
+
+    /// An address that accepts connections and then holds them without answering (`hang`)
+    /// or closes them at once: a relay that hangs or breaks.
+    async fn broken_relay(hang: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                if hang {
+                    tokio::spawn(async move {
+                        let _held = stream;
+                        std::future::pending::<()>().await
+                    });
+                }
+            }
+        });
+        addr
+    }
+
+    /// The nodes of `others` in the order `writer` tries them as relays.
+    fn relay_order_of(writer: &Node, others: &[Arc<Node>]) -> Vec<String> {
+        let members = others
+            .iter()
+            .map(|n| (n.id.clone(), String::new()))
+            .collect();
+        relay_order(&writer.id, &members)
+            .peers
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    }
+
+    fn test_entry() -> Arc<Entry> {
+        Arc::new(Entry {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            created_ms: 1,
+            expires_ms: u64::MAX,
+            version: crate::clock::Version { hlc: 1, origin: 1 },
+        })
+    }
+
+    fn sum(nodes: &[Arc<Node>], counter: impl Fn(&Metrics) -> u64) -> u64 {
+        nodes.iter().map(|n| counter(&n.metrics)).sum()
     }
 
     /// A write on `a` gets no acknowledgement from its only peer `b`, which lacks it.
@@ -445,6 +865,311 @@ mod tests {
         a.replicator.add_peer(&b.id, closed_addr());
         let _serving = crate::local::register(&b);
         write_is_not_acknowledged(&a, &b).await;
+    }
+
+    #[tokio::test]
+    async fn a_write_reaches_every_node_of_another_process_through_one_http_request() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        let b = process(3, &stop);
+        let (_serving, addrs) = serve_all(&b).await;
+        for (n, addr) in b.iter().zip(&addrs) {
+            a.replicator.add_peer(&n.id, addr.clone());
+        }
+        for i in 1..=5u64 {
+            let key = format!("k{i}");
+            let out = a
+                .put(key.clone(), Bytes::from_static(b"v"), 60)
+                .await
+                .unwrap();
+            assert_eq!((out.acks, out.quorum), (4, 2), "every node of b counted");
+            assert!(
+                b.iter().all(|n| n.store.get(&key).is_some()),
+                "all hold {key}"
+            );
+            // One HTTP request per write for the whole process, the rest in memory.
+            let http = |m: &Metrics| m.replication_received_http.get();
+            let memory = |m: &Metrics| m.replication_received_memory.get();
+            assert_eq!(sum(&b, http), i);
+            assert_eq!(sum(&b, memory), 2 * i);
+            assert_eq!(sum(&b, |m| m.relay_batches.get()), i);
+            assert_eq!(sum(&b, |m| m.relay_entries.get()), i);
+        }
+        // Always the same relay: the first of a's order.
+        let relay = &relay_order_of(&a, &b)[0];
+        for n in &b {
+            let expected = if &n.id == relay { 5 } else { 0 };
+            assert_eq!(
+                n.metrics.replication_received_http.get(),
+                expected,
+                "{}",
+                n.id
+            );
+        }
+        assert_eq!(a.metrics.replication_batches.get(), 5);
+        assert_eq!(a.metrics.relay_failovers.get(), 0);
+        assert_eq!(a.metrics.replication_failures.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn writers_spread_the_relaying_over_the_nodes_of_a_process() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let b = process(3, &stop);
+        // Over many writers, every node of b is somebody's first relay.
+        let mut firsts = HashSet::new();
+        for _ in 0..16 {
+            let writer = process(1, &stop).pop().unwrap();
+            let order = relay_order_of(&writer, &b);
+            assert_eq!(order, relay_order_of(&writer, &b), "stable");
+            assert_eq!(order.len(), 3);
+            firsts.insert(order[0].clone());
+        }
+        assert!(firsts.len() >= 2, "{firsts:?}");
+    }
+
+    #[tokio::test]
+    async fn a_relay_that_is_down_or_broken_makes_the_batch_go_to_the_next_node() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        let b = process(3, &stop);
+        let (_serving, addrs) = serve_all(&b).await;
+        let order = relay_order_of(&a, &b);
+        // The first relay is unreachable, the second breaks the connection, the third works.
+        let broken = broken_relay(false).await;
+        for n in &b {
+            let addr = if n.id == order[0] {
+                closed_addr()
+            } else if n.id == order[1] {
+                broken.clone()
+            } else {
+                addrs[n.index - 1].clone()
+            };
+            a.replicator.add_peer(&n.id, addr);
+        }
+        let out = a
+            .put("k1".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 4, "the third node relayed to the other two");
+        assert!(b.iter().all(|n| n.store.get("k1").is_some()));
+        assert_eq!(a.metrics.relay_failovers.get(), 2);
+        assert_eq!(a.metrics.replication_failures.get(), 0);
+        // The next batch goes straight to the relay that worked.
+        let out = a
+            .put("k2".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 4);
+        assert_eq!(a.metrics.relay_failovers.get(), 2);
+        assert_eq!(sum(&b, |m| m.relay_batches.get()), 2);
+    }
+
+    #[tokio::test]
+    async fn a_slow_relay_delays_only_its_own_process() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        let (b, c) = (process(2, &stop), process(2, &stop));
+        let (_serving_b, addrs_b) = serve_all(&b).await;
+        let (_serving_c, addrs_c) = serve_all(&c).await;
+        let order = relay_order_of(&a, &b);
+        let hung = broken_relay(true).await;
+        for n in &b {
+            let addr = if n.id == order[0] {
+                hung.clone()
+            } else {
+                addrs_b[n.index - 1].clone()
+            };
+            a.replicator.add_peer(&n.id, addr);
+        }
+        for (n, addr) in c.iter().zip(&addrs_c) {
+            a.replicator.add_peer(&n.id, addr.clone());
+        }
+        let started = Instant::now();
+        let out = a
+            .put("k1".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        // c acknowledged at once (quorum of 5 nodes: 3); b's relay still hangs.
+        assert!(out.acks >= 3 && out.durable(), "{out:?}");
+        assert!(started.elapsed() < BATCH_TIMEOUT, "{:?}", started.elapsed());
+        assert!(c.iter().all(|n| n.store.get("k1").is_some()));
+        // After the relay's timeout, the batch goes to b's other node, which hands it on.
+        let deadline = Instant::now() + 4 * BATCH_TIMEOUT;
+        while !b.iter().all(|n| n.store.get("k1").is_some()) {
+            assert!(Instant::now() < deadline, "b never got the write");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(a.metrics.relay_failovers.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_acknowledgement_counts_only_known_nodes_that_hold_the_write() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        // b1 and b4 serve; b2 is registered but no longer takes batches (as while it shuts
+        // down); b3 never served. a does not know b4 yet.
+        let b = process(4, &stop);
+        let _serving = [&b[0], &b[1], &b[3]].map(crate::local::register);
+        b[1].set_serving(false);
+        let relay = serve(&b[0]).await;
+        a.replicator.add_peer(&b[0].id, relay);
+        for n in &b[1..3] {
+            a.replicator.add_peer(&n.id, closed_addr());
+        }
+        // b1 relays (the others cannot be reached); of the three known nodes only it holds
+        // the write.
+        let out = a
+            .put("k1".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 2, "a and b1 only");
+        assert!(b[0].store.get("k1").is_some());
+        assert!(b[1].store.get("k1").is_none());
+        assert!(b[2].store.get("k1").is_none());
+        // The node a does not know got it too (it serves in b's process), uncounted.
+        assert!(b[3].store.get("k1").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_relay_answer_never_counts_more_than_the_known_nodes_it_names() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        let b = process(3, &stop);
+        let known = |i: usize| b[i].id.clone();
+        // Names b1 three times, b2 once, and nodes a does not know: counted as 2.
+        let liar = fake_relay(Message::Holders(vec![
+            known(0),
+            known(0),
+            known(0),
+            known(1),
+            "flux-node-9-zzzzzz".into(),
+            a.id.clone(),
+        ]))
+        .await;
+        for n in &b {
+            a.replicator.add_peer(&n.id, liar.clone());
+        }
+        let acks = Acks::new();
+        let entry = test_entry();
+        let fanout = a.replicator.broadcast(entry.clone(), Some(&acks));
+        assert_eq!(fanout.peers, 3);
+        let far = Instant::now() + Duration::from_secs(5);
+        assert_eq!(acks.wait(3, true, far).await, 2, "b1 and b2, once each");
+
+        // An answer naming no known node counts as a failed relay, then as a failed batch.
+        let a2 = process(1, &stop).pop().unwrap();
+        let stranger = fake_relay(Message::Holders(vec!["flux-node-9-zzzzzz".into()])).await;
+        for n in &b {
+            a2.replicator.add_peer(&n.id, stranger.clone());
+        }
+        let acks = Acks::new();
+        a2.replicator.broadcast(entry.clone(), Some(&acks));
+        assert_eq!(acks.wait(1, true, far).await, 0);
+        assert_eq!(a2.metrics.relay_failovers.get(), 2, "every node tried");
+        assert_eq!(a2.metrics.replication_failures.get(), 1);
+
+        // A plain acknowledgement is no answer to a relay request.
+        let a3 = process(1, &stop).pop().unwrap();
+        let old = fake_relay(Message::Ack(1)).await;
+        a3.replicator.add_peer(&b[0].id, old);
+        let acks = Acks::new();
+        a3.replicator.broadcast(entry, Some(&acks));
+        assert_eq!(acks.wait(1, true, far).await, 0);
+        assert_eq!(a3.metrics.replication_failures.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_process_of_an_older_version_gets_plain_batches_on_every_node() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        let b = process(2, &stop);
+        let relays = Arc::new(AtomicUsize::new(0));
+        let plain = Arc::new(AtomicUsize::new(0));
+        for n in &b {
+            let (relays, plain) = (relays.clone(), plain.clone());
+            // Knows plain batches only, and refuses the unknown kind with 400.
+            let old = fake_node(move |m| match m {
+                Message::Replicate(es) => {
+                    plain.fetch_add(1, Ordering::SeqCst);
+                    Some(Message::Ack(es.len() as u32))
+                }
+                _ => {
+                    relays.fetch_add(1, Ordering::SeqCst);
+                    None
+                }
+            })
+            .await;
+            a.replicator.add_peer(&n.id, old);
+        }
+        for (i, key) in ["k1", "k2"].into_iter().enumerate() {
+            let out = a
+                .put(key.into(), Bytes::from_static(b"v"), 60)
+                .await
+                .unwrap();
+            assert_eq!(out.acks, 3, "both nodes of b acknowledged");
+            assert_eq!(plain.load(Ordering::SeqCst), 2 * (i + 1));
+        }
+        assert_eq!(
+            relays.load(Ordering::SeqCst),
+            1,
+            "relaying not retried at once"
+        );
+        assert_eq!(a.metrics.relay_failovers.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_nodes_of_a_process_share_one_link_that_follows_membership() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let a = process(1, &stop).pop().unwrap();
+        let (b, c) = (process(2, &stop), process(1, &stop));
+        let entry = test_entry();
+        let fanout = |peers, queued, other_domain| Fanout {
+            peers,
+            queued,
+            other_domain,
+        };
+        let links = |r: &Replicator| {
+            let l = lock(&r.links);
+            (l.peers.len(), l.processes.len())
+        };
+        for n in b.iter().chain(&c) {
+            a.replicator.add_peer(&n.id, closed_addr());
+        }
+        a.replicator.add_peer(&b[0].id, closed_addr()); // again: still one node
+        assert_eq!(links(&a.replicator), (0, 2));
+        assert_eq!(
+            a.replicator.broadcast(entry.clone(), None),
+            fanout(3, 3, true)
+        );
+        a.replicator.remove_peer(&b[0].id);
+        assert_eq!(links(&a.replicator), (0, 2));
+        assert_eq!(
+            a.replicator.broadcast(entry.clone(), None),
+            fanout(2, 2, true)
+        );
+        // The last node of a process takes its link along.
+        a.replicator.remove_peer(&b[1].id);
+        a.replicator.remove_peer(&b[1].id);
+        assert_eq!(links(&a.replicator), (0, 1));
+        a.replicator.remove_peer(&c[0].id);
+        assert_eq!(links(&a.replicator), (0, 0));
+        assert!(!a.replicator.has_peers());
+        assert_eq!(a.replicator.broadcast(entry, None), Fanout::default());
+    }
+
+    #[tokio::test]
+    async fn a_token_for_several_peers_counts_at_most_its_peers() {
+        let acks = Acks::new();
+        let far = Instant::now() + Duration::from_secs(5);
+        acks.tokens(3).ack_some(5, true);
+        assert_eq!(acks.wait(10, true, far).await, 3);
+        let acks = Acks::new();
+        acks.tokens(3).ack_some(0, true);
+        assert_eq!(acks.wait(1, false, far).await, 0, "done, nothing counted");
+        let acks = Acks::new();
+        acks.tokens(2).ack_some(1, false);
+        acks.token().ack(true);
+        assert_eq!(acks.wait(10, true, far).await, 2);
     }
 
     /// Hand out `sent.len()` tokens plus `silent` more, acknowledge with the first ones

@@ -128,6 +128,12 @@ pub enum Message {
     Versions(Vec<(String, Version)>),
     /// Anti-entropy step 3: ask for these entries (answered with `Replicate`).
     Fetch(Vec<String>),
+    /// A batch of writes to apply and hand on to every node serving in the receiver's
+    /// process (its failure domain), answered with `Holders`.
+    Relay(Vec<Entry>),
+    /// Answer to `Relay`: the ids of the nodes that hold every entry of the batch (at
+    /// most [`MAX_HOLDERS`]).
+    Holders(Vec<String>),
 }
 
 const KIND_GOSSIP: u8 = 1;
@@ -136,12 +142,17 @@ const KIND_ACK: u8 = 3;
 const KIND_DIGEST: u8 = 4;
 const KIND_VERSIONS: u8 = 5;
 const KIND_FETCH: u8 = 6;
+const KIND_RELAY: u8 = 7;
+const KIND_HOLDERS: u8 = 8;
 /// Most items in a digest or version list.
 pub const MAX_ITEMS: usize = 1 << 22;
 /// Most keys in one fetch: senders ask in chunks of this size, and a receiver answers
 /// no more. Each key takes only two bytes on the wire but 24 in memory, so a longer list
 /// would let a small message claim a lot of memory.
 pub const MAX_FETCH: usize = crate::antientropy::FETCH_CHUNK;
+/// Most node ids in a `Holders` answer (a relay lists no more). Like a fetch list, an id
+/// may take two bytes on the wire but 24 in memory, hence the same small bound.
+pub const MAX_HOLDERS: usize = MAX_FETCH;
 
 /// Why a message could not be decoded. Nothing is applied from a message that fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,6 +196,8 @@ impl Message {
             Message::Digest(_) => "digest",
             Message::Versions(_) => "versions",
             Message::Fetch(_) => "fetch",
+            Message::Relay(_) => "relay",
+            Message::Holders(_) => "holders",
         }
     }
 
@@ -239,6 +252,17 @@ impl Message {
                     put_str(&mut b, k);
                 }
             }
+            Message::Relay(entries) => {
+                b.put_u8(KIND_RELAY);
+                put_entries(&mut b, entries.iter());
+            }
+            Message::Holders(ids) => {
+                b.put_u8(KIND_HOLDERS);
+                b.put_u32(ids.len() as u32);
+                for id in ids {
+                    put_str(&mut b, id);
+                }
+            }
         }
         b.freeze()
     }
@@ -251,11 +275,13 @@ impl Message {
         };
         8 + match self {
             Message::Gossip(g) => 80 * (g.updates.len() + 1),
-            Message::Replicate(es) => entries(es),
+            Message::Replicate(es) | Message::Relay(es) => entries(es),
             Message::Ack(_) => 4,
             Message::Digest(d) => 4 + 8 * d.len(),
             Message::Versions(vs) => 4 + vs.iter().map(|(k, _)| k.len() + 18).sum::<usize>(),
-            Message::Fetch(ks) => 4 + ks.iter().map(|k| k.len() + 2).sum::<usize>(),
+            Message::Fetch(ks) | Message::Holders(ks) => {
+                4 + ks.iter().map(|k| k.len() + 2).sum::<usize>()
+            }
         }
     }
 
@@ -340,6 +366,15 @@ impl Message {
                 }
                 Message::Fetch(keys)
             }
+            KIND_RELAY => Message::Relay(get_entries(b)?),
+            KIND_HOLDERS => {
+                let n = get_count(b, 2, MAX_HOLDERS)?;
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(get_str(b, "node id", MAX_NAME)?);
+                }
+                Message::Holders(ids)
+            }
             other => return Err(WireError::UnknownKind(other)),
         };
         if b.has_remaining() {
@@ -417,6 +452,15 @@ fn get_node(b: &mut Bytes) -> Result<NodeInfo, WireError> {
 
 /// Encode a [`Message::Replicate`] straight from borrowed entries (no cloning).
 pub fn encode_replicate<'a>(entries: impl ExactSizeIterator<Item = &'a Entry> + Clone) -> Bytes {
+    encode_batch(KIND_REPLICATE, entries)
+}
+
+/// Encode a [`Message::Relay`] straight from borrowed entries (no cloning).
+pub fn encode_relay<'a>(entries: impl ExactSizeIterator<Item = &'a Entry> + Clone) -> Bytes {
+    encode_batch(KIND_RELAY, entries)
+}
+
+fn encode_batch<'a>(kind: u8, entries: impl ExactSizeIterator<Item = &'a Entry> + Clone) -> Bytes {
     let size: usize = entries
         .clone()
         .map(|e| e.key.len() + e.value.len() + 40)
@@ -424,7 +468,7 @@ pub fn encode_replicate<'a>(entries: impl ExactSizeIterator<Item = &'a Entry> + 
     let mut b = BytesMut::with_capacity(size + 8);
     b.put_slice(&MAGIC);
     b.put_u8(VERSION);
-    b.put_u8(KIND_REPLICATE);
+    b.put_u8(kind);
     put_entries(&mut b, entries);
     b.freeze()
 }
@@ -531,6 +575,13 @@ mod tests {
             Message::Versions(vec![("k1".into(), Version { hlc: 9, origin: 8 })]),
             Message::Fetch(vec!["a".into(), "b".into()]),
             Message::Digest(vec![]),
+            Message::Relay(vec![entry("k1", b"v1"), entry("k2", b"")]),
+            Message::Relay(vec![]),
+            Message::Holders(vec![
+                "flux-node-1-abcdef".into(),
+                "flux-node-2-abcdef".into(),
+            ]),
+            Message::Holders(vec![]),
         ]
     }
 
@@ -547,6 +598,38 @@ mod tests {
         assert_eq!(
             encode_replicate(es.iter()),
             Message::Replicate(es.clone()).encode()
+        );
+    }
+
+    #[test]
+    fn encode_relay_matches_the_message_encoding() {
+        let es = vec![entry("a", b"1"), entry("b", b"22")];
+        assert_eq!(encode_relay(es.iter()), Message::Relay(es.clone()).encode());
+        // Same entries, other kind: a relay request is never taken for a plain batch.
+        let (relay, plain) = (encode_relay(es.iter()), encode_replicate(es.iter()));
+        assert_eq!(relay[4..], plain[4..]);
+        assert_ne!(relay[3], plain[3]);
+    }
+
+    #[test]
+    fn holder_lists_are_capped_and_checked() {
+        let ids = |n: usize| Message::Holders(vec!["n".to_string(); n]);
+        assert_eq!(
+            Message::decode(ids(MAX_HOLDERS).encode()),
+            Ok(ids(MAX_HOLDERS))
+        );
+        assert_eq!(
+            Message::decode(ids(MAX_HOLDERS + 1).encode()),
+            Err(WireError::TooLong("item list"))
+        );
+        let long = Message::Holders(vec!["x".repeat(MAX_NAME + 1)]).encode();
+        assert_eq!(Message::decode(long), Err(WireError::TooLong("node id")));
+        let mut raw = Message::Holders(vec!["ab".into()]).encode().to_vec();
+        // header 4 + count 4 + id len 2, then the id bytes.
+        raw[10] = 0xff;
+        assert_eq!(
+            Message::decode(raw.into()),
+            Err(WireError::BadUtf8("node id"))
         );
     }
 
@@ -711,7 +794,7 @@ mod tests {
             let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             if rng.gen_bool(0.7) && v.len() >= 4 {
                 v[..3].copy_from_slice(&[b'R', b'F', VERSION]);
-                v[3] = rng.gen_range(1..=6);
+                v[3] = rng.gen_range(1..=8);
             }
             let _ = Message::decode(v.into());
         }

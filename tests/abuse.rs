@@ -25,17 +25,6 @@ fn one_node_config(max_connections: usize) -> Config {
     }
 }
 
-/// The value of an unlabelled metric of the node on `port`.
-async fn metric(port: u16, name: &str) -> f64 {
-    let text = get(&format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("metrics")
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-}
-
 /// Connections this test process may open: raise the soft limit, and keep room for the
 /// server's side of each connection and the rest of the test.
 fn connection_budget(wanted: usize) -> usize {

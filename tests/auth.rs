@@ -16,9 +16,9 @@ use common::*;
 
 const SECRET: &str = "correct horse battery staple";
 
-fn replicate_body(key: &str) -> Bytes {
+fn injected(key: &str) -> Vec<Entry> {
     let now = now_ms();
-    Message::Replicate(vec![Entry {
+    vec![Entry {
         key: key.into(),
         value: Bytes::from_static(b"injected"),
         created_ms: now,
@@ -27,8 +27,11 @@ fn replicate_body(key: &str) -> Bytes {
             hlc: now << 16,
             origin: 7,
         },
-    }])
-    .encode()
+    }]
+}
+
+fn replicate_body(key: &str) -> Bytes {
+    Message::Replicate(injected(key)).encode()
 }
 
 async fn post_signed(url: &str, body: Bytes, sig: Option<&auth::Signature>) -> Reply {
@@ -113,6 +116,35 @@ async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
         403
     );
 
+    // A relay request (hand a batch on to the whole process) is checked just the same.
+    let relay = Message::Relay(injected("relayed")).encode();
+    assert_eq!(post_signed(&target, relay.clone(), None).await.status, 401);
+    let forged = sign(b"not the secret", "POST", path, now_ms(), &relay);
+    assert_eq!(
+        post_signed(&target, relay.clone(), Some(&forged))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get(&format!("{url}/data/relayed")).await.unwrap().status,
+        404,
+        "nothing relayed"
+    );
+    let good = sign(SECRET.as_bytes(), "POST", path, now_ms(), &relay);
+    let answer = post_signed(&target, relay.clone(), Some(&good)).await;
+    assert_eq!(answer.status, 200);
+    let node_id = cluster.nodes()[0].id.clone();
+    assert_eq!(
+        Message::decode(answer.body),
+        Ok(Message::Holders(vec![node_id]))
+    );
+    assert_eq!(
+        post_signed(&target, relay, Some(&good)).await.status,
+        403,
+        "replayed"
+    );
+
     // Public routes need no signature.
     assert_eq!(get(&format!("{url}/health")).await.unwrap().status, 200);
     assert_eq!(
@@ -123,7 +155,7 @@ async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
         201
     );
     let m = get(&format!("{url}/metrics")).await.unwrap().text();
-    assert!(m.contains("repram_rejected_messages_total 6"), "{m}");
+    assert!(m.contains("repram_rejected_messages_total 9"), "{m}");
     cluster.shutdown().await;
 }
 
@@ -149,9 +181,17 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
         .unwrap();
     assert_eq!(r.status, 201);
     wait_for_value(&ports, "k", "v").await;
-    for node in cluster.nodes() {
-        assert!(node.metrics.replication_received_http.get() >= 1);
-    }
+    // One signed relay request reached the other cluster; its relay handed the batch on.
+    let nodes = cluster.nodes();
+    let http: u64 = nodes
+        .iter()
+        .map(|n| n.metrics.replication_received_http.get())
+        .sum();
+    let memory: u64 = nodes
+        .iter()
+        .map(|n| n.metrics.replication_received_memory.get())
+        .sum();
+    assert_eq!((http, memory), (1, 1));
     // A node with another secret cannot join: nobody accepts its messages.
     let stranger = repram_flux::start(cfg(1, "wrong"), Tuning::default()).unwrap();
     let sp = stranger.ports()[0];

@@ -591,6 +591,8 @@ fn local_message(range: RangeInclusive<u16>) -> impl Strategy<Value = Message> {
             .prop_map(Message::Digest),
         1 => vec((any_key(), version()), 0..4).prop_map(Message::Versions),
         2 => vec(any_key(), 0..6).prop_map(Message::Fetch),
+        2 => vec(local_entry(), 0..5).prop_map(Message::Relay),
+        1 => vec("[a-z0-9-]{0,24}", 0..4).prop_map(Message::Holders),
     ]
 }
 
@@ -672,7 +674,9 @@ fn node_line(range: RangeInclusive<u16>) -> impl Strategy<Value = Line> {
     (local_message(range.clone()), body(range), 0u8..4).prop_map(|(m, other, how)| {
         let path = match &m {
             Message::Gossip(_) => "/internal/v1/gossip",
-            Message::Replicate(_) | Message::Ack(_) => "/internal/v1/replicate",
+            Message::Replicate(_) | Message::Ack(_) | Message::Relay(_) | Message::Holders(_) => {
+                "/internal/v1/replicate"
+            }
             _ => "/internal/v1/sync",
         };
         let body = if how == 0 { other } else { m.encode().to_vec() };

@@ -153,6 +153,8 @@ proptest! {
         prop_assert_eq!(decode_checked(&raw), Ok(m.clone()));
         if let Message::Replicate(entries) = &m {
             prop_assert_eq!(wire::encode_replicate(entries.iter()), raw);
+        } else if let Message::Relay(entries) = &m {
+            prop_assert_eq!(wire::encode_relay(entries.iter()), raw);
         }
     }
 
@@ -194,7 +196,7 @@ proptest! {
     /// decoders, never panic nor over-allocate.
     #[test]
     fn wire_random_bytes_never_panic(
-        header in proptest::option::of(1u8..=7),
+        header in proptest::option::of(1u8..=9),
         body in proptest::collection::vec(any::<u8>(), 0..256),
     ) {
         let mut raw = Vec::new();
@@ -213,7 +215,7 @@ proptest! {
 /// plausibility check.
 #[test]
 fn wire_huge_counts_are_refused_cheaply() {
-    for kind in 1u8..=6 {
+    for kind in 1u8..=8 {
         for count in [u32::MAX, 1 << 31, (1 << 22) + 1, 1 << 22, 1_000_000, 70_000] {
             for filler in [0usize, 16, 4096] {
                 let mut raw = vec![b'R', b'F', wire::VERSION, kind];
@@ -235,7 +237,7 @@ fn wire_huge_counts_are_refused_cheaply() {
 /// The most a lying Fetch can make the decoder hold: many empty keys.
 #[test]
 fn wire_many_tiny_items_stay_within_the_allocation_bound() {
-    for (kind, item) in [(4u8, 8usize), (5, 18), (6, 2), (2, 38)] {
+    for (kind, item) in [(4u8, 8usize), (5, 18), (6, 2), (2, 38), (7, 38), (8, 2)] {
         let n = 100_000usize;
         let mut raw = vec![b'R', b'F', wire::VERSION, kind];
         raw.extend_from_slice(&(n as u32).to_be_bytes());

@@ -1,5 +1,5 @@
 //! Replication with real binaries: catch-up of a late process, durability across a
-//! SIGKILL, convergence of concurrent writes.
+//! SIGKILL, convergence of concurrent writes, one relayed HTTP stream per process.
 
 mod common;
 
@@ -175,4 +175,48 @@ async fn concurrent_writes_to_one_key_converge_everywhere() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn another_process_gets_each_batch_once_over_http_and_relays_it_in_memory() {
+    let base = free_range(6);
+    let (_a, _b, pa, pb) = two_meshed_processes(base, Duration::from_secs(10)).await;
+    const WRITES: u64 = 20;
+    for i in 0..WRITES {
+        let url = format!("http://127.0.0.1:{}/data/relayed-{i}?ttl=600", pa[0]);
+        let r = put(&url, b"v").await.expect("put");
+        assert_eq!(r.status, 201, "{}", r.text());
+        // The answer of B's relay counts B's three nodes at once.
+        let acks = r.json()["acks"].as_u64().unwrap_or(0);
+        assert!(acks >= 4, "{acks} acks");
+    }
+    for i in 0..WRITES {
+        wait_for_value(&pb, &format!("relayed-{i}"), "v").await;
+    }
+    let sum = |ports: Vec<u16>, name: &'static str| async move {
+        let mut total = 0.0;
+        for p in ports {
+            total += metric(p, name).await;
+        }
+        total as u64
+    };
+    let http = r#"repram_replication_received_batches_total{via="Http"}"#;
+    let memory = r#"repram_replication_received_batches_total{via="Memory"}"#;
+    let (b_http, b_memory) = (sum(pb.clone(), http).await, sum(pb.clone(), memory).await);
+    let b_relayed = sum(pb.clone(), "repram_relay_batches_total").await;
+    eprintln!(
+        "relay: {WRITES} writes on one node of A; B received {b_http} HTTP batches \
+         ({:.2} per write) and {b_memory} in memory",
+        b_http as f64 / WRITES as f64
+    );
+    // Each batch crossed once to one node of B, which handed it to the two others.
+    assert!((1..=WRITES).contains(&b_http), "{b_http}");
+    assert_eq!(b_relayed, b_http);
+    assert_eq!(b_memory, 2 * b_http);
+    assert_eq!(
+        sum(pa.clone(), http).await,
+        0,
+        "nothing came back over HTTP"
+    );
+    assert_eq!(sum(pa, "repram_relay_failovers_total").await, 0);
 }

@@ -576,6 +576,10 @@ async fn internal_route(
             node.metrics.replication_received_http.inc();
             Message::Ack(node.apply_batch(&entries))
         }
+        (REPLICATE_PATH, Message::Relay(entries)) => {
+            node.metrics.replication_received_http.inc();
+            Message::Holders(node.relay_batch(&entries))
+        }
         (SYNC_PATH, Message::Digest(d)) => node.versions_for(&d),
         (SYNC_PATH, Message::Fetch(keys)) => node.fetch(&keys),
         (_, other) => {

@@ -139,6 +139,18 @@ pub async fn two_meshed_processes(
     (a, b, pa, pb)
 }
 
+/// The value of a metric of the node on `port`: `name` is the whole series name, labels
+/// included (`repram_replication_received_batches_total{via="Http"}`).
+pub async fn metric(port: u16, name: &str) -> f64 {
+    let text = get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics")
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
 /// Wait until the node on each of `ports` serves `value` under `key`.
 pub async fn wait_for_value(ports: &[u16], key: &str, value: &str) {
     for &p in ports {

@@ -128,6 +128,8 @@ pub fn message() -> impl Strategy<Value = Message> {
         vec(any::<u64>(), 0..24).prop_map(Message::Digest),
         vec((text(MAX_KEY), version()), 0..6).prop_map(Message::Versions),
         vec(text(MAX_KEY), 0..6).prop_map(Message::Fetch),
+        vec(entry(), 0..5).prop_map(Message::Relay),
+        vec(text(MAX_NAME), 0..6).prop_map(Message::Holders),
     ]
 }
 
