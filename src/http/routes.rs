@@ -394,11 +394,18 @@ fn get_value(node: &Node, key: &str) -> Result<Resp> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    if let Some(v) = rfc3339_seconds(rec.created_ms) {
+    let (created, original, remaining) = RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        (
+            recent.created.get(rec.created_ms / 1000, rfc3339_seconds),
+            recent.original.get(rec.original_ttl_s(), number),
+            recent.remaining.get(remaining, number),
+        )
+    });
+    if let Some(v) = created {
         h.insert(X_CREATED_AT, v);
     }
-    h.insert(X_ORIGINAL_TTL, HeaderValue::from(rec.original_ttl_s()));
-    h.insert(X_REMAINING_TTL, HeaderValue::from(remaining));
+    h.extend([(X_ORIGINAL_TTL, original), (X_REMAINING_TTL, remaining)]);
     let mut resp = Response::new(Full::new(rec.value));
     *resp.headers_mut() = h;
     Ok(resp)
@@ -408,10 +415,51 @@ const X_CREATED_AT: HeaderName = HeaderName::from_static("x-created-at");
 const X_ORIGINAL_TTL: HeaderName = HeaderName::from_static("x-original-ttl");
 const X_REMAINING_TTL: HeaderName = HeaderName::from_static("x-remaining-ttl");
 
-/// `ms` since the Unix epoch as an RFC 3339 UTC timestamp in whole seconds, formatted on
-/// the stack (one allocation: the header value itself).
+/// The header values of the last GET answer this thread built. Successive reads mostly
+/// repeat them (the same TTLs, creation times within a second), and a clone of a value
+/// costs a reference count where formatting one costs a formatter run and an allocation.
+#[derive(Default)]
+struct Recent {
+    created: Memo<Option<HeaderValue>>,
+    original: Memo<HeaderValue>,
+    remaining: Memo<HeaderValue>,
+}
+
+/// One remembered `(input, value)`.
+struct Memo<V>(Option<(u64, V)>);
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Memo(None)
+    }
+}
+
+impl<V: Clone> Memo<V> {
+    /// The value for `input`: the remembered one if it was made from `input`, else `make`'s.
+    fn get(&mut self, input: u64, make: fn(u64) -> V) -> V {
+        match &self.0 {
+            Some((had, value)) if *had == input => value.clone(),
+            _ => {
+                let value = make(input);
+                self.0 = Some((input, value.clone()));
+                value
+            }
+        }
+    }
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::default();
+}
+
+fn number(n: u64) -> HeaderValue {
+    HeaderValue::from(n)
+}
+
+/// `secs` since the Unix epoch as an RFC 3339 UTC timestamp, formatted on the stack (one
+/// allocation: the header value itself).
 /// `None` past what RFC 3339 can show (year 9999), which only a faulty peer could send.
-fn rfc3339_seconds(ms: u64) -> Option<HeaderValue> {
+fn rfc3339_seconds(secs: u64) -> Option<HeaderValue> {
     use std::fmt::Write;
     /// A fixed buffer that refuses (rather than panics on) text that does not fit.
     struct Stack {
@@ -429,7 +477,7 @@ fn rfc3339_seconds(ms: u64) -> Option<HeaderValue> {
             Ok(())
         }
     }
-    let at = UNIX_EPOCH.checked_add(Duration::from_millis(ms))?;
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(secs))?;
     let mut out = Stack {
         buf: [0; 32],
         len: 0,
@@ -599,19 +647,25 @@ mod tests {
 
     #[test]
     fn created_at_is_rfc3339_in_whole_utc_seconds() {
-        let text = |ms| rfc3339_seconds(ms).map(|v| v.to_str().unwrap_or("").to_string());
+        let text = |s| rfc3339_seconds(s).map(|v| v.to_str().unwrap_or("").to_string());
         assert_eq!(text(0).as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(
-            text(1_700_000_000_999).as_deref(),
-            Some("2023-11-14T22:13:20Z")
-        );
+        assert_eq!(text(1_700_000_000).as_deref(), Some("2023-11-14T22:13:20Z"));
         // Beyond what the format can show: no header rather than a panic (the year 10000
         // and later make the formatter fail).
         assert_eq!(
-            text(253_402_300_799_999).as_deref(),
+            text(253_402_300_799).as_deref(),
             Some("9999-12-31T23:59:59Z")
         );
-        assert_eq!(text(253_402_300_800_000), None);
+        assert_eq!(text(253_402_300_800), None);
         assert_eq!(text(u64::MAX), None);
+    }
+
+    #[test]
+    fn a_memo_gives_the_value_of_its_input_only() {
+        let mut memo = Memo::default();
+        assert_eq!(memo.get(600, number), "600");
+        assert_eq!(memo.get(600, |_| unreachable!("remembered")), "600");
+        assert_eq!(memo.get(599, number), "599");
+        assert_eq!(memo.get(600, number), "600");
     }
 }
