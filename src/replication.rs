@@ -1,17 +1,19 @@
-//! Write fan-out: one bounded queue and sender task per peer of this node's own process,
-//! and one per *other process* (failure domain), however many nodes serve in it.
+//! Write fan-out: one bounded queue and sender task for the peers serving in this node's
+//! own process, one per other process (failure domain), however many nodes serve in it,
+//! and one per peer of this process reached over HTTP (a node of this cluster not
+//! serving here, which only tests arrange).
 //!
 //! A write is handed to every queue at once (the entry is shared, never copied per peer).
 //! Each sender drains whatever has queued up into one batch, delivers it, and
-//! acknowledges the writes of the batch for every peer that confirms it holds them. A peer
-//! serving in this process (see [`crate::local`]) gets the batch handed over in memory,
-//! applied by the same code. Another process gets it as one HTTP request to one of its
-//! nodes, the *relay*, which applies it and hands it in memory to every node serving in
-//! its process, then answers with the ids of the nodes that hold the whole batch: so a
-//! write costs one HTTP batch stream per other process, not one per remote node. The relay
-//! is the first of a fixed order of that process's nodes (different for every writer, so
-//! the relaying is spread) that answers; a relay that fails or is slow makes the batch go
-//! to the next.
+//! acknowledges the writes of the batch for every peer that confirms it holds them. The
+//! peers serving in this process (see [`crate::local`]) get the batch handed over in
+//! memory, one after the other, applied by the same code as a batch received over HTTP.
+//! Another process gets it as one HTTP request to one of its nodes, the *relay*, which
+//! applies it and hands it in memory to every node serving in its process, then answers
+//! with the ids of the nodes that hold the whole batch: so a write costs one HTTP batch
+//! stream per other process, not one per remote node. The relay is the first of a fixed
+//! order of that process's nodes (different for every writer, so the relaying is spread)
+//! that answers; a relay that fails or is slow makes the batch go to the next.
 //!
 //! A full queue or a failed batch simply withholds the acknowledgements: the writer sees
 //! fewer acks (202 instead of 201) and catch-up repairs the peers later. A slow peer or
@@ -166,9 +168,9 @@ impl Acks {
 struct Job {
     entry: Arc<Entry>,
     /// Stands for the peers the write was queued for: the peer of a peer link, every
-    /// node of `view` on a process link.
+    /// node of `view` on a sibling or process link.
     ack: Option<AckToken>,
-    /// Process links: the other process's nodes as the writer knew them at the write.
+    /// Sibling and process links: their nodes as the writer knew them at the write.
     view: Option<Arc<View>>,
 }
 
@@ -237,9 +239,49 @@ impl ProcessLink {
     }
 }
 
+/// The peers serving in this node's own process: one queue and sender task for all of
+/// them, each batch handed to every one in memory (one queue push and one task wake-up
+/// per write, not one per peer).
+struct SiblingLink {
+    tx: mpsc::Sender<Job>,
+    /// id → (address, node).
+    members: BTreeMap<String, (String, Weak<Node>)>,
+    /// `members`, as handed to new jobs.
+    view: Arc<View>,
+    /// The same with the nodes, as the sender task reads it for every batch.
+    shared: Arc<Mutex<Arc<Siblings>>>,
+}
+
+/// The nodes a [`SiblingLink`] delivers to.
+#[derive(Default)]
+struct Siblings {
+    nodes: Vec<(String, Weak<Node>)>,
+}
+
+impl SiblingLink {
+    fn publish(&mut self) {
+        let peers = self.members.iter().map(|(id, (addr, _))| Peer {
+            id: id.clone(),
+            addr: addr.clone(),
+        });
+        self.view = Arc::new(View {
+            peers: peers.collect(),
+        });
+        let nodes = self
+            .members
+            .iter()
+            .map(|(id, (_, n))| (id.clone(), n.clone()));
+        *lock(&self.shared) = Arc::new(Siblings {
+            nodes: nodes.collect(),
+        });
+    }
+}
+
 #[derive(Default)]
 struct Links {
-    /// Peers of this node's process, by id.
+    /// Peers of this node's process serving in it (in memory).
+    siblings: Option<SiblingLink>,
+    /// Other peers of this node's process (over HTTP), by id.
     peers: HashMap<String, Link>,
     /// Other processes, by failure domain.
     processes: HashMap<String, ProcessLink>,
@@ -253,12 +295,21 @@ enum Held {
     Nodes(HashSet<String>),
 }
 
+impl Held {
+    fn nobody(&self) -> bool {
+        matches!(self, Held::Nodes(ids) if ids.is_empty())
+    }
+}
+
 /// Where a sender task delivers its batches.
 enum Target {
     /// POST to the peer's `/internal/v1/replicate` at this address.
     Http { client: PeerClient, addr: String },
-    /// A node of this process: apply in memory while it serves.
-    Local(Weak<Node>),
+    /// The nodes of this process: apply in memory on each that serves.
+    Siblings {
+        nodes: Arc<Mutex<Arc<Siblings>>>,
+        metrics: Arc<Metrics>,
+    },
     /// Another process: POST a relay request to one of its nodes.
     Process(Relays),
 }
@@ -375,13 +426,26 @@ impl Target {
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            Target::Local(peer) => {
-                let peer = peer
-                    .upgrade()
-                    .filter(|p| p.accepts_replication())
-                    .ok_or("peer in this process is not serving")?;
-                peer.metrics.replication_received_memory.inc();
-                peer.apply_batch(batch.iter().map(|j| j.entry.as_ref()))
+            Target::Siblings { nodes, metrics } => {
+                let nodes = lock(nodes).clone();
+                let mut holders = HashSet::with_capacity(nodes.nodes.len());
+                for (id, node) in &nodes.nodes {
+                    let held = node
+                        .upgrade()
+                        .filter(|p| p.accepts_replication())
+                        .map(|peer| {
+                            peer.metrics.replication_received_memory.inc();
+                            peer.apply_batch(batch.iter().map(|j| j.entry.as_ref()))
+                        });
+                    if held.is_some_and(|n| n as usize == batch.len()) {
+                        holders.insert(id.clone());
+                    } else {
+                        metrics.replication_failures.inc();
+                        tracing::debug!(peer = %id, entries = batch.len(), "peer in this process did not take the batch (not serving)");
+                    }
+                }
+                // Those that did not take it were counted above, one by one.
+                return Ok(Held::Nodes(holders));
             }
             Target::Process(relays) => return relays.deliver(batch).await,
         };
@@ -434,19 +498,46 @@ impl Replicator {
             link.publish(&self.id);
             return;
         }
+        let mut links = lock(&self.links);
+        links.peers.remove(id);
+        if let Some(node) = crate::local::lookup(id) {
+            let group = links.siblings.get_or_insert_with(|| self.sibling_link());
+            group.members.insert(id.to_string(), (addr, node));
+            group.publish();
+            return;
+        }
+        remove_sibling(&mut links, id);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let target = match crate::local::lookup(id) {
-            Some(node) => Target::Local(node),
-            None => Target::Http {
-                client: self.client.clone(),
-                addr: addr.clone(),
-            },
+        let target = Target::Http {
+            client: self.client.clone(),
+            addr: addr.clone(),
         };
         let task = sender_task(target, addr.clone(), rx, false, self.metrics.clone());
         tokio::spawn(task);
-        lock(&self.links)
-            .peers
-            .insert(id.to_string(), Link { addr, tx });
+        links.peers.insert(id.to_string(), Link { addr, tx });
+    }
+
+    /// The link to the peers serving in this process, with none yet, and its sender task.
+    fn sibling_link(&self) -> SiblingLink {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let shared = Arc::new(Mutex::new(Arc::new(Siblings::default())));
+        let target = Target::Siblings {
+            nodes: shared.clone(),
+            metrics: self.metrics.clone(),
+        };
+        tokio::spawn(sender_task(
+            target,
+            "this process".to_string(),
+            rx,
+            false,
+            self.metrics.clone(),
+        ));
+        SiblingLink {
+            tx,
+            members: BTreeMap::new(),
+            view: Arc::new(View::default()),
+            shared,
+        }
     }
 
     /// A link to the process `domain`, with no nodes yet, and its sender task.
@@ -481,7 +572,7 @@ impl Replicator {
     /// departure removes the process link).
     pub fn remove_peer(&self, id: &str) {
         let mut links = lock(&self.links);
-        if links.peers.remove(id).is_some() {
+        if links.peers.remove(id).is_some() || remove_sibling(&mut links, id) {
             return;
         }
         let domain = failure_domain(id);
@@ -501,6 +592,7 @@ impl Replicator {
     /// Stop replicating to everyone.
     pub fn clear(&self) {
         let mut links = lock(&self.links);
+        links.siblings = None;
         links.peers.clear();
         links.processes.clear();
     }
@@ -509,7 +601,8 @@ impl Replicator {
     pub fn queued(&self) -> usize {
         let links = lock(&self.links);
         let waiting = |tx: &mpsc::Sender<Job>| QUEUE_CAPACITY.saturating_sub(tx.capacity());
-        links.peers.values().map(|l| waiting(&l.tx)).sum::<usize>()
+        links.siblings.as_ref().map_or(0, |l| waiting(&l.tx))
+            + links.peers.values().map(|l| waiting(&l.tx)).sum::<usize>()
             + links
                 .processes
                 .values()
@@ -520,7 +613,7 @@ impl Replicator {
     /// True when writes have somewhere to go.
     pub fn has_peers(&self) -> bool {
         let links = lock(&self.links);
-        !links.peers.is_empty() || !links.processes.is_empty()
+        links.siblings.is_some() || !links.peers.is_empty() || !links.processes.is_empty()
     }
 
     /// Queue `entry` for every peer, with a token of `acks` when given (a peer that
@@ -528,6 +621,25 @@ impl Replicator {
     pub fn broadcast(&self, entry: Arc<Entry>, acks: Option<&Acks>) -> Fanout {
         let links = lock(&self.links);
         let mut fanout = Fanout::default();
+        if let Some(link) = &links.siblings {
+            let peers = link.view.peers.len();
+            fanout.peers += peers;
+            let job = Job {
+                entry: entry.clone(),
+                ack: acks.map(|a| a.tokens(peers)),
+                view: Some(link.view.clone()),
+            };
+            match link.tx.try_send(job) {
+                Ok(()) => fanout.queued += peers,
+                Err(_) => {
+                    self.metrics.replication_dropped.inc_by(peers as u64);
+                    tracing::debug!(
+                        peers,
+                        "replication queue to this process's peers full, write left to catch-up"
+                    );
+                }
+            }
+        }
         for (id, link) in &links.peers {
             fanout.peers += 1;
             let job = Job {
@@ -575,6 +687,23 @@ pub struct Fanout {
     pub other_domain: bool,
 }
 
+/// Take `id` out of the sibling link (dropping the link with its last peer); true when it
+/// was there.
+fn remove_sibling(links: &mut Links, id: &str) -> bool {
+    let Some(group) = &mut links.siblings else {
+        return false;
+    };
+    if group.members.remove(id).is_none() {
+        return false;
+    }
+    if group.members.is_empty() {
+        links.siblings = None;
+    } else {
+        group.publish();
+    }
+    true
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -601,6 +730,8 @@ async fn sender_task(
         }
         let started = Instant::now();
         match target.deliver(&batch).await {
+            // Nobody took it; the target counted the failures.
+            Ok(held) if held.nobody() => batch.clear(),
             Ok(held) => {
                 metrics.replication_batches.inc();
                 metrics.replication_entries.inc_by(batch.len() as u64);
@@ -819,6 +950,51 @@ mod tests {
         assert_eq!(b.metrics.entries_applied.get(), 1);
         assert_eq!(a.metrics.replication_entries.get(), 1);
         assert_eq!(a.metrics.replication_failures.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_peers_of_this_process_share_one_queue_and_each_acknowledges_what_it_holds() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let nodes = process(4, &stop);
+        let (a, peers) = (&nodes[0], &nodes[1..]);
+        let mut serving: Vec<_> = peers.iter().map(crate::local::register).collect();
+        for p in peers {
+            a.replicator.add_peer(&p.id, closed_addr());
+        }
+        let out = a
+            .put("k1".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 4, "a and its three peers");
+        assert!(peers.iter().all(|p| p.store.get("k1").is_some()));
+        assert_eq!(
+            a.metrics.replication_batches.get(),
+            1,
+            "one batch for all three"
+        );
+
+        // One stops serving: the others still take writes and acknowledge them.
+        drop(serving.pop());
+        let out = a
+            .put("k2".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 3);
+        assert!(peers[2].store.get("k2").is_none());
+        assert_eq!(a.metrics.replication_failures.get(), 1);
+
+        // Membership takes the peers away one by one; the link goes with the last.
+        for p in peers {
+            assert!(a.replicator.has_peers());
+            a.replicator.remove_peer(&p.id);
+        }
+        assert!(!a.replicator.has_peers());
+        let out = a
+            .put("k3".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 1);
+        assert!(peers[0].store.get("k3").is_none());
     }
 
     #[tokio::test]
