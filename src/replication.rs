@@ -622,57 +622,52 @@ impl Replicator {
         let links = lock(&self.links);
         let mut fanout = Fanout::default();
         if let Some(link) = &links.siblings {
-            let peers = link.view.peers.len();
-            fanout.peers += peers;
-            let job = Job {
-                entry: entry.clone(),
-                ack: acks.map(|a| a.tokens(peers)),
-                view: Some(link.view.clone()),
-            };
-            match link.tx.try_send(job) {
-                Ok(()) => fanout.queued += peers,
-                Err(_) => {
-                    self.metrics.replication_dropped.inc_by(peers as u64);
-                    tracing::debug!(
-                        peers,
-                        "replication queue to this process's peers full, write left to catch-up"
-                    );
-                }
-            }
+            let peers = Some(&link.view);
+            self.enqueue(&link.tx, &entry, acks, peers, &mut fanout, || {
+                "this process's peers".to_string()
+            });
         }
         for (id, link) in &links.peers {
-            fanout.peers += 1;
-            let job = Job {
-                entry: entry.clone(),
-                ack: acks.map(Acks::token),
-                view: None,
-            };
-            match link.tx.try_send(job) {
-                Ok(()) => fanout.queued += 1,
-                Err(_) => {
-                    self.metrics.replication_dropped.inc();
-                    tracing::debug!(peer = %id, addr = %link.addr, "replication queue full, write left to catch-up");
-                }
-            }
+            self.enqueue(&link.tx, &entry, acks, None, &mut fanout, || {
+                format!("peer {id} at {}", link.addr)
+            });
         }
         for (domain, link) in &links.processes {
-            let peers = link.view.peers.len();
-            fanout.peers += peers;
             fanout.other_domain = true;
-            let job = Job {
-                entry: entry.clone(),
-                ack: acks.map(|a| a.tokens(peers)),
-                view: Some(link.view.clone()),
-            };
-            match link.tx.try_send(job) {
-                Ok(()) => fanout.queued += peers,
-                Err(_) => {
-                    self.metrics.replication_dropped.inc_by(peers as u64);
-                    tracing::debug!(process = %domain, peers, "replication queue full, write left to catch-up");
-                }
-            }
+            let peers = Some(&link.view);
+            self.enqueue(&link.tx, &entry, acks, peers, &mut fanout, || {
+                format!("process {domain}")
+            });
         }
         fanout
+    }
+
+    /// Queue `entry` on one link, which stands for the peers of `view` (for one peer when
+    /// there is none), counting them in `fanout`; `link` names it in the log when its
+    /// queue is full.
+    fn enqueue(
+        &self,
+        tx: &mpsc::Sender<Job>,
+        entry: &Arc<Entry>,
+        acks: Option<&Acks>,
+        view: Option<&Arc<View>>,
+        fanout: &mut Fanout,
+        link: impl FnOnce() -> String,
+    ) {
+        let peers = view.map_or(1, |v| v.peers.len());
+        fanout.peers += peers;
+        let job = Job {
+            entry: entry.clone(),
+            ack: acks.map(|a| a.tokens(peers)),
+            view: view.cloned(),
+        };
+        match tx.try_send(job) {
+            Ok(()) => fanout.queued += peers,
+            Err(_) => {
+                self.metrics.replication_dropped.inc_by(peers as u64);
+                tracing::debug!(link = %link(), peers, "replication queue full, write left to catch-up");
+            }
+        }
     }
 }
 
