@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod replication;
+pub mod runtime;
 pub mod store;
 pub mod supervisor;
 pub mod transport;

@@ -21,6 +21,7 @@ use crate::membership::{
 };
 use crate::metrics::Metrics;
 use crate::replication::{Acks, Fanout, Replicator};
+use crate::runtime::{Dispatch, Home};
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
 use crate::wire::{self, Entry, Message, NodeInfo};
@@ -127,6 +128,10 @@ pub struct Node {
     caught_up: AtomicU8,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
+    /// Where its long-lived tasks run.
+    home: Home,
+    /// Where its client connections are served.
+    pub(crate) conn_threads: Dispatch,
 }
 
 /// Most recent membership events kept per node (for `/cluster` and the dashboard).
@@ -165,8 +170,29 @@ impl PutOutcome {
 }
 
 impl Node {
-    /// A node that knows nobody yet.
+    /// A node that knows nobody yet; it serves its connections on the current runtime.
     pub fn new(
+        id: String,
+        index: usize,
+        port: u16,
+        config: Arc<Config>,
+        tuning: Tuning,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Node> {
+        Node::serving_on(
+            Dispatch::default(),
+            id,
+            index,
+            port,
+            config,
+            tuning,
+            shutdown,
+        )
+    }
+
+    /// A node that knows nobody yet and serves its connections through `conn_threads`.
+    pub fn serving_on(
+        conn_threads: Dispatch,
         id: String,
         index: usize,
         port: u16,
@@ -211,6 +237,8 @@ impl Node {
             serving: AtomicBool::new(false),
             caught_up: AtomicU8::new(CATCH_UP_IDLE),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
+            home: Home::here(),
+            conn_threads,
             id,
             index,
             port,
@@ -666,7 +694,8 @@ impl Node {
         self.metrics.peer_joins.inc();
         self.replicator.add_peer(&p.id, addr.clone());
         let node = self.clone();
-        tokio::spawn(async move { node.catch_up_from(p.id, addr).await });
+        self.home
+            .spawn(async move { node.catch_up_from(p.id, addr).await });
     }
 
     /// Send one probe and feed the outcome back into membership.

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use crate::ids::failure_domain;
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::runtime::Home;
 use crate::transport::{CallError, PeerClient, REPLICATE_PATH};
 use crate::wire::{self, Entry, Message};
 use hyper::StatusCode;
@@ -466,6 +467,8 @@ pub struct Replicator {
     links: Mutex<Links>,
     client: PeerClient,
     metrics: Arc<Metrics>,
+    /// Where the sender tasks run: the runtime the replicator was made on.
+    home: Home,
 }
 
 impl Replicator {
@@ -477,6 +480,7 @@ impl Replicator {
             links: Mutex::new(Links::default()),
             client,
             metrics,
+            home: Home::here(),
         }
     }
 
@@ -513,7 +517,7 @@ impl Replicator {
             addr: addr.clone(),
         };
         let task = sender_task(target, addr.clone(), rx, false, self.metrics.clone());
-        tokio::spawn(task);
+        self.home.spawn(task);
         links.peers.insert(id.to_string(), Link { addr, tx });
     }
 
@@ -525,7 +529,7 @@ impl Replicator {
             nodes: shared.clone(),
             metrics: self.metrics.clone(),
         };
-        tokio::spawn(sender_task(
+        self.home.spawn(sender_task(
             target,
             "this process".to_string(),
             rx,
@@ -552,7 +556,7 @@ impl Replicator {
             plain_until: None,
             metrics: self.metrics.clone(),
         });
-        tokio::spawn(sender_task(
+        self.home.spawn(sender_task(
             target,
             format!("process {domain}"),
             rx,

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::net::{claim_port, port_order, ClaimError};
 use crate::node::{Node, Tuning};
+use crate::runtime::ConnThreads;
 
 /// How long the supervisor waits for all nodes to stop after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4_500);
@@ -131,6 +132,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         tuning,
         shutdown: shutdown_rx,
         nodes: nodes.clone(),
+        conn_threads: ConnThreads::per_core(),
     };
     let task = tokio::spawn(supervisor.run(slots));
     Ok(Cluster {
@@ -151,6 +153,8 @@ struct Supervisor {
     tuning: Tuning,
     shutdown: watch::Receiver<bool>,
     nodes: Arc<Mutex<Vec<Arc<Node>>>>,
+    /// Serve every node's client connections; stop with the supervisor.
+    conn_threads: ConnThreads,
 }
 
 impl Supervisor {
@@ -158,7 +162,8 @@ impl Supervisor {
     fn launch(&mut self, slot: &mut Slot, position: usize, delay: Duration) {
         let id = crate::ids::node_id(slot.index, &self.process_tag, slot.restarts);
         slot.restarts += 1;
-        let node = Node::new(
+        let node = Node::serving_on(
+            self.conn_threads.dispatch(),
             id,
             slot.index,
             slot.port,

@@ -61,8 +61,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
                             if how == Admitted::Evicted {
                                 node.metrics.connections_evicted.inc();
                             }
-                            let (node, builder) = (node.clone(), builder.clone());
-                            tokio::spawn(serve_connection(node, builder, stream, remote, conn));
+                            let (serving, builder) = (node.clone(), builder.clone());
+                            node.conn_threads.serve(stream, move |stream| {
+                                serve_connection(serving, builder, stream, remote, conn)
+                            });
                         }
                         Err(conns::Full) => {
                             node.metrics.connections_refused.inc();
