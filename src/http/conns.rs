@@ -274,6 +274,12 @@ impl Conn {
 /// the pieces (GET of a 100-byte value: 3 to 15 % less server CPU per request).
 const COALESCE_MAX: usize = 4096;
 
+thread_local! {
+    /// Where small pieces are coalesced: one buffer per thread, reused (never zeroed).
+    static COALESCED: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(COALESCE_MAX));
+}
+
 /// A client stream whose writes count as its connection's progress ([`Conn::track`]).
 pub struct Tracked<S> {
     inner: S,
@@ -318,13 +324,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if bufs.len() > 1 && total <= COALESCE_MAX {
-            let mut one = [0u8; COALESCE_MAX];
-            let mut at = 0;
-            for b in bufs {
-                one[at..at + b.len()].copy_from_slice(b);
-                at += b.len();
-            }
-            return self.poll_write(cx, &one[..at]);
+            return COALESCED.with_borrow_mut(|one| {
+                one.clear();
+                for b in bufs {
+                    one.extend_from_slice(b);
+                }
+                self.poll_write(cx, one)
+            });
         }
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.wrote(&result);

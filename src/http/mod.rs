@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::Either;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -132,11 +133,19 @@ async fn serve_connection(
         let (node, conn) = (node.clone(), conn.clone());
         service_fn(move |req| {
             let busy = conn.request();
-            let node = node.clone();
-            async move {
-                let resp = routes::handle(node, remote, req).await;
-                drop(busy);
-                resp
+            match routes::answer_now(&node, remote, &req) {
+                Some(resp) => {
+                    drop(busy);
+                    Either::Left(std::future::ready(Ok(resp)))
+                }
+                None => {
+                    let node = node.clone();
+                    Either::Right(Box::pin(async move {
+                        let resp = routes::handle(node, remote, req).await;
+                        drop(busy);
+                        resp
+                    }))
+                }
             }
         })
     };

@@ -104,38 +104,87 @@ fn wire_response(msg: &Message) -> Resp {
     resp
 }
 
-/// Entry point of every request on a node.
+/// Entry point of every request on a node (see also [`answer_now`]).
 pub async fn handle(
     node: Arc<Node>,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> std::result::Result<Resp, Infallible> {
-    let method = req.method().clone();
-    // Only copied when it will be logged: this runs for every request.
-    let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
-    let origin = if node.config.cors_origins.is_empty() {
-        None
-    } else {
-        req.headers().get(header::ORIGIN).cloned()
-    };
+    let head = Head::of(&node, &req);
     let (route, result) = match rate_limited(&node, remote, &req) {
         Some(refusal) => (Route::Other, Err(refusal)),
         None => route(&node, remote, req).await,
     };
-    let mut resp = result.unwrap_or_else(ApiError::into_response);
-    if route != Route::Internal {
-        cors::decorate(
-            &node.config.cors_origins,
-            origin.as_ref(),
-            resp.headers_mut(),
-        );
-        cors::secure(resp.headers_mut());
+    Ok(head.finish(&node, remote, route, result))
+}
+
+/// The answer to `req` when it can be given without waiting: a read of one key (GET or
+/// HEAD on `/data/{key}`), the most frequent request, answered where it is parsed with
+/// no task state of its own. The same answer as [`handle`] gives; `None` for every other
+/// request, which goes to [`handle`].
+pub fn answer_now(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> Option<Resp> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
     }
-    node.metrics.request(route, resp.status().as_u16());
-    if let Some(path) = path {
-        debug!(node = %node.id, %method, %path, status = resp.status().as_u16(), remote = %remote, "request");
+    let segment = public_path(req.uri().path()).strip_prefix("/data/")?;
+    let head = Head::of(node, req);
+    let (route, result) = match rate_limited(node, remote, req) {
+        Some(refusal) => (Route::Other, Err(refusal)),
+        None => (
+            Route::Data,
+            decode_key(segment)
+                .map_err(ApiError::bad_request)
+                .and_then(|key| get_value(node, &key)),
+        ),
+    };
+    Some(head.finish(node, remote, route, result))
+}
+
+/// What finishing an answer needs of its request.
+struct Head {
+    /// Method and path, only copied when they will be logged: this runs for every request.
+    log: Option<(Method, String)>,
+    origin: Option<HeaderValue>,
+}
+
+impl Head {
+    fn of(node: &Node, req: &Request<Incoming>) -> Head {
+        Head {
+            log: tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| (req.method().clone(), req.uri().path().to_owned())),
+            origin: if node.config.cors_origins.is_empty() {
+                None
+            } else {
+                req.headers().get(header::ORIGIN).cloned()
+            },
+        }
     }
-    Ok(resp)
+
+    /// The response to send: CORS and security headers on public routes, counted, logged.
+    fn finish(self, node: &Node, remote: SocketAddr, route: Route, result: Result<Resp>) -> Resp {
+        let mut resp = result.unwrap_or_else(ApiError::into_response);
+        if route != Route::Internal {
+            cors::decorate(
+                &node.config.cors_origins,
+                self.origin.as_ref(),
+                resp.headers_mut(),
+            );
+            cors::secure(resp.headers_mut());
+        }
+        node.metrics.request(route, resp.status().as_u16());
+        if let Some((method, path)) = self.log {
+            debug!(node = %node.id, %method, %path, status = resp.status().as_u16(), remote = %remote, "request");
+        }
+        resp
+    }
+}
+
+/// `path` without the `/v1` prefix, an alias of `/` for REPRAM v2 clients.
+fn public_path(path: &str) -> &str {
+    match path.strip_prefix("/v1") {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
 }
 
 async fn route(
@@ -169,11 +218,7 @@ async fn route(
             internal_route(node, remote, kind, req).await,
         );
     }
-    // `/v1/...` is an alias of `/...` for REPRAM v2 clients.
-    let public = match path.strip_prefix("/v1") {
-        Some(rest) if rest.starts_with('/') => rest,
-        _ => path,
-    };
+    let public = public_path(path);
     let method = req.method().clone();
     match cors::preflight(&node.config.cors_origins, &method, req.headers()) {
         None => {}
