@@ -1,7 +1,8 @@
-//! Write fan-out: one bounded queue and sender task for the peers serving in this node's
-//! own process, one per other process (failure domain), however many nodes serve in it,
-//! and one per peer of this process reached over HTTP (a node of this cluster not
-//! serving here, which only tests arrange).
+//! Write fan-out: bounded queues with one sender task each. For the peers serving in this
+//! node's own process, one queue per writing thread, whose task runs on that thread's
+//! runtime (a write and its delivery wake no other thread); one per other process
+//! (failure domain), however many nodes serve in it; and one per peer of this process
+//! reached over HTTP (a node of this cluster not serving here, which only tests arrange).
 //!
 //! A write is handed to every queue at once (the entry is shared, never copied per peer).
 //! Each sender drains whatever has queued up into one batch, delivers it, and
@@ -25,8 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
 use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -240,11 +243,15 @@ impl ProcessLink {
     }
 }
 
-/// The peers serving in this node's own process: one queue and sender task for all of
-/// them, each batch handed to every one in memory (one queue push and one task wake-up
-/// per write, not one per peer).
+/// The peers serving in this node's own process: each batch is handed to every one of
+/// them in memory (one queue push per write, not one per peer). Every thread that writes
+/// has its own queue, whose sender task runs on that thread's runtime: at idle a write,
+/// its delivery and the writer's wake-up by the acknowledgement stay on one thread (no
+/// wake-up of another one), and under load each queue still batches.
 struct SiblingLink {
-    tx: mpsc::Sender<Job>,
+    /// Writing thread → its queue (a handful: the connection threads and the main
+    /// runtime's workers).
+    queues: Vec<(ThreadId, mpsc::Sender<Job>)>,
     /// id → (address, node).
     members: BTreeMap<String, (String, Weak<Node>)>,
     /// `members`, as handed to new jobs.
@@ -259,7 +266,37 @@ struct Siblings {
     nodes: Vec<(String, Weak<Node>)>,
 }
 
+/// More writing threads than this share the first queue.
+const MAX_SIBLING_QUEUES: usize = 64;
+
 impl SiblingLink {
+    /// The index of the current thread's queue, made (with its sender task on this
+    /// thread's runtime, else on `home`) at the thread's first write. Queues whose task
+    /// is gone (its runtime ended) are dropped then.
+    fn queue_here(&mut self, home: &Home, metrics: &Arc<Metrics>) -> usize {
+        let me = std::thread::current().id();
+        let live = |tx: &mpsc::Sender<Job>| !tx.is_closed();
+        if let Some(i) = self.queues.iter().position(|(t, tx)| *t == me && live(tx)) {
+            return i;
+        }
+        self.queues.retain(|(_, tx)| live(tx));
+        if self.queues.len() >= MAX_SIBLING_QUEUES {
+            return 0;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let target = Target::Siblings {
+            nodes: self.shared.clone(),
+            metrics: metrics.clone(),
+        };
+        let task = sender_task(target, "this process".into(), rx, false, metrics.clone());
+        match Handle::try_current() {
+            Ok(here) => drop(here.spawn(task)),
+            Err(_) => drop(home.spawn(task)),
+        }
+        self.queues.push((me, tx));
+        self.queues.len() - 1
+    }
+
     fn publish(&mut self) {
         let peers = self.members.iter().map(|(id, (addr, _))| Peer {
             id: id.clone(),
@@ -521,26 +558,14 @@ impl Replicator {
         links.peers.insert(id.to_string(), Link { addr, tx });
     }
 
-    /// The link to the peers serving in this process, with none yet, and its sender task.
+    /// The link to the peers serving in this process, with none yet (its queues are made
+    /// by the writes).
     fn sibling_link(&self) -> SiblingLink {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let shared = Arc::new(Mutex::new(Arc::new(Siblings::default())));
-        let target = Target::Siblings {
-            nodes: shared.clone(),
-            metrics: self.metrics.clone(),
-        };
-        self.home.spawn(sender_task(
-            target,
-            "this process".to_string(),
-            rx,
-            false,
-            self.metrics.clone(),
-        ));
         SiblingLink {
-            tx,
+            queues: Vec::new(),
             members: BTreeMap::new(),
             view: Arc::new(View::default()),
-            shared,
+            shared: Arc::new(Mutex::new(Arc::new(Siblings::default()))),
         }
     }
 
@@ -605,7 +630,10 @@ impl Replicator {
     pub fn queued(&self) -> usize {
         let links = lock(&self.links);
         let waiting = |tx: &mpsc::Sender<Job>| QUEUE_CAPACITY.saturating_sub(tx.capacity());
-        links.siblings.as_ref().map_or(0, |l| waiting(&l.tx))
+        let siblings = links.siblings.as_ref().map_or(0, |l| {
+            l.queues.iter().map(|(_, tx)| waiting(tx)).sum::<usize>()
+        });
+        siblings
             + links.peers.values().map(|l| waiting(&l.tx)).sum::<usize>()
             + links
                 .processes
@@ -623,13 +651,18 @@ impl Replicator {
     /// Queue `entry` for every peer, with a token of `acks` when given (a peer that
     /// stores the write acknowledges with it).
     pub fn broadcast(&self, entry: Arc<Entry>, acks: Option<&Acks>) -> Fanout {
-        let links = lock(&self.links);
+        let mut links = lock(&self.links);
         let mut fanout = Fanout::default();
-        if let Some(link) = &links.siblings {
-            let peers = Some(&link.view);
-            self.enqueue(&link.tx, &entry, acks, peers, &mut fanout, || {
-                "this process's peers".to_string()
-            });
+        if let Some(link) = &mut links.siblings {
+            let i = link.queue_here(&self.home, &self.metrics);
+            self.enqueue(
+                &link.queues[i].1,
+                &entry,
+                acks,
+                Some(&link.view),
+                &mut fanout,
+                || "this process's peers".to_string(),
+            );
         }
         for (id, link) in &links.peers {
             self.enqueue(&link.tx, &entry, acks, None, &mut fanout, || {
@@ -994,6 +1027,58 @@ mod tests {
             .unwrap();
         assert_eq!(out.acks, 1);
         assert!(peers[0].store.get("k3").is_none());
+    }
+
+    /// Writes from two threads, each with a runtime of its own, while the test's runtime
+    /// is blocked: each is delivered and acknowledged on its own thread.
+    #[tokio::test]
+    async fn each_writing_thread_delivers_to_this_process_on_its_own_runtime() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let (a, b) = pair(&stop);
+        let _serving = crate::local::register(&b);
+        a.replicator.add_peer(&b.id, closed_addr());
+        // Each keeps its runtime until both wrote.
+        let both = Arc::new(std::sync::Barrier::new(2));
+        let writers: Vec<_> = (0..2)
+            .map(|t| {
+                let (a, both) = (a.clone(), both.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let acks = rt.block_on(async {
+                        let key = format!("t{t}");
+                        a.put(key, Bytes::from_static(b"v"), 60).await.unwrap().acks
+                    });
+                    both.wait();
+                    acks
+                })
+            })
+            .collect();
+        // Blocking here: a sender task spawned on this runtime would never run.
+        let acks: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(acks, [2, 2], "a and b, within the writer's thread");
+        assert!(b.store.get("t0").is_some() && b.store.get("t1").is_some());
+        // (The threads still ran while the second wrote: two queues.)
+        let queues = |a: &Node| {
+            lock(&a.replicator.links)
+                .siblings
+                .as_ref()
+                .unwrap()
+                .queues
+                .len()
+        };
+        assert_eq!(queues(&a), 2);
+
+        // Those threads and their runtimes are gone: the next write drops their queues.
+        let out = a
+            .put("t2".into(), Bytes::from_static(b"v"), 60)
+            .await
+            .unwrap();
+        assert_eq!(out.acks, 2);
+        assert_eq!(queues(&a), 1);
+        assert!(b.store.get("t2").is_some());
     }
 
     #[tokio::test]
