@@ -1060,7 +1060,6 @@ mod tests {
         let acks: Vec<usize> = writers.into_iter().map(|w| w.join().unwrap()).collect();
         assert_eq!(acks, [2, 2], "a and b, within the writer's thread");
         assert!(b.store.get("t0").is_some() && b.store.get("t1").is_some());
-        // (The threads still ran while the second wrote: two queues.)
         let queues = |a: &Node| {
             lock(&a.replicator.links)
                 .siblings
@@ -1069,7 +1068,7 @@ mod tests {
                 .queues
                 .len()
         };
-        assert_eq!(queues(&a), 2);
+        assert_eq!(queues(&a), 2, "one per writing thread");
 
         // Those threads and their runtimes are gone: the next write drops their queues.
         let out = a
