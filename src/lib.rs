@@ -15,6 +15,7 @@
 
 pub mod antientropy;
 pub mod auth;
+pub mod catchup;
 pub mod clock;
 pub mod config;
 pub mod discovery;

@@ -13,7 +13,8 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
+use crate::antientropy;
+use crate::catchup::CATCH_UP_IDLE;
 use crate::clock::{now_ms, origin_tag, Hlc, Version};
 use crate::config::Config;
 use crate::membership::{
@@ -23,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::replication::{Acks, Fanout, Replicator};
 use crate::runtime::{Dispatch, Home};
 use crate::store::{Applied, Record, Store, StoreError};
-use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
+use crate::transport::{CallError, PeerClient, GOSSIP_PATH};
 use crate::wire::{self, Entry, Message, NodeInfo};
 
 /// Timing knobs that are not part of the public configuration.
@@ -73,10 +74,6 @@ fn local_host(bind: IpAddr) -> String {
     }
 }
 
-const CATCH_UP_IDLE: u8 = 0;
-const CATCH_UP_RUNNING: u8 = 1;
-const CATCH_UP_DONE: u8 = 2;
-
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -125,7 +122,7 @@ pub struct Node {
     /// True while the node serves (see [`crate::local`]).
     serving: AtomicBool,
     /// Catch-up after start: [`CATCH_UP_IDLE`], [`CATCH_UP_RUNNING`] or [`CATCH_UP_DONE`].
-    caught_up: AtomicU8,
+    pub(crate) caught_up: AtomicU8,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
     /// Where its long-lived tasks run.
@@ -420,94 +417,6 @@ impl Node {
         }
     }
 
-    /// Anti-entropy step 2: our (key, version) pairs in the buckets where `remote` differs.
-    pub fn versions_for(&self, remote: &[u64]) -> Message {
-        let diff = antientropy::differing(&self.store.digest(), remote);
-        Message::Versions(self.store.versions_in(&diff, u64::MAX))
-    }
-
-    /// Anti-entropy step 3: the live entries among `keys` (at most [`FETCH_CHUNK`]).
-    pub fn fetch(&self, keys: &[String]) -> Message {
-        let entries = keys
-            .iter()
-            .take(FETCH_CHUNK)
-            .filter_map(|k| {
-                let r = self.store.get(k)?;
-                Some(Entry {
-                    key: k.clone(),
-                    value: r.value,
-                    created_ms: r.created_ms,
-                    expires_ms: r.expires_ms,
-                    version: r.version,
-                })
-            })
-            .collect();
-        Message::Replicate(entries)
-    }
-
-    /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
-    /// an older version of. Returns how many entries changed here.
-    ///
-    /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
-    /// replication is still delivering; catch-up after start takes everything.
-    pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
-        const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
-        let digest = Message::Digest(self.store.digest());
-        let mut versions = match self
-            .client
-            .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
-            .await?
-        {
-            Message::Versions(v) => v,
-            other => {
-                return Err(CallError::Http(format!(
-                    "unexpected reply {}",
-                    other.kind()
-                )))
-            }
-        };
-        if settle {
-            let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
-            versions.retain(|(_, v)| v.wall_ms() <= settled);
-        }
-        let wanted: Vec<String> = antientropy::wanted(&versions, |k| self.store.version(k))
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let mut repaired = 0;
-        for chunk in wanted.chunks(FETCH_CHUNK) {
-            let fetch = Message::Fetch(chunk.to_vec());
-            match self
-                .client
-                .call(addr, SYNC_PATH, &fetch, ROUND_TIMEOUT)
-                .await?
-            {
-                Message::Replicate(entries) => {
-                    for e in &entries {
-                        if matches!(
-                            self.apply_remote(e),
-                            Some(Applied::Inserted | Applied::Replaced)
-                        ) {
-                            repaired += 1;
-                        }
-                    }
-                }
-                other => {
-                    return Err(CallError::Http(format!(
-                        "unexpected reply {}",
-                        other.kind()
-                    )))
-                }
-            }
-            if self.is_stopping() {
-                break;
-            }
-        }
-        self.metrics.anti_entropy_rounds.inc();
-        self.metrics.anti_entropy_repairs.inc_by(repaired as u64);
-        Ok(repaired)
-    }
-
     /// Anti-entropy rounds against a random live peer, forever (until shutdown).
     async fn anti_entropy_loop(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
@@ -538,32 +447,6 @@ impl Node {
                 Err(e) => {
                     debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "anti-entropy round failed")
                 }
-            }
-        }
-    }
-
-    /// After start, pull everything from the first peer that answers. Only one catch-up
-    /// runs at a time: peers that join meanwhile are left to periodic anti-entropy.
-    async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
-        let claimed = self.caught_up.compare_exchange(
-            CATCH_UP_IDLE,
-            CATCH_UP_RUNNING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        if claimed.is_err() {
-            return;
-        }
-        let started = Instant::now();
-        match self.sync_with(&addr, false).await {
-            Ok(n) => {
-                self.caught_up.store(CATCH_UP_DONE, Ordering::Release);
-                info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
-            }
-            Err(e) => {
-                // Let the next peer that joins try again.
-                self.caught_up.store(CATCH_UP_IDLE, Ordering::Release);
-                debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
             }
         }
     }
