@@ -1,22 +1,109 @@
-//! Catch-up: how a node that starts late pulls the data its peers hold, and the
-//! anti-entropy round it is built on (see [`crate::antientropy`]).
+//! Catch-up: how a node that starts late (or comes back from a pause) gets the data
+//! the cluster holds, and the anti-entropy round it is built on (see
+//! [`crate::antientropy`]).
+//!
+//! After its first discovery round a node pulls every live entry from a peer that holds
+//! them: a peer of another process (a sibling that started with it is as empty as it is),
+//! the one that is itself caught up and has lived longest (asked through `/ready`). The
+//! nodes of one process share the work in memory: the lowest-indexed node that needs
+//! data fetches, applying each page to its siblings too, and a node that finds a sibling
+//! caught up copies from it without a network call. Until caught up a node is not
+//! `/ready`, and a read that misses locally is read through from one or two such peers.
+//! A node whose clock jumps (the process was paused) or that sees peers it had declared
+//! dead come back while it had no other peer outside its process catches up again.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::StreamExt;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
+use crate::ids::failure_domain;
 use crate::node::Node;
 use crate::store::Applied;
 use crate::transport::{CallError, SYNC_PATH};
 use crate::wire::{Entry, Message};
 
-pub(crate) const CATCH_UP_IDLE: u8 = 0;
-pub(crate) const CATCH_UP_RUNNING: u8 = 1;
-pub(crate) const CATCH_UP_DONE: u8 = 2;
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+/// A gap this long between two ticks of the pause watch means the process was stopped
+/// (SIGSTOP, a frozen VM) or starved: the cluster went on without it.
+const PAUSE: Duration = Duration::from_secs(3);
+/// How often the pause watch ticks.
+const TICK: Duration = Duration::from_millis(250);
+/// Deadline of one read-through call, and how long a read waits for a first peer to ask.
+const READ_THROUGH_TIMEOUT: Duration = Duration::from_millis(500);
+const READ_THROUGH_WAIT: Duration = Duration::from_secs(2);
+/// Peers asked per read-through, at most: a miss must not fan out to the cluster.
+const READ_THROUGH_PEERS: usize = 2;
+/// Read-throughs in flight per node, at most; more are answered 503.
+const READ_THROUGH_CONCURRENCY: usize = 64;
+/// Pages fetched at once during catch-up.
+const FETCH_PARALLEL: usize = 4;
+/// Peers asked how caught up and how old they are, at most.
+const RANKED: usize = 6;
+/// How long catch-up waits for every peer to have heard of this node before its last
+/// (small) pull, which takes what was written before peers began replicating to it.
+const HEARD_WAIT: Duration = Duration::from_secs(2);
+/// Ids of lost peers remembered, at most.
+const MAX_LOST: usize = 1_024;
+
+/// The catch-up state of one node.
+pub struct CatchUp {
+    state: AtomicU8,
+    /// Set when catch-up must run (again) after the current one.
+    again: AtomicBool,
+    /// Addresses of the peers that hold the data, best first.
+    sources: Mutex<Vec<String>>,
+    /// Ms since the node started at the pause watch's last tick.
+    last_tick_ms: AtomicU64,
+    /// Peers this node declared dead (a partition, or a pause elsewhere).
+    lost: Mutex<HashSet<String>>,
+    read_throughs: Semaphore,
+}
+
+impl Default for CatchUp {
+    fn default() -> Self {
+        CatchUp {
+            state: AtomicU8::new(IDLE),
+            again: AtomicBool::new(false),
+            sources: Mutex::new(Vec::new()),
+            last_tick_ms: AtomicU64::new(0),
+            lost: Mutex::new(HashSet::new()),
+            read_throughs: Semaphore::new(READ_THROUGH_CONCURRENCY),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a read-through found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadThrough {
+    /// The key is now held here.
+    Found,
+    /// No peer asked holds it (or none answered in time).
+    Missing,
+    /// Too many read-throughs in flight: try again shortly.
+    Busy,
+}
+
+/// How a peer answered `/ready`: for choosing where to catch up from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    answered: bool,
+    caught_up: bool,
+    uptime_s: u64,
+}
 
 impl Node {
     /// Anti-entropy step 2: our (key, version) pairs in the buckets where `remote` differs.
@@ -44,12 +131,15 @@ impl Node {
         Message::Replicate(entries)
     }
 
-    /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
-    /// an older version of. Returns how many entries changed here.
-    ///
-    /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
-    /// replication is still delivering; catch-up after start takes everything.
-    pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
+    /// Pull from the peer at `addr` every entry we lack or hold an older version of,
+    /// applying each page here and to every node of `share` that is still catching up:
+    /// how many entries changed here.
+    async fn pull(
+        &self,
+        addr: &str,
+        settle: bool,
+        share: &[Arc<Node>],
+    ) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let digest = Message::Digest(self.store.digest());
         let mut versions = match self
@@ -73,14 +163,27 @@ impl Node {
             .into_iter()
             .map(String::from)
             .collect();
+        drop(versions);
         let mut repaired = 0;
-        for chunk in wanted.chunks(FETCH_CHUNK) {
-            let fetch = Message::Fetch(chunk.to_vec());
-            match self
-                .client
-                .call(addr, SYNC_PATH, &fetch, ROUND_TIMEOUT)
-                .await?
-            {
+        let fetches: Vec<bytes::Bytes> = wanted
+            .chunks(FETCH_CHUNK)
+            .map(|chunk| Message::Fetch(chunk.to_vec()).encode())
+            .collect();
+        drop(wanted);
+        let client = self.client.clone();
+        let addr_owned = addr.to_string();
+        let mut pages = futures::stream::iter(fetches)
+            .map(move |fetch| {
+                let (client, addr) = (client.clone(), addr_owned.clone());
+                async move {
+                    client
+                        .call_encoded(&addr, SYNC_PATH, fetch, ROUND_TIMEOUT)
+                        .await
+                }
+            })
+            .buffer_unordered(FETCH_PARALLEL);
+        while let Some(reply) = pages.next().await {
+            match reply? {
                 Message::Replicate(entries) => {
                     for e in &entries {
                         if matches!(
@@ -88,6 +191,11 @@ impl Node {
                             Some(Applied::Inserted | Applied::Replaced)
                         ) {
                             repaired += 1;
+                        }
+                    }
+                    for sibling in share {
+                        if !sibling.catchup.is_done() {
+                            sibling.apply_batch(&entries);
                         }
                     }
                 }
@@ -107,29 +215,323 @@ impl Node {
         Ok(repaired)
     }
 
-    /// After start, pull everything from the first peer that answers. Only one catch-up
-    /// runs at a time: peers that join meanwhile are left to periodic anti-entropy.
-    pub(crate) async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
-        let claimed = self.caught_up.compare_exchange(
-            CATCH_UP_IDLE,
-            CATCH_UP_RUNNING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        if claimed.is_err() {
+    /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
+    /// an older version of. Returns how many entries changed here.
+    ///
+    /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
+    /// replication is still delivering; catch-up takes everything.
+    pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
+        self.pull(addr, settle, &[]).await
+    }
+
+    /// Copy from `source`, a node of this process, every entry we lack or hold an older
+    /// version of, in memory: how many entries changed here.
+    fn copy_from(&self, source: &Node) -> usize {
+        let diff = antientropy::differing(&self.store.digest(), &source.store.digest());
+        let versions = source.store.versions_in(&diff, u64::MAX);
+        let mut copied = 0;
+        for key in antientropy::wanted(&versions, |k| self.store.version(k)) {
+            let Some(r) = source.store.get(key) else {
+                continue;
+            };
+            let entry = Entry {
+                key: key.to_string(),
+                value: r.value,
+                created_ms: r.created_ms,
+                expires_ms: r.expires_ms,
+                version: r.version,
+            };
+            if matches!(
+                self.apply_remote(&entry),
+                Some(Applied::Inserted | Applied::Replaced)
+            ) {
+                copied += 1;
+            }
+        }
+        copied
+    }
+
+    /// True once this node holds the cluster's data: caught up, and not just back from
+    /// a pause it has not yet noticed.
+    pub fn is_caught_up(&self) -> bool {
+        self.catchup.is_done() && !self.paused()
+    }
+
+    /// True when the pause watch has not ticked for [`PAUSE`]: the process was stopped.
+    fn paused(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        now.saturating_sub(self.catchup.last_tick_ms.load(Ordering::Acquire))
+            > PAUSE.as_millis() as u64
+    }
+
+    /// Nodes of this process serving the same cluster, this one left out.
+    fn siblings(&self) -> Vec<Arc<Node>> {
+        crate::local::serving_in(failure_domain(&self.id))
+            .into_iter()
+            .filter(|n| n.id != self.id)
+            .collect()
+    }
+
+    /// Addresses of the live peers in other processes, as this node or its siblings
+    /// know them.
+    fn external_peers(&self, siblings: &[Arc<Node>]) -> Vec<String> {
+        let domain = failure_domain(&self.id);
+        let mut addrs = Vec::new();
+        for node in std::iter::once(self).chain(siblings.iter().map(|s| &**s)) {
+            let m = node.membership();
+            for p in m.peers() {
+                if !p.suspect && failure_domain(&p.info.id) != domain {
+                    let a = p.addr();
+                    if !addrs.contains(&a) {
+                        addrs.push(a);
+                    }
+                }
+            }
+        }
+        addrs
+    }
+
+    /// `candidates` best first: peers that are caught up, then the longest-lived.
+    async fn rank(&self, mut candidates: Vec<String>) -> Vec<String> {
+        candidates.truncate(RANKED);
+        let asks = candidates.iter().map(|addr| async move {
+            let rank = match self
+                .client
+                .get_json(addr, "/ready", READ_THROUGH_TIMEOUT)
+                .await
+            {
+                Ok((status, doc)) => Rank {
+                    answered: true,
+                    caught_up: doc["caught_up"].as_bool().unwrap_or(status.is_success()),
+                    uptime_s: doc["uptime_s"].as_u64().unwrap_or(0),
+                },
+                Err(_) => Rank {
+                    answered: false,
+                    caught_up: false,
+                    uptime_s: 0,
+                },
+            };
+            (rank, addr.clone())
+        });
+        let mut ranked = futures::future::join_all(asks).await;
+        ranked.sort_by(|a, b| b.0.cmp(&a.0));
+        ranked.into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Catch up until done (or shutdown): see the module documentation.
+    async fn catch_up(self: &Arc<Self>) {
+        let started = Instant::now();
+        let mut failures = 0u32;
+        loop {
+            if self.is_stopping() {
+                return;
+            }
+            self.catchup.again.store(false, Ordering::Release);
+            let siblings = self.siblings();
+            if let Some(source) = siblings.iter().find(|s| s.is_caught_up()) {
+                let n = self.copy_from(source);
+                *lock(&self.catchup.sources) = lock(&source.catchup.sources).clone();
+                if self.finish() {
+                    info!(node = %self.id, port = self.port, from = %source.id, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from a node of this process, in memory");
+                    return;
+                }
+                continue;
+            }
+            // A sibling with a lower index is fetching, for us too.
+            let fetching = siblings.iter().any(|s| {
+                s.index < self.index && s.catchup.state.load(Ordering::Acquire) == RUNNING
+            });
+            if fetching {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            self.catchup.state.store(RUNNING, Ordering::Release);
+            let candidates = self.external_peers(&siblings);
+            if candidates.is_empty() {
+                // The first process of the cluster (or alone): nobody to catch up from.
+                if self.finish() {
+                    info!(node = %self.id, port = self.port, ms = started.elapsed().as_millis() as u64, "no peer in another process; nothing to catch up");
+                    return;
+                }
+                continue;
+            }
+            let ranked = self.rank(candidates).await;
+            *lock(&self.catchup.sources) = ranked.clone();
+            let mut done = false;
+            for addr in ranked.iter().take(3) {
+                match self.pull(addr, false, &siblings).await {
+                    Ok(n) => {
+                        // Writes made before every peer replicated to us: a last, small pull.
+                        self.wait_heard(started).await;
+                        let tail = self.pull(addr, false, &siblings).await.unwrap_or(0);
+                        if self.finish() {
+                            info!(node = %self.id, port = self.port, peer = %addr, entries = n + tail, keys = self.store.len(), ms = started.elapsed().as_millis() as u64, "caught up from peer");
+                            return;
+                        }
+                        done = true;
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(node = %self.id, port = self.port, peer = %addr, error = %e, "catch-up pull failed; trying the next peer")
+                    }
+                }
+            }
+            if done {
+                continue;
+            }
+            self.catchup.state.store(IDLE, Ordering::Release);
+            failures += 1;
+            let backoff = Duration::from_millis(50u64 << failures.min(5));
+            warn!(node = %self.id, port = self.port, retry_in_ms = backoff.as_millis() as u64, "no peer gave the data; catch-up retries");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Mark this node caught up, unless it must run again: true when done.
+    fn finish(&self) -> bool {
+        if self.catchup.again.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        self.catchup.state.store(DONE, Ordering::Release);
+        true
+    }
+
+    /// Wait (at most [`HEARD_WAIT`]) until every live peer has talked to this node since
+    /// `since`: from then on, it replicates its writes here.
+    async fn wait_heard(&self, since: Instant) {
+        let deadline = Instant::now() + HEARD_WAIT;
+        while Instant::now() < deadline && !self.is_stopping() {
+            if self.membership().peers().all(|p| p.last_seen >= since) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Catch up after the first discovery round, and again whenever asked to, until
+    /// shutdown. The pause watch runs beside it.
+    pub(crate) async fn catch_up_loop(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut last = Instant::now();
+        loop {
+            self.pause_watch(&mut last);
+            if self.is_ready() && !self.catchup.is_done() {
+                // The watch must keep ticking while catch-up runs.
+                let mut catching = std::pin::pin!(self.catch_up());
+                loop {
+                    tokio::select! {
+                        _ = &mut catching => break,
+                        _ = tokio::time::sleep(TICK) => self.pause_watch(&mut last),
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(if self.is_ready() { TICK } else { Duration::from_millis(10) }) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// One tick of the pause watch: a long gap since the `last` tick means this process
+    /// was stopped, and must catch up again (checked before the tick is recorded, so
+    /// [`Node::is_caught_up`] is false until then).
+    fn pause_watch(&self, last: &mut Instant) {
+        let now = Instant::now();
+        let gap = now.duration_since(*last);
+        if gap > PAUSE {
+            warn!(node = %self.id, port = self.port, paused_ms = gap.as_millis() as u64, "this node was paused; catching up again");
+            self.resync();
+        }
+        *last = now;
+        self.catchup
+            .last_tick_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+    }
+
+    /// Catch up again (after a pause or a partition): not ready until done.
+    fn resync(&self) {
+        self.catchup.again.store(true, Ordering::Release);
+        let _ =
+            self.catchup
+                .state
+                .compare_exchange(DONE, IDLE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A peer was declared dead: remembered, to notice a partition healing.
+    pub(crate) fn catch_up_peer_lost(&self, id: &str) {
+        let mut lost = lock(&self.catchup.lost);
+        if lost.len() < MAX_LOST {
+            lost.insert(id.to_string());
+        }
+    }
+
+    /// A peer joined. A peer of another process this node had declared dead, coming
+    /// back while no other peer outside this process was alive, means this node was
+    /// cut off: it catches up again.
+    pub(crate) fn catch_up_peer_joined(&self, id: &str) {
+        let domain = failure_domain(&self.id);
+        if failure_domain(id) == domain || !lock(&self.catchup.lost).remove(id) {
             return;
         }
-        let started = Instant::now();
-        match self.sync_with(&addr, false).await {
-            Ok(n) => {
-                self.caught_up.store(CATCH_UP_DONE, Ordering::Release);
-                info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
+        let others = self
+            .membership()
+            .peers()
+            .filter(|p| p.info.id != id && failure_domain(&p.info.id) != domain)
+            .count();
+        if others == 0 && self.catchup.is_done() {
+            info!(node = %self.id, port = self.port, peer = %id, "a lost peer is back after this node was cut off; catching up again");
+            self.resync();
+        }
+    }
+
+    /// Read `key` through from a peer that holds the data, while this node is catching
+    /// up: at most [`READ_THROUGH_PEERS`] peers, each within [`READ_THROUGH_TIMEOUT`].
+    /// The entry found is stored here with its origin's expiry.
+    pub async fn read_through(&self, key: &str) -> ReadThrough {
+        let Ok(_permit) = self.catchup.read_throughs.try_acquire() else {
+            return ReadThrough::Busy;
+        };
+        let deadline = Instant::now() + READ_THROUGH_WAIT;
+        let addrs = loop {
+            if self.is_caught_up() || self.is_stopping() {
+                return ReadThrough::Missing;
             }
-            Err(e) => {
-                // Let the next peer that joins try again.
-                self.caught_up.store(CATCH_UP_IDLE, Ordering::Release);
-                debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
+            let mut addrs = lock(&self.catchup.sources).clone();
+            if addrs.is_empty() {
+                addrs = self.external_peers(&self.siblings());
+            }
+            if !addrs.is_empty() {
+                break addrs;
+            }
+            // Before the first discovery round: no peer known yet.
+            if Instant::now() >= deadline {
+                return ReadThrough::Missing;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let ask = Message::Fetch(vec![key.to_string()]);
+        for addr in addrs.iter().take(READ_THROUGH_PEERS) {
+            if let Ok(Message::Replicate(entries)) = self
+                .client
+                .call(addr, SYNC_PATH, &ask, READ_THROUGH_TIMEOUT)
+                .await
+            {
+                for e in entries.iter().filter(|e| e.key == key) {
+                    self.apply_remote(e);
+                }
+                if self.store.get(key).is_some() {
+                    return ReadThrough::Found;
+                }
             }
         }
+        ReadThrough::Missing
+    }
+}
+
+impl CatchUp {
+    fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
     }
 }

@@ -4,7 +4,7 @@
 use rand::Rng;
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::antientropy;
-use crate::catchup::CATCH_UP_IDLE;
 use crate::clock::{now_ms, origin_tag, Hlc, Version};
 use crate::config::Config;
 use crate::membership::{
@@ -22,7 +21,7 @@ use crate::membership::{
 };
 use crate::metrics::Metrics;
 use crate::replication::{Acks, Fanout, Replicator};
-use crate::runtime::{Dispatch, Home};
+use crate::runtime::Dispatch;
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH};
 use crate::wire::{self, Entry, Message, NodeInfo};
@@ -121,12 +120,10 @@ pub struct Node {
     ready: AtomicBool,
     /// True while the node serves (see [`crate::local`]).
     serving: AtomicBool,
-    /// Catch-up after start: [`CATCH_UP_IDLE`], [`CATCH_UP_RUNNING`] or [`CATCH_UP_DONE`].
-    pub(crate) caught_up: AtomicU8,
-    shutdown: watch::Receiver<bool>,
+    /// Catch-up after start or a pause (see [`crate::catchup`]).
+    pub(crate) catchup: crate::catchup::CatchUp,
+    pub(crate) shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
-    /// Where its long-lived tasks run.
-    home: Home,
     /// Where its client connections are served.
     pub(crate) conn_threads: Dispatch,
 }
@@ -232,9 +229,8 @@ impl Node {
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
-            caught_up: AtomicU8::new(CATCH_UP_IDLE),
+            catchup: Default::default(),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
-            home: Home::here(),
             conn_threads,
             id,
             index,
@@ -250,7 +246,8 @@ impl Node {
         self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True once the first discovery round has finished.
+    /// True once the first discovery round has finished (see [`Node::is_caught_up`]
+    /// for holding the data too).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -263,6 +260,20 @@ impl Node {
 
     pub(crate) fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Release);
+    }
+
+    /// A host clients can reach this node at: the advertised one, else the address peers
+    /// see it at, else the bind address (loopback when that is every address).
+    pub fn reachable_host(&self) -> String {
+        if let Some(h) = &self.config.advertise_host {
+            return h.clone();
+        }
+        let seen = self.membership().me().host.clone();
+        if seen.is_empty() {
+            local_host(self.config.bind_addr)
+        } else {
+            seen
+        }
     }
 
     /// True once shutdown has begun.
@@ -507,6 +518,7 @@ impl Node {
                     warn!(node = %self.id, port = self.port, event = "dead", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
                     self.metrics.peer_deaths.inc();
                     self.replicator.remove_peer(&p.id);
+                    self.catch_up_peer_lost(&p.id);
                 }
                 Event::Replaced { old, new } => {
                     info!(node = %self.id, port = self.port, event = "replaced", peer = %new.id, old = %old.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
@@ -575,10 +587,8 @@ impl Node {
         let addr = reach.unwrap_or_else(|| fmt_addr(&p.host, p.port));
         info!(node = %self.id, port = self.port, event = "joined", peer = %p.id, addr = %addr, "peer joined");
         self.metrics.peer_joins.inc();
-        self.replicator.add_peer(&p.id, addr.clone());
-        let node = self.clone();
-        self.home
-            .spawn(async move { node.catch_up_from(p.id, addr).await });
+        self.replicator.add_peer(&p.id, addr);
+        self.catch_up_peer_joined(&p.id);
     }
 
     /// Send one probe and feed the outcome back into membership.
@@ -721,6 +731,7 @@ impl Node {
             ),
             AbortOnDrop(tokio::spawn(self.clone().drive_membership())),
             AbortOnDrop(tokio::spawn(self.clone().anti_entropy_loop())),
+            AbortOnDrop(tokio::spawn(self.clone().catch_up_loop())),
         ];
         // Peers of this process hand replication batches over in memory while this
         // registration lives: it ends with this future, like the tasks above.
