@@ -63,8 +63,11 @@ pub struct Metrics {
     pub peer_deaths: Counter,
     /// Times a peer became suspect.
     pub peer_suspicions: Counter,
-    /// Probes that got no valid answer (includes empty ports of the range).
+    /// Probes of members that got no valid answer.
     pub probe_failures: Counter,
+    /// Probes of discovery addresses (ports of the range, seeds) where no node answered:
+    /// empty ports, so rising on a healthy cluster.
+    pub discovery_misses: Counter,
     /// Replication batches a peer confirmed.
     pub replication_batches: Counter,
     /// Entries in confirmed batches.
@@ -157,6 +160,7 @@ impl Metrics {
             peer_deaths: Counter::default(),
             peer_suspicions: Counter::default(),
             probe_failures: Counter::default(),
+            discovery_misses: Counter::default(),
             replication_batches: Counter::default(),
             replication_entries: Counter::default(),
             replication_failures: Counter::default(),
@@ -202,8 +206,13 @@ impl Metrics {
         );
         registry.register(
             "probe_failures",
-            "Membership probes without a valid answer",
+            "Probes of members without a valid answer",
             m.probe_failures.clone(),
+        );
+        registry.register(
+            "discovery_misses",
+            "Probes of discovery addresses (empty ports of the range) without an answer",
+            m.discovery_misses.clone(),
         );
         registry.register(
             "replication_batches",

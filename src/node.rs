@@ -616,7 +616,11 @@ impl Node {
             }
         };
         if !matches!(outcome, ProbeOutcome::Reply(_)) {
-            self.metrics.probe_failures.inc();
+            // Empty ports of the range miss forever: kept apart from members' failures.
+            match probe.member {
+                Some(_) => self.metrics.probe_failures.inc(),
+                None => self.metrics.discovery_misses.inc(),
+            };
         }
         let (events, indirect) = self
             .membership()
