@@ -6,7 +6,7 @@
 //! them: a peer of another process (a sibling that started with it is as empty as it is),
 //! the one that is itself caught up and has lived longest (asked through `/ready`). The
 //! nodes of one process share the work in memory: the lowest-indexed node that needs
-//! data fetches, applying each page to its siblings too, and a node that finds a sibling
+//! data fetches (the others wait for it), applying each page to its siblings too, and a node that finds a sibling
 //! caught up copies from it without a network call. Until caught up a node is not
 //! `/ready`, and a read that misses locally is read through from one or two such peers.
 //! A node whose clock jumps (the process was paused) or that sees peers it had declared
@@ -49,9 +49,9 @@ const READ_THROUGH_CONCURRENCY: usize = 64;
 const FETCH_PARALLEL: usize = 4;
 /// Peers asked how caught up and how old they are, at most.
 const RANKED: usize = 6;
-/// How long catch-up waits for every peer to have heard of this node before its last
-/// (small) pull, which takes what was written before peers began replicating to it.
-const HEARD_WAIT: Duration = Duration::from_secs(2);
+/// How long catch-up waits for every peer to know this node before its last (small)
+/// pull, which takes what was written before peers began replicating to it.
+const KNOWN_WAIT: Duration = Duration::from_secs(5);
 /// Ids of lost peers remembered, at most.
 const MAX_LOST: usize = 1_024;
 
@@ -337,10 +337,10 @@ impl Node {
                 }
                 continue;
             }
-            // A sibling with a lower index is fetching, for us too.
-            let fetching = siblings.iter().any(|s| {
-                s.index < self.index && s.catchup.state.load(Ordering::Acquire) == RUNNING
-            });
+            // The lowest-indexed node that needs data fetches it, for us too.
+            let fetching = siblings
+                .iter()
+                .any(|s| s.index < self.index && !s.is_caught_up());
             if fetching {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
@@ -362,7 +362,7 @@ impl Node {
                 match self.pull(addr, false, &siblings).await {
                     Ok(n) => {
                         // Writes made before every peer replicated to us: a last, small pull.
-                        self.wait_heard(started).await;
+                        self.wait_known().await;
                         let tail = self.pull(addr, false, &siblings).await.unwrap_or(0);
                         if self.finish() {
                             info!(node = %self.id, port = self.port, peer = %addr, entries = n + tail, keys = self.store.len(), ms = started.elapsed().as_millis() as u64, "caught up from peer");
@@ -396,15 +396,34 @@ impl Node {
         true
     }
 
-    /// Wait (at most [`HEARD_WAIT`]) until every live peer has talked to this node since
-    /// `since`: from then on, it replicates its writes here.
-    async fn wait_heard(&self, since: Instant) {
-        let deadline = Instant::now() + HEARD_WAIT;
-        while Instant::now() < deadline && !self.is_stopping() {
-            if self.membership().peers().all(|p| p.last_seen >= since) {
-                return;
+    /// Wait (at most [`KNOWN_WAIT`]) until every live peer of another process lists this
+    /// node among its live peers (`/peers`): from then on, it replicates its writes here.
+    async fn wait_known(&self) {
+        let deadline = Instant::now() + KNOWN_WAIT;
+        let mut waiting = self.external_peers(&[]);
+        while !waiting.is_empty() && Instant::now() < deadline && !self.is_stopping() {
+            let asks = waiting.iter().map(|addr| async move {
+                let listed = match self
+                    .client
+                    .get_json(addr, "/peers", READ_THROUGH_TIMEOUT)
+                    .await
+                {
+                    Ok((_, doc)) => doc["peers"].as_array().is_some_and(|peers| {
+                        peers.iter().any(|p| p["node_id"].as_str() == Some(&self.id))
+                    }),
+                    // A peer that does not answer holds us up no longer.
+                    Err(_) => true,
+                };
+                (!listed).then(|| addr.clone())
+            });
+            waiting = futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            if !waiting.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -505,8 +524,9 @@ impl Node {
             if !addrs.is_empty() {
                 break addrs;
             }
-            // Before the first discovery round: no peer known yet.
-            if Instant::now() >= deadline {
+            // No peer known yet: worth waiting for only before the first discovery round
+            // of a node that serves.
+            if self.is_ready() || !self.accepts_replication() || Instant::now() >= deadline {
                 return ReadThrough::Missing;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

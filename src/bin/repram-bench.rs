@@ -1392,10 +1392,17 @@ impl Bench {
         let old: Vec<u16> = (base..base + 3).collect();
         let write = self.write_keys(&old, "c3-", keys, 3600, 32).await;
         let (ok, _, counts) = self
-            .wait_keys(&mut first, &old, keys as u64, Duration::from_secs(s.catchup_timeout))
+            .wait_keys(
+                &mut first,
+                &old,
+                keys as u64,
+                Duration::from_secs(s.catchup_timeout),
+            )
             .await?;
         if !ok {
-            return Err(format!("first process holds only {counts:?} of {keys} keys"));
+            return Err(format!(
+                "first process holds only {counts:?} of {keys} keys"
+            ));
         }
         let mut second = self.spawn_server("catchup-3b", 3, 6, Some(base))?;
         let new: Vec<u16> = (base + 3..base + 6).collect();
