@@ -52,6 +52,9 @@ const RANKED: usize = 6;
 /// How long catch-up waits for every peer to know this node before its last (small)
 /// pull, which takes what was written before peers began replicating to it.
 const KNOWN_WAIT: Duration = Duration::from_secs(5);
+/// Rounds in which every peer asked failed to give the data, before a node gives up and
+/// is ready without it.
+const GIVE_UP_AFTER: u32 = 3;
 /// Ids of lost peers remembered, at most.
 const MAX_LOST: usize = 1_024;
 
@@ -381,6 +384,16 @@ impl Node {
             }
             self.catchup.state.store(IDLE, Ordering::Release);
             failures += 1;
+            if failures >= GIVE_UP_AFTER {
+                // Peers that answer gossip but not sync (broken, or another program):
+                // staying unready forever would take the node out of service for nothing.
+                if self.finish() {
+                    warn!(node = %self.id, port = self.port, attempts = failures, "no peer gave the data; ready without it (anti-entropy keeps trying)");
+                    return;
+                }
+                failures = 0;
+                continue;
+            }
             let backoff = Duration::from_millis(50u64 << failures.min(5));
             warn!(node = %self.id, port = self.port, retry_in_ms = backoff.as_millis() as u64, "no peer gave the data; catch-up retries");
             tokio::time::sleep(backoff).await;
@@ -409,7 +422,9 @@ impl Node {
                     .await
                 {
                     Ok((_, doc)) => doc["peers"].as_array().is_some_and(|peers| {
-                        peers.iter().any(|p| p["node_id"].as_str() == Some(&self.id))
+                        peers
+                            .iter()
+                            .any(|p| p["node_id"].as_str() == Some(&self.id))
                     }),
                     // A peer that does not answer holds us up no longer.
                     Err(_) => true,
