@@ -437,7 +437,8 @@ impl Node {
                 .flatten()
                 .collect();
             if !waiting.is_empty() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Public requests: keep well under a peer's per-client rate limit.
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -557,6 +558,7 @@ impl Node {
                     self.apply_remote(e);
                 }
                 if self.store.get(key).is_some() {
+                    self.metrics.read_throughs.inc();
                     return ReadThrough::Found;
                 }
             }

@@ -68,6 +68,9 @@ pub struct Metrics {
     /// Probes of discovery addresses (ports of the range, seeds) where no node answered:
     /// empty ports, so rising on a healthy cluster.
     pub discovery_misses: Counter,
+    /// Reads that missed locally while catching up and were read through from a peer
+    /// that held the key.
+    pub read_throughs: Counter,
     /// Replication batches a peer confirmed.
     pub replication_batches: Counter,
     /// Entries in confirmed batches.
@@ -161,6 +164,7 @@ impl Metrics {
             peer_suspicions: Counter::default(),
             probe_failures: Counter::default(),
             discovery_misses: Counter::default(),
+            read_throughs: Counter::default(),
             replication_batches: Counter::default(),
             replication_entries: Counter::default(),
             replication_failures: Counter::default(),
@@ -208,6 +212,11 @@ impl Metrics {
             "probe_failures",
             "Probes of members without a valid answer",
             m.probe_failures.clone(),
+        );
+        registry.register(
+            "read_throughs",
+            "Reads missing locally during catch-up, answered from a peer",
+            m.read_throughs.clone(),
         );
         registry.register(
             "discovery_misses",

@@ -136,9 +136,49 @@ async fn a_late_process_serves_every_existing_key_from_its_first_answer() {
     )
     .await;
 
+    // A key whose metadata the late process must give as the origin set it.
+    let put = request(
+        Method::PUT,
+        &format!("http://127.0.0.1:{}/data/ttl-probe?ttl=600", pa[0]),
+        Bytes::from_static(b"t"),
+        &[],
+    )
+    .await
+    .expect("put");
+    assert_eq!(put.status, 201);
+    let origin = get(&format!("http://127.0.0.1:{}/data/ttl-probe", pa[1]))
+        .await
+        .expect("answer");
+    assert_eq!(origin.status, 200);
+
     let b = Process::start(&env_for(base, 6, 3));
     let pb = b.claimed_ports(3).await;
+    let probe = format!("http://127.0.0.1:{}/data/ttl-probe", pb[2]);
+    let first = loop {
+        if let Some(r) = get(&probe).await {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        first.status, 200,
+        "first read of ttl-probe on the late process"
+    );
+    for h in ["x-created-at", "x-original-ttl"] {
+        assert_eq!(first.header(h), origin.header(h), "{h}");
+    }
+    let remaining = |r: &Reply| -> u64 {
+        r.header("x-remaining-ttl")
+            .and_then(|v| v.parse().ok())
+            .expect("X-Remaining-TTL")
+    };
+    assert!(remaining(&first) <= remaining(&origin));
     let bad = first_answers(&pb, &keys).await;
+    let mut read_through = 0.0;
+    for &p in &pb {
+        read_through += metric(p, "repram_read_throughs_total").await;
+    }
+    eprintln!("reads answered through a peer during catch-up: {read_through}");
     assert!(
         bad.is_empty(),
         "reads of existing keys on the late process: {}",
@@ -151,19 +191,10 @@ async fn a_late_process_serves_every_existing_key_from_its_first_answer() {
     for &p in &pb {
         assert_eq!(
             key_count(p).await,
-            N as u64,
-            "keys held on port {p} once ready"
+            N as u64 + 1,
+            "keys held on port {p} once ready (with ttl-probe)"
         );
     }
-    // Read-through gives the origin's expiry, not a fresh TTL.
-    let r = get(&format!("http://127.0.0.1:{}/data/{}", pb[0], keys[0]))
-        .await
-        .expect("answer");
-    let remaining: u64 = r
-        .header("x-remaining-ttl")
-        .and_then(|v| v.parse().ok())
-        .expect("X-Remaining-TTL");
-    assert!(remaining <= 600, "remaining TTL {remaining}");
     drop(a);
 }
 
