@@ -16,7 +16,6 @@
 pub mod addr;
 pub mod antientropy;
 pub mod auth;
-pub mod catchup;
 pub mod clock;
 pub mod config;
 pub mod discovery;

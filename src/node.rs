@@ -1,6 +1,10 @@
 //! One REPRAM node: its store, membership driver, replication and HTTP server, all
 //! serving on the listener the supervisor claimed for it.
 
+pub mod catchup;
+
+pub use catchup::ReadThrough;
+
 use rand::Rng;
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -120,9 +124,9 @@ pub struct Node {
     ready: AtomicBool,
     /// True while the node serves (see [`crate::local`]).
     serving: AtomicBool,
-    /// Catch-up after start or a pause (see [`crate::catchup`]).
-    pub(crate) catchup: crate::catchup::CatchUp,
-    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Catch-up after start or a pause (see [`catchup`]).
+    catchup: catchup::CatchUp,
+    shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
     /// Where its client connections are served.
     pub(crate) conn_threads: Dispatch,

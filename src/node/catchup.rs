@@ -22,9 +22,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::Node;
 use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
 use crate::ids::failure_domain;
-use crate::node::Node;
 use crate::store::Applied;
 use crate::transport::{CallError, SYNC_PATH};
 use crate::wire::{Entry, Message};
