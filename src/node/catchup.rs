@@ -6,11 +6,13 @@
 //! them: a peer of another process (a sibling that started with it is as empty as it is),
 //! the one that is itself caught up and has lived longest (asked through `/ready`). The
 //! nodes of one process share the work in memory: the lowest-indexed node that needs
-//! data fetches (the others wait for it), applying each page to its siblings too, and a node that finds a sibling
-//! caught up copies from it without a network call. Until caught up a node is not
-//! `/ready`, and a read that misses locally is read through from one or two such peers.
-//! A node whose clock jumps (the process was paused) or that sees peers it had declared
-//! dead come back while it had no other peer outside its process catches up again.
+//! data fetches (the others wait for it) and applies each page to its siblings too; a
+//! node that finds a sibling caught up copies from it without a network call. Until
+//! caught up a node is not `/ready`, and a read that misses locally is read through from
+//! one or two such peers. A node whose clock jumps (the process was paused, or starved
+//! for [`PAUSE`]) or that sees peers it had declared dead come back while it had no other
+//! peer outside its process catches up again. When no peer gives the data in
+//! [`GIVE_UP_AFTER`] rounds, the node is ready without it and anti-entropy goes on.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
