@@ -158,7 +158,6 @@ pub fn generate(opts: &SpecOptions) -> Result<FluxApp, SpecError> {
             "REPLICATION_FACTOR=3".to_string(),
             "REPRAM_CLEANUP_INTERVAL=30".to_string(),
             "REPRAM_RATE_LIMIT=100".to_string(),
-            "REPRAM_TRUST_PROXY=true".to_string(),
             format!("REPRAM_MAX_STORAGE_BYTES={storage}"),
         ];
         if components > 1 {
@@ -263,7 +262,9 @@ mod tests {
             .contains(&"MAX_PORTS=5".to_string()));
         assert!(c
             .environment_parameters
-            .contains(&"REPRAM_TRUST_PROXY=true".to_string()));
+            .iter()
+            .all(|e| !e.starts_with("REPRAM_TRUST_PROXY=")));
+        assert_eq!(c.hdd, 1);
         assert_eq!(c.container_data, "/tmp");
         assert_eq!(app.instances, 3);
         assert!(validate_v8(&fade_value()).is_empty());

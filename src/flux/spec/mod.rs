@@ -7,17 +7,19 @@
 //! through the app's Docker network (container `flux<component>_<app>`), instances
 //! through the Flux location API.
 //!
-//! - [`model`]: limits, keys and types of a v8 spec;
-//! - [`names`]: app, component, image and domain name rules;
-//! - [`generate`]: the spec for a repram-flux cluster;
-//! - [`validate`]: FluxOS's registration rules and repram's own;
-//! - [`cli`]: the `flux-spec` command line; [`error`]: what it reports.
+//! - `model`: limits, keys and types of a v8 spec;
+//! - `names`: app, component, image and domain name rules;
+//! - `generate`: the spec for a repram-flux cluster;
+//! - `validate`: FluxOS's registration rules and repram's own; `order`: the key order
+//!   its signature check needs;
+//! - `cli`: the `flux-spec` command line; `error`: what it reports.
 
 mod cli;
 mod error;
 mod generate;
 mod model;
 mod names;
+mod order;
 mod validate;
 
 pub use cli::{parse_args, usage, SpecCommand};
@@ -25,4 +27,5 @@ pub use error::SpecError;
 pub use generate::{generate, to_json, SpecOptions, DEFAULT_DESCRIPTION};
 pub use model::*;
 pub use names::{check_app_name, check_repotag};
+pub use order::key_order_violations;
 pub use validate::{check_repram_env, validate_v8, Violation};

@@ -20,9 +20,10 @@ pub const MAX_EXPIRE_BLOCKS: u64 = 1_056_000;
 pub const COMPONENT_CPU: f64 = 0.5;
 /// See [`COMPONENT_CPU`].
 pub const COMPONENT_RAM_MB: u32 = 1000;
-/// See [`COMPONENT_CPU`].
-pub const COMPONENT_HDD_GB: u32 = 2;
-/// Top-level keys of a v8 spec, in the order FluxOS lists them.
+/// See [`COMPONENT_CPU`]. 1 GB is FluxOS's minimum; a RAM-only store writes nothing to it.
+pub const COMPONENT_HDD_GB: u32 = 1;
+/// Top-level keys of a v8 spec (appValidator's `verifyObjectKeysCorrectnessOfApp`), in
+/// the order FluxOS's `specificationFormatter` writes them.
 pub const TOP_LEVEL_KEYS: [&str; 12] = [
     "version",
     "name",
@@ -39,21 +40,44 @@ pub const TOP_LEVEL_KEYS: [&str; 12] = [
 ];
 /// Optional top-level key of newer FluxOS releases.
 pub const OPTIONAL_TOP_LEVEL_KEYS: [&str; 1] = ["datacenter"];
-/// Keys of a v8 component (there is no healthcheck field).
+/// Every top-level key in the order `specificationFormatter` writes it (`datacenter`,
+/// when present, just before `enterprise`).
+///
+/// FluxOS checks the registration signature against `JSON.stringify` of the spec
+/// *after* `specificationFormatter` (ZelBack/src/services/utils/appUtilities.js) has
+/// rebuilt it key by key, so a spec signed in any other order fails with "signature
+/// invalid" when it is registered through the API.
+pub const FORMATTER_TOP_LEVEL_ORDER: [&str; 13] = [
+    "version",
+    "name",
+    "description",
+    "owner",
+    "compose",
+    "instances",
+    "contacts",
+    "geolocation",
+    "expire",
+    "nodes",
+    "staticip",
+    "datacenter",
+    "enterprise",
+];
+/// Keys of a v8 component (there is no healthcheck field), in the order FluxOS's
+/// `specificationFormatter` writes them (see [`FORMATTER_TOP_LEVEL_ORDER`]).
 pub const COMPONENT_KEYS: [&str; 13] = [
     "name",
     "description",
     "repotag",
     "ports",
-    "containerPorts",
+    "domains",
     "environmentParameters",
     "commands",
+    "containerPorts",
     "containerData",
-    "domains",
-    "repoauth",
     "cpu",
     "ram",
     "hdd",
+    "repoauth",
 ];
 /// Host ports FluxOS refuses for apps (`config.fluxapps.bannedPorts`).
 pub const BANNED_PORTS: [(u16, u16); 19] = [
@@ -85,7 +109,8 @@ pub fn is_banned_port(port: u16) -> bool {
         .any(|(lo, hi)| (*lo..=*hi).contains(&port))
 }
 
-/// A v8 app specification (field order as FluxOS lists it).
+/// A v8 app specification. Fields in the order of FluxOS's `specificationFormatter`
+/// ([`FORMATTER_TOP_LEVEL_ORDER`]): serde writes them as declared.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FluxApp {
     /// Always 8.
@@ -114,7 +139,8 @@ pub struct FluxApp {
     pub enterprise: String,
 }
 
-/// One container of a v8 app.
+/// One container of a v8 app. Fields in the order of FluxOS's `specificationFormatter`
+/// ([`COMPONENT_KEYS`]): serde writes them as declared.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Component {
@@ -126,24 +152,24 @@ pub struct Component {
     pub repotag: String,
     /// Public ports on the Flux node.
     pub ports: Vec<u16>,
-    /// Container ports, one per public port.
-    pub container_ports: Vec<u16>,
+    /// Custom domain per port (empty for none).
+    pub domains: Vec<String>,
     /// `KEY=value` strings.
     pub environment_parameters: Vec<String>,
     /// Arguments for the image's entrypoint (none).
     pub commands: Vec<String>,
+    /// Container ports, one per public port.
+    pub container_ports: Vec<u16>,
     /// Mount point of the app's volume; `/tmp` since data lives in RAM only.
     pub container_data: String,
-    /// Custom domain per port (empty for none).
-    pub domains: Vec<String>,
-    /// Registry credentials (none: public image).
-    pub repoauth: String,
     /// CPU cores.
     pub cpu: f64,
     /// RAM, MB.
     pub ram: u32,
-    /// Disk, GB.
+    /// Disk, GB: the volume FluxOS allocates (and bills) at `containerData`.
     pub hdd: u32,
+    /// Registry credentials (none: public image).
+    pub repoauth: String,
 }
 
 #[cfg(test)]
