@@ -26,6 +26,12 @@ pub enum SpecError {
     /// A flag without its value.
     #[error("{0} needs a value")]
     NoValue(&'static str),
+    /// Flags that do not go together.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The file to check cannot be read.
+    #[error("cannot read {0}: {1}")]
+    Unreadable(String, String),
     /// The generated spec breaks a FluxOS rule (a bug, or input beyond what one env
     /// string can hold).
     #[error("the generated spec is not valid: {0}")]

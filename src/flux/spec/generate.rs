@@ -1,10 +1,11 @@
 //! The generator: a v8 spec that runs repram-flux, `N` nodes per instance in components
 //! of at most 5 ports each.
 
+use super::enterprise::{check_blob, EnterprisePlaintext, Secret};
 use super::error::SpecError;
 use super::model::*;
 use super::names::{check_app_name, check_repotag, is_domain, shown};
-use super::validate::{check_repram_env, validate_v8};
+use super::validate::{check_repram_env, validate, View, SECRET_VAR};
 
 /// Share of a component's RAM given to its nodes' value stores, percent.
 const STORAGE_SHARE_PERCENT: u64 = 60;
@@ -32,6 +33,13 @@ pub struct SpecOptions {
     pub expire: u64,
 }
 
+/// The example's owner: a placeholder no signature can match.
+pub const EXAMPLE_OWNER: &str = "1ReplaceWithYourFluxZelID";
+/// The example's image.
+pub const EXAMPLE_IMAGE: &str = "repram/repram-flux:0.1.0";
+/// The example's custom domain (the Fade demo's).
+pub const EXAMPLE_DOMAIN: &str = "fade.repram.io";
+
 /// Default app description.
 pub const DEFAULT_DESCRIPTION: &str =
     "REPRAM: a replicated, ephemeral, in-memory key/value store (repram-flux)";
@@ -42,9 +50,9 @@ impl SpecOptions {
     pub fn fade() -> SpecOptions {
         SpecOptions {
             name: "repram".to_string(),
-            owner: "1ReplaceWithYourFluxZelID".to_string(),
-            image: "repram/repram-flux:0.1.0".to_string(),
-            domain: "fade.repram.io".to_string(),
+            owner: EXAMPLE_OWNER.to_string(),
+            image: EXAMPLE_IMAGE.to_string(),
+            domain: EXAMPLE_DOMAIN.to_string(),
             nodes: 3,
             instances: 3,
             base_port: 8081,
@@ -57,6 +65,56 @@ impl SpecOptions {
 /// The spec for `opts`, checked against every v8 rule ([`validate_v8`]) and against
 /// the repram-flux configuration ([`check_repram_env`]).
 pub fn generate(opts: &SpecOptions) -> Result<FluxApp, SpecError> {
+    let app = build(opts, None)?;
+    checked(app, View::Public)
+}
+
+/// What the owner of an enterprise app encrypts: the components of [`generate`] with
+/// `REPRAM_CLUSTER_SECRET` in every component's environment, as `{contacts, compose}`
+/// (see [`super::enterprise`]). Checked as ArcaneOS nodes check it once decrypted.
+pub fn generate_enterprise(
+    opts: &SpecOptions,
+    secret: &Secret,
+) -> Result<EnterprisePlaintext, SpecError> {
+    let app = checked(build(opts, Some(secret))?, View::Decrypted)?;
+    Ok(EnterprisePlaintext {
+        contacts: app.contacts,
+        compose: app.compose,
+    })
+}
+
+/// The public spec of an enterprise app whose encrypted `{contacts, compose}` is `blob`:
+/// the spec of [`generate`] with `compose: []`, `contacts: []`, `enterprise: blob`. The
+/// registration signature covers exactly this.
+pub fn enterprise_public(opts: &SpecOptions, blob: &str) -> Result<FluxApp, SpecError> {
+    if let Err(why) = check_blob(blob) {
+        return Err(SpecError::Invalid {
+            flag: "--enterprise-blob",
+            value: shown(blob),
+            expected: format!("the encrypted enterprise field: {why}"),
+        });
+    }
+    let mut app = generate(opts)?;
+    app.compose.clear();
+    app.contacts.clear();
+    app.enterprise = blob.to_string();
+    checked(app, View::Public)
+}
+
+/// `app` if it passes every rule of `view` and the repram configuration checks.
+fn checked(app: FluxApp, view: View) -> Result<FluxApp, SpecError> {
+    let value = serde_json::to_value(&app).map_err(|e| SpecError::Generated(e.to_string()))?;
+    let mut problems = validate(&value, view);
+    problems.extend(check_repram_env(&value));
+    match problems.first() {
+        Some(first) => Err(SpecError::Generated(first.to_string())),
+        None => Ok(app),
+    }
+}
+
+/// The spec for `opts`, unchecked; with `secret`, every component's environment
+/// carries it.
+fn build(opts: &SpecOptions, secret: Option<&Secret>) -> Result<FluxApp, SpecError> {
     let invalid = |flag, value: &str, expected: &str| SpecError::Invalid {
         flag,
         value: shown(value),
@@ -160,6 +218,9 @@ pub fn generate(opts: &SpecOptions) -> Result<FluxApp, SpecError> {
             "REPRAM_RATE_LIMIT=100".to_string(),
             format!("REPRAM_MAX_STORAGE_BYTES={storage}"),
         ];
+        if let Some(secret) = secret {
+            env.push(format!("{SECRET_VAR}={}", secret.expose()));
+        }
         if components > 1 {
             env.push(format!(
                 "DISCOVERY_PEERS={}",
@@ -205,12 +266,6 @@ pub fn generate(opts: &SpecOptions) -> Result<FluxApp, SpecError> {
         staticip: false,
         enterprise: String::new(),
     };
-    let value = serde_json::to_value(&app).map_err(|e| SpecError::Generated(e.to_string()))?;
-    let mut problems = validate_v8(&value);
-    problems.extend(check_repram_env(&value));
-    if let Some(first) = problems.first() {
-        return Err(SpecError::Generated(first.to_string()));
-    }
     Ok(app)
 }
 
@@ -241,6 +296,7 @@ pub fn to_json(app: &FluxApp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flux::spec::validate_v8;
     use serde_json::Value;
 
     fn fade_value() -> Value {
@@ -374,5 +430,58 @@ mod tests {
             ..base()
         })
         .is_ok());
+    }
+
+    #[test]
+    fn enterprise_plaintext_carries_the_secret_in_every_component() {
+        let secret = Secret::new("0123456789abcdef0123456789abcdef", "test").unwrap();
+        let opts = SpecOptions {
+            nodes: 12,
+            ..SpecOptions::fade()
+        };
+        let plain = generate_enterprise(&opts, &secret).unwrap();
+        assert_eq!(plain.contacts, Vec::<String>::new());
+        assert_eq!(plain.compose.len(), 3);
+        for c in &plain.compose {
+            let with = format!("{SECRET_VAR}={}", secret.expose());
+            assert!(c.environment_parameters.contains(&with), "{c:?}");
+        }
+        // Apart from the secret, the components are the public generator's.
+        let public = generate(&opts).unwrap();
+        for (p, c) in public.compose.iter().zip(&plain.compose) {
+            let mut c = c.clone();
+            c.environment_parameters
+                .retain(|e| !e.starts_with("REPRAM_CLUSTER_SECRET="));
+            assert_eq!(p, &c);
+        }
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(text.starts_with(r#"{"contacts":[],"compose":[{"name":"repram""#));
+        // The same components in a public spec are refused.
+        let mut leaked = serde_json::to_value(&public).unwrap();
+        leaked["compose"] = serde_json::to_value(&plain.compose).unwrap();
+        let found = validate_v8(&leaked);
+        assert!(
+            found
+                .iter()
+                .any(|v| v.path == "compose[0].environmentParameters"
+                    && v.message.contains("REPRAM_CLUSTER_SECRET in a public spec")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn enterprise_public_spec_is_the_envelope() {
+        let blob = format!("{}QQ==", "QUJD".repeat(99)); // 298 bytes decoded
+        let app = enterprise_public(&SpecOptions::fade(), &blob).unwrap();
+        assert!(app.compose.is_empty() && app.contacts.is_empty());
+        assert_eq!(app.enterprise, blob);
+        let value = serde_json::to_value(&app).unwrap();
+        assert_eq!(validate_v8(&value), []);
+        let text = to_json(&app);
+        assert_eq!(crate::flux::spec::key_order_violations(&text).unwrap(), []);
+        let e = enterprise_public(&SpecOptions::fade(), "AAAA").unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("--enterprise-blob AAAA: expected the encrypted"));
     }
 }

@@ -15,17 +15,27 @@
 //! - `cli`: the `flux-spec` command line; `error`: what it reports.
 
 mod cli;
+mod enterprise;
 mod error;
 mod generate;
 mod model;
 mod names;
 mod order;
+mod placeholders;
 mod validate;
 
-pub use cli::{parse_args, usage, SpecCommand};
+pub use cli::{
+    check_text, parse_args, run, usage, Outcome, SpecCommand, EXIT_INVALID, EXIT_OK, EXIT_USAGE,
+    EXIT_WARNINGS,
+};
+pub use enterprise::{check_blob, EnterprisePlaintext, Secret};
 pub use error::SpecError;
-pub use generate::{generate, to_json, SpecOptions, DEFAULT_DESCRIPTION};
+pub use generate::{
+    enterprise_public, generate, generate_enterprise, to_json, SpecOptions, DEFAULT_DESCRIPTION,
+    EXAMPLE_DOMAIN, EXAMPLE_IMAGE, EXAMPLE_OWNER,
+};
 pub use model::*;
 pub use names::{check_app_name, check_repotag};
 pub use order::key_order_violations;
-pub use validate::{check_repram_env, validate_v8, Violation};
+pub use placeholders::{is_owner_address, placeholder_warnings};
+pub use validate::{check_repram_env, validate_v8, Violation, SECRET_VAR};

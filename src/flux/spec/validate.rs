@@ -26,10 +26,31 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Checks `spec` against every rule FluxOS applies to a non-enterprise v8 app
-/// (type, restriction, key and port-uniqueness checks of its appValidator, and the
-/// resource limits). Returns every violation; empty means valid.
+/// The variable that must never stand in a public spec.
+pub const SECRET_VAR: &str = "REPRAM_CLUSTER_SECRET";
+
+/// Which form of a spec is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum View {
+    /// What is registered and public: a normal app (`enterprise: ""`, components in the
+    /// clear, no secret in them) or an enterprise app (`compose: []`, `contacts: []`,
+    /// the components encrypted in `enterprise`).
+    Public,
+    /// An enterprise app as ArcaneOS nodes see it once decrypted: components in the
+    /// clear, secrets allowed, `enterprise` not looked at.
+    Decrypted,
+}
+
+/// Checks `spec`, as it would be registered, against every rule FluxOS applies to a v8
+/// app (type, restriction, key and port-uniqueness checks of its appValidator, and the
+/// resource limits), and refuses a cluster secret in a public spec. An enterprise app's
+/// public form (`compose: []`, `enterprise: "<blob>"`) is checked as far as it can be
+/// without the key: the blob's shape. Returns every violation; empty means valid.
 pub fn validate_v8(spec: &Value) -> Vec<Violation> {
+    validate(spec, View::Public)
+}
+
+pub(super) fn validate(spec: &Value, view: View) -> Vec<Violation> {
     let mut v = Rules::default();
     let Some(top) = spec.as_object() else {
         v.add("$", "a spec is a JSON object");
@@ -85,23 +106,57 @@ pub fn validate_v8(spec: &Value) -> Vec<Violation> {
             format!("must be a whole number of blocks from 1 to {MAX_EXPIRE_BLOCKS}"),
         ),
     }
-    if top.get("nodes").and_then(Value::as_array).map(Vec::len) != Some(0) {
+    if top.get("staticip") != Some(&Value::Bool(false)) {
+        v.add("staticip", "must be false");
+    }
+    let enterprise = match (view, top.get("enterprise")) {
+        (View::Decrypted, _) => true,
+        (View::Public, Some(Value::String(blob))) if blob.is_empty() => false,
+        (View::Public, Some(Value::String(blob))) => {
+            if let Err(why) = super::enterprise::check_blob(blob) {
+                v.add("enterprise", why);
+            }
+            true
+        }
+        (View::Public, _) => {
+            v.add(
+                "enterprise",
+                "must be \"\" (a normal app) or the encrypted components (an enterprise app)",
+            );
+            false
+        }
+    };
+    if enterprise {
+        v.string_list("nodes", top.get("nodes"), 120, 1, 70);
+    } else if top.get("nodes").and_then(Value::as_array).map(Vec::len) != Some(0) {
         v.add(
             "nodes",
             "must be [] (node selection is for enterprise apps only)",
         );
-    }
-    if top.get("staticip") != Some(&Value::Bool(false)) {
-        v.add("staticip", "must be false");
-    }
-    if top.get("enterprise") != Some(&Value::String(String::new())) {
-        v.add("enterprise", "must be \"\" for a non-enterprise app");
     }
 
     let Some(compose) = top.get("compose").and_then(Value::as_array) else {
         v.add("compose", "must be a list of components");
         return v.0;
     };
+    if enterprise && view == View::Public {
+        // The components travel encrypted; in the clear they would be public.
+        if !compose.is_empty() {
+            v.add(
+                "compose",
+                "must be [] in an enterprise app's public spec: its components go \
+                 encrypted in enterprise, and these would be readable by anyone",
+            );
+        }
+        if top.get("contacts").and_then(Value::as_array).map(Vec::len) != Some(0) {
+            v.add(
+                "contacts",
+                "must be [] in an enterprise app's public spec (contacts go encrypted in \
+                 enterprise)",
+            );
+        }
+        return v.0;
+    }
     if compose.is_empty() || compose.len() > MAX_COMPONENTS {
         v.add(
             "compose",
@@ -196,6 +251,19 @@ pub fn validate_v8(spec: &Value) -> Vec<Violation> {
             400,
         );
         for e in &env {
+            let secret = e
+                .split_once('=')
+                .is_some_and(|(k, val)| k == SECRET_VAR && !val.trim().is_empty());
+            if secret && view == View::Public {
+                v.add(
+                    &at("environmentParameters"),
+                    format!(
+                        "{SECRET_VAR} in a public spec: anyone can read it; make it an \
+                         enterprise app (flux-spec --enterprise) or leave it out and rely on \
+                         the closed node routes"
+                    ),
+                );
+            }
             let key_ok = e.split_once('=').is_some_and(|(k, _)| {
                 let mut chars = k.chars();
                 chars
