@@ -135,6 +135,14 @@ async fn healthcheck_reports_the_local_nodes() {
     let env = common::env_for(base, 4, 2);
     let mut proc = Process::start(&env);
     let ports = proc.claimed_ports(2).await;
+    // Not on Flux (or an older FluxOS): said once, before the nodes start.
+    let log = proc.log_text();
+    assert_eq!(
+        log.matches("FLUX_APP_NAME is not set: the Flux location API is not asked")
+            .count(),
+        1,
+        "{log}"
+    );
     for p in &ports {
         let url = format!("http://127.0.0.1:{p}/health");
         wait_until(Duration::from_secs(10), "health", || {
@@ -254,6 +262,11 @@ async fn two_instances_mesh_through_the_flux_location_api() {
     let mut b = Process::start(&instance("127.0.0.3"));
     let a_ports = a.claimed_ports(2).await;
     let b_ports = b.claimed_ports(2).await;
+    for (p, ip) in [(&a, "127.0.0.2"), (&b, "127.0.0.3")] {
+        let log = p.log_text();
+        let note = format!("on Flux as app repram on {ip}: other instances are found");
+        assert_eq!(log.matches(&note).count(), 1, "{log}");
+    }
     let a_addrs: Vec<String> = a_ports.iter().map(|p| format!("127.0.0.2:{p}")).collect();
     let b_addrs: Vec<String> = b_ports.iter().map(|p| format!("127.0.0.3:{p}")).collect();
     let everyone: Vec<String> = a_addrs.iter().chain(&b_addrs).cloned().collect();
