@@ -112,6 +112,69 @@ fn flux_spec_bad_input_exits_2_with_one_line() {
     assert_eq!(spec["compose"].as_array().unwrap().len(), 3);
 }
 
+#[test]
+fn flux_spec_check_exit_statuses() {
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/flux-app.json");
+    let out = binary()
+        .args(["flux-spec", "--check", committed])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    // Valid, with the example's placeholders: the warnings status, not the error one.
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_eq!(report.lines().filter(|l| l.starts_with("warning: ")).count(), 3);
+
+    // Standard input, a spec of one's own: clean.
+    let own = binary()
+        .args([
+            "flux-spec",
+            "--name",
+            "kv",
+            "--owner",
+            "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+            "--image",
+            "me/repram-flux:1.0.0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(own.status.code(), Some(0));
+    assert!(own.stderr.is_empty(), "{}", String::from_utf8_lossy(&own.stderr));
+    let mut child = binary()
+        .args(["flux-spec", "--check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &own.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(0), "-: valid v8 app\n")
+    );
+
+    // A secret in a public spec is an error.
+    let text = String::from_utf8(own.stdout).unwrap().replace(
+        "\"REPRAM_RATE_LIMIT=100\",",
+        "\"REPRAM_RATE_LIMIT=100\", \"REPRAM_CLUSTER_SECRET=0123456789abcdef\",",
+    );
+    let mut child = binary()
+        .args(["flux-spec", "--check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("REPRAM_CLUSTER_SECRET in a public spec"), "{report}");
+
+    let help = binary().args(["flux-spec", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit status: 0 printed"), "{help}");
+    assert!(help.contains("3 the\nchecked spec is valid but has warnings"), "{help}");
+}
+
 fn healthcheck(env: &[(&str, String)]) -> (i32, String) {
     let mut cmd = binary();
     cmd.arg("healthcheck")

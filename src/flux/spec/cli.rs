@@ -450,29 +450,28 @@ mod tests {
         ))
     }
 
-    fn go(args: &[&str], env: Option<&str>) -> Outcome {
+    fn go<S: AsRef<str>>(args: &[S], env: Option<&str>) -> Outcome {
         run(
-            args.iter().map(|a| a.to_string()).collect(),
+            args.iter().map(|a| a.as_ref().to_string()).collect(),
             env.map(str::to_string),
             &no_file,
         )
     }
 
-    fn own(extra: &[&str]) -> Vec<&'static str> {
-        let mut v = vec![
+    /// A spec of the owner's own values (no placeholder) plus `extra`.
+    fn own(extra: &[&str]) -> Vec<String> {
+        [
             "--name",
             "kv",
             "--owner",
             GENESIS,
             "--image",
             "me/repram-flux:1.0.0",
-        ];
-        v.extend(
-            extra
-                .iter()
-                .map(|s| -> &'static str { Box::leak(s.to_string().into_boxed_str()) }),
-        );
-        v
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
     }
 
     #[test]
