@@ -122,7 +122,13 @@ fn flux_spec_check_exit_statuses() {
     let report = String::from_utf8_lossy(&out.stdout);
     // Valid, with the example's placeholders: the warnings status, not the error one.
     assert_eq!(out.status.code(), Some(3), "{report}");
-    assert_eq!(report.lines().filter(|l| l.starts_with("warning: ")).count(), 3);
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .count(),
+        3
+    );
 
     // Standard input, a spec of one's own: clean.
     let own = binary()
@@ -138,7 +144,11 @@ fn flux_spec_check_exit_statuses() {
         .output()
         .unwrap();
     assert_eq!(own.status.code(), Some(0));
-    assert!(own.stderr.is_empty(), "{}", String::from_utf8_lossy(&own.stderr));
+    assert!(
+        own.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
     let mut child = binary()
         .args(["flux-spec", "--check", "-"])
         .stdin(Stdio::piped())
@@ -148,7 +158,10 @@ fn flux_spec_check_exit_statuses() {
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), &own.stdout).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
         (Some(0), "-: valid v8 app\n")
     );
 
@@ -167,12 +180,18 @@ fn flux_spec_check_exit_statuses() {
     let out = child.wait_with_output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
-    assert!(report.contains("REPRAM_CLUSTER_SECRET in a public spec"), "{report}");
+    assert!(
+        report.contains("REPRAM_CLUSTER_SECRET in a public spec"),
+        "{report}"
+    );
 
     let help = binary().args(["flux-spec", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("Exit status: 0 printed"), "{help}");
-    assert!(help.contains("3 the\nchecked spec is valid but has warnings"), "{help}");
+    assert!(
+        help.contains("3 the\nchecked spec is valid but has warnings"),
+        "{help}"
+    );
 }
 
 fn healthcheck(env: &[(&str, String)]) -> (i32, String) {
