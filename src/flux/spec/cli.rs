@@ -166,7 +166,8 @@ pub fn run(
                     let mut full = serde_json::to_value(generate(&opts)?)
                         .map_err(|e| SpecError::Generated(e.to_string()))?;
                     full["compose"] = value["compose"].clone();
-                    let mut text = serde_json::to_string_pretty(&value)
+                    // From the struct, not the Value: keys stay in FluxOS's order.
+                    let mut text = serde_json::to_string_pretty(&plain)
                         .map_err(|e| SpecError::Generated(e.to_string()))?;
                     text.push('\n');
                     Ok((text, placeholder_warnings(&full)))
@@ -485,6 +486,13 @@ mod tests {
 
         let out = go(&own(&["--enterprise"]), Some(SECRET));
         assert_eq!((out.code, out.stderr.as_str()), (EXIT_OK, ""));
+        // Components in FluxOS's order; the object itself as FluxOS writes it
+        // ({contacts, compose}, enterpriseHelper.js), which no signature covers.
+        let found = super::key_order_violations(&out.stdout).unwrap();
+        assert!(found.iter().all(|v| v.path == "$"), "{found:?}");
+        assert!(out
+            .stdout
+            .starts_with("{\n  \"contacts\": [],\n  \"compose\": [\n"));
         let plain: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         assert_eq!(plain["contacts"], serde_json::json!([]));
         let env = plain["compose"][0]["environmentParameters"].to_string();
