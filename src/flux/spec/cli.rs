@@ -133,21 +133,11 @@ pub fn run(
                 Err(e) => usage_error(SpecError::Unreadable(shown(&path), e.to_string())),
             }
         }
-        SpecCommand::Generate(opts) => generate(&opts).map(|app| {
-            let warnings = serde_json::to_value(&app)
-                .map(|v| placeholder_warnings(&v))
-                .unwrap_or_default();
-            (to_json(&app), warnings)
-        }),
+        SpecCommand::Generate(opts) => generate(&opts).map(|app| (to_json(&app), warnings(&app))),
+        // The components are encrypted: their placeholders are warned about when the
+        // plaintext is generated.
         SpecCommand::EnterprisePublic { opts, blob } => {
-            // The components are encrypted: their placeholders are warned about when
-            // the plaintext is generated.
-            enterprise_public(&opts, &blob).map(|app| {
-                let warnings = serde_json::to_value(&app)
-                    .map(|v| placeholder_warnings(&v))
-                    .unwrap_or_default();
-                (to_json(&app), warnings)
-            })
+            enterprise_public(&opts, &blob).map(|app| (to_json(&app), warnings(&app)))
         }
         SpecCommand::Enterprise { opts, secret } => {
             let secret = match (secret, env_secret.filter(|s| !s.trim().is_empty())) {
@@ -161,16 +151,12 @@ pub fn run(
             secret
                 .and_then(|secret| generate_enterprise(&opts, &secret))
                 .and_then(|plain| {
-                    let value = serde_json::to_value(&plain)
-                        .map_err(|e| SpecError::Generated(e.to_string()))?;
-                    let mut full = serde_json::to_value(generate(&opts)?)
-                        .map_err(|e| SpecError::Generated(e.to_string()))?;
-                    full["compose"] = value["compose"].clone();
-                    // From the struct, not the Value: keys stay in FluxOS's order.
                     let mut text = serde_json::to_string_pretty(&plain)
                         .map_err(|e| SpecError::Generated(e.to_string()))?;
                     text.push('\n');
-                    Ok((text, placeholder_warnings(&full)))
+                    // The plaintext's components are the public generator's plus the
+                    // secret: their placeholders are the same.
+                    Ok((text, warnings(&generate(&opts)?)))
                 })
         }
     };
@@ -185,6 +171,13 @@ pub fn run(
         },
         Err(e) => usage_error(e),
     }
+}
+
+/// Placeholder warnings for a generated spec.
+fn warnings(app: &FluxApp) -> Vec<Violation> {
+    serde_json::to_value(app)
+        .map(|v| placeholder_warnings(&v))
+        .unwrap_or_default()
 }
 
 /// The `--check` report for the spec `text` read from `name`.
