@@ -81,5 +81,5 @@ pub(super) fn is_domain(d: &str) -> bool {
 
 /// `s` on one line, at most 80 characters.
 pub(super) fn shown(s: &str) -> String {
-    crate::error::one_line(s, 80)
+    crate::text::one_line(s, 80)
 }
