@@ -136,6 +136,7 @@ class Cluster:
         self.secrets = {}  # name -> {key: bytes}; the first rendering's generated ones stay
         self.next_ip = 1
         self.fqdn = None
+        self.image_env = {}
 
     def apply_secrets(self, rendering):
         for name, s in rendering.secrets.items():
@@ -213,7 +214,9 @@ class Pod:
         self.cluster.write_hosts()
 
     def env(self):
-        out = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": self.name}
+        # The image's ENV first (the container runtime), then the pod's env over it.
+        out = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               **self.cluster.image_env, "HOSTNAME": self.name}
         for e in self.r.container.get("env", []):
             if "value" in e:
                 out[e["name"]] = str(e["value"])
@@ -449,6 +452,44 @@ def check_confined(pod):
         raise Fail(f"{pod.name}: the root filesystem is not read-only: {root}")
 
 
+def image_env(dockerfile):
+    """The ENV of a Dockerfile's last stage, as the image config carries it (KEY=value form)."""
+    with open(dockerfile) as f:
+        text = f.read().replace("\\\n", " ")
+    env = {}
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0].upper() == "FROM":
+            env = {}
+        elif words and words[0].upper() == "ENV":
+            for pair in words[1:]:
+                key, sep, value = pair.partition("=")
+                if not sep:
+                    raise Fail(f"{dockerfile}: ENV {pair}: only the KEY=value form is modelled")
+                env[key] = value
+    return env
+
+
+def readback(pod, acked, secs):
+    """Every acknowledged key reads back its value on `pod` within `secs`, else Fail."""
+    missing = dict(acked)
+
+    def all_there():
+        for key, value in list(missing.items()):
+            status, body = request(pod.ip, pod.port, "GET", f"/data/{key}")
+            if status == 200 and body == value.encode():
+                del missing[key]
+            elif status == 429:
+                return False
+        return not missing
+
+    try:
+        wait_for(secs, f"every acknowledged write on {pod.name}", all_there, step=0.5)
+    except Fail:
+        raise Fail(f"{pod.name} lacks {len(missing)} of {len(acked)} acknowledged writes, "
+                   f"e.g. {sorted(missing)[:3]}") from None
+
+
 def count_peers(pod):
     status, body = request(pod.ip, pod.port, "GET", "/peers")
     try:
@@ -476,6 +517,7 @@ def main():
     ap.add_argument("--secret", action="append", default=[], help="NAME=KEY=VALUE: a Secret made outside the chart")
     ap.add_argument("--expect", action="append", default=[], help="VAR=VALUE that /status shows after the update")
     ap.add_argument("--work", required=True)
+    ap.add_argument("--dockerfile", help="the image's Dockerfile, for its ENV")
     ap.add_argument("--rate", type=float, default=25.0, help="writes per second during the update")
     a = ap.parse_args()
 
@@ -484,6 +526,9 @@ def main():
         raise Fail("the second rendering changes nothing in the pod template: no rolling update")
     cluster = Cluster(a.bin, a.work)
     cluster.fqdn = v1.headless_fqdn()
+    if a.dockerfile:
+        cluster.image_env = image_env(a.dockerfile)
+        log(f"image ENV: {len(cluster.image_env)} variables from {a.dockerfile}, under the pod's env")
     for s in a.secret:
         name, key, value = s.split("=", 2)
         cluster.secrets.setdefault(name, {})[key] = value.encode()
@@ -567,22 +612,7 @@ def main():
         if not writer.acked:
             raise Fail("no write was acknowledged during the update")
         for p in final:
-            missing = dict(writer.acked)
-
-            def all_there(p=p, missing=missing):
-                for key, value in list(missing.items()):
-                    status, body = request(p.ip, p.port, "GET", f"/data/{key}")
-                    if status == 200 and body == value.encode():
-                        del missing[key]
-                    elif status == 429:
-                        return False
-                return not missing
-
-            try:
-                wait_for(60, f"every acknowledged write on {p.name}", all_there, step=0.5)
-            except Fail:
-                raise Fail(f"{p.name} lacks {len(missing)} of {len(writer.acked)} acknowledged writes, "
-                           f"e.g. {sorted(missing)[:5]}")
+            readback(p, writer.acked, 60)
             log(f"{p.name} ({p.ip}) holds {len(writer.acked)}/{len(writer.acked)} acknowledged writes")
         accepted_kept = sum(
             1 for k, v in writer.accepted.items()
@@ -608,6 +638,26 @@ def main():
             raise Fail(f"probe restarts {restarts}, prober errors {errors}")
         log(f"PASS every pod runs the new revision ({', '.join(a.expect) or 'template changed'}), "
             f"0 restarts")
+        passed += 1
+        # ---- the readback check bites: every pod deleted at once (data lives only in memory)
+        for p in final:
+            with LOCK:
+                p.terminating_at = time.monotonic()
+        for p in final:
+            p.proc.send_signal(signal.SIGTERM)
+        for p in final:
+            p.proc.wait(timeout=30)
+            p.delete()
+        fresh = [Pod(cluster, v2, i) for i in range(v2.replicas)]
+        for p in fresh:
+            p.run()
+        wait_for(90, "every recreated pod Ready", lambda: all(p.ready for p in fresh))
+        try:
+            readback(fresh[0], writer.acked, 3)
+        except Fail as e:
+            log(f"PASS the readback check bites: after deleting every pod at once, {e}")
+        else:
+            raise Fail("the acknowledged writes survived deleting every pod at once: the readback check cannot fail")
         passed += 1
         print(f"k8s-pods: {passed} passed, 0 failed", flush=True)
         return 0
