@@ -1144,6 +1144,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_held_version_beyond_the_ceiling_never_wins() {
+        let store = Store::new(1024);
+        store
+            .apply("k", rec("from-the-future", 10_000, 1_000))
+            .unwrap();
+        // Under the plain rule the newer version stays ...
+        assert_eq!(store.apply("k", rec("now", 10_000, 10)), Ok(Applied::Stale));
+        // ... but not when it lies above the ceiling: then any version replaces it.
+        assert_eq!(
+            store.apply_over("k", rec("now", 10_000, 10), 999),
+            Ok(Applied::Replaced)
+        );
+        assert_eq!(value(&store, "k").as_deref(), Some(&b"now"[..]));
+        assert_eq!(
+            store.apply_over("k", rec("older", 10_000, 9), 999),
+            Ok(Applied::Stale)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn get_is_none_exactly_at_expiry() {
         let store = Store::new(1024);
         store.apply("k", rec("v", 1000, 1)).unwrap();
