@@ -671,6 +671,8 @@ impl Node {
             (events, reply)
         };
         self.handle_events(events);
+        // Its claims may have made a probe due at once (see Membership::on_gossip).
+        self.membership_changed.notify_one();
         reply.observed = source.to_string();
         reply.relay_ok = relay_ok;
         Message::Gossip(reply)
