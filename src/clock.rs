@@ -15,11 +15,11 @@ pub fn now_ms() -> u64 {
 /// How far ahead of this node's wall clock a peer's clock, write version, creation time
 /// or HLC timestamp may be (ms). Beyond it an entry is refused (a peer that far ahead
 /// would win every conflict and keep short-lived values for as long as it is ahead),
-/// and the skew is warned about (see [`crate::skew`]). As wide as the signature window
-/// of [`crate::auth`], so a skew that breaks signatures is also one that is reported.
+/// and the skew is warned about (see the `skew` module). As wide as the signature window
+/// of the `auth` module, so a skew that breaks signatures is also one that is reported.
 pub const MAX_SKEW_MS: u64 = 30_000;
 
-/// `wall_ms` moved by `offset_ms` (a test hook: see [`crate::node::Tuning::clock_offset_ms`]),
+/// `wall_ms` moved by `offset_ms` (a test hook: see `Tuning::clock_offset_ms` in `node`),
 /// saturating at both ends.
 pub fn offset_ms(wall_ms: u64, offset_ms: i64) -> u64 {
     wall_ms.saturating_add_signed(offset_ms)

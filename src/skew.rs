@@ -1,7 +1,7 @@
 //! Clock skew of peers as this node measures it, and how loudly to say so.
 //!
 //! Every `/internal/` answer carries the answering node's wall clock
-//! ([`crate::transport::CLOCK_HEADER`]); a probe compares it with the middle of its own
+//! (the `x-repram-clock-ms` header, see `transport`); a probe compares it with the middle of its own
 //! round trip. Only answers to this node's own probes are measured (direct contact, as
 //! for membership). A peer beyond [`MAX_SKEW_MS`] either way splits the cluster: its
 //! writes are refused here (ahead) or ours are refused there (behind), and with a
@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::clock::MAX_SKEW_MS;
+
+/// Most peers and reasons remembered as warned about (more than a member table holds).
+const MAX_WARNED: usize = 4096;
 
 /// Least time between two warnings about one peer (or one kind of refusal).
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -96,7 +99,7 @@ fn throttle(warned: &mut HashMap<String, Instant>, what: &str, now: Instant) -> 
         .map_or(true, |at| now.saturating_duration_since(*at) >= WARN_EVERY);
     if due {
         // Bounded: peers come from the member table, reasons are a closed set.
-        if warned.len() > 4 * crate::membership::MAX_MEMBERS {
+        if warned.len() > MAX_WARNED {
             warned.clear();
         }
         warned.insert(what.to_string(), now);
