@@ -1052,7 +1052,7 @@ impl Membership {
     /// Nothing in it is proof (anybody may have sent it): an unknown sender becomes a
     /// candidate, probed at once; a known member's claims (leaving, a new incarnation, a
     /// new id at its address) make it probed at once; news of others is weighed by
-    /// [`Membership::apply_updates`]. At most [`MAX_NEW_PER_MESSAGE`] unknown addresses
+    /// `apply_updates`. At most [`MAX_NEW_PER_MESSAGE`] unknown addresses
     /// are taken from one message.
     pub fn on_gossip(&mut self, msg: &Gossip, source: Option<IpAddr>, now: Instant) -> Vec<Event> {
         if msg.from.id == self.me.id {
