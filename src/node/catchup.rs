@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Node;
-use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
+use crate::antientropy::{self, FETCH_CHUNK};
 use crate::ids::failure_domain;
 use crate::store::Applied;
 use crate::transport::{CallError, SYNC_PATH};
@@ -147,7 +147,7 @@ impl Node {
     ) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let digest = Message::Digest(self.store.digest());
-        let mut versions = match self
+        let versions = match self
             .client
             .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
             .await?
@@ -160,14 +160,12 @@ impl Node {
                 )))
             }
         };
-        if settle {
-            let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
-            versions.retain(|(_, v)| v.wall_ms() <= settled);
-        }
-        let wanted: Vec<String> = antientropy::wanted(&versions, |k| self.store.version(k))
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let now = self.wall_ms();
+        let wanted: Vec<String> =
+            antientropy::worth_fetching(&versions, |k| self.store.version(k), now, settle)
+                .into_iter()
+                .map(String::from)
+                .collect();
         drop(versions);
         let mut repaired = 0;
         let fetches: Vec<bytes::Bytes> = wanted
@@ -223,7 +221,7 @@ impl Node {
     /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
     /// an older version of. Returns how many entries changed here.
     ///
-    /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
+    /// Periodic rounds (`settle`) leave out writes younger than [`antientropy::SETTLE_MS`], which
     /// replication is still delivering; catch-up takes everything.
     pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
         self.pull(addr, settle, &[]).await
@@ -235,7 +233,8 @@ impl Node {
         let diff = antientropy::differing(&self.store.digest(), &source.store.digest());
         let versions = source.store.versions_in(&diff, u64::MAX);
         let mut copied = 0;
-        for key in antientropy::wanted(&versions, |k| self.store.version(k)) {
+        let now = self.wall_ms();
+        for key in antientropy::worth_fetching(&versions, |k| self.store.version(k), now, false) {
             let Some(r) = source.store.get(key) else {
                 continue;
             };
