@@ -87,8 +87,14 @@ pub struct Metrics {
     pub peer_deaths: Counter,
     /// Times a peer became suspect.
     pub peer_suspicions: Counter,
-    /// Probes that got no valid answer (includes empty ports of the range).
+    /// Probes of members that got no valid answer.
     pub probe_failures: Counter,
+    /// Probes of discovery addresses (ports of the range, seeds) where no node answered:
+    /// empty ports, so rising on a healthy cluster.
+    pub discovery_misses: Counter,
+    /// Reads that missed locally while catching up and were read through from a peer
+    /// that held the key.
+    pub read_throughs: Counter,
     /// Replication batches a peer confirmed.
     pub replication_batches: Counter,
     /// Entries in confirmed batches.
@@ -185,6 +191,8 @@ impl Metrics {
             peer_deaths: Counter::default(),
             peer_suspicions: Counter::default(),
             probe_failures: Counter::default(),
+            discovery_misses: Counter::default(),
+            read_throughs: Counter::default(),
             replication_batches: Counter::default(),
             replication_entries: Counter::default(),
             replication_failures: Counter::default(),
@@ -232,8 +240,18 @@ impl Metrics {
         );
         registry.register(
             "probe_failures",
-            "Membership probes without a valid answer",
+            "Probes of members without a valid answer",
             m.probe_failures.clone(),
+        );
+        registry.register(
+            "read_throughs",
+            "Reads missing locally during catch-up, answered from a peer",
+            m.read_throughs.clone(),
+        );
+        registry.register(
+            "discovery_misses",
+            "Probes of discovery addresses (empty ports of the range) without an answer",
+            m.discovery_misses.clone(),
         );
         registry.register(
             "replication_batches",

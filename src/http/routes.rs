@@ -21,7 +21,7 @@ use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate}
 use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
 use crate::metrics::Route;
-use crate::node::Node;
+use crate::node::{Node, ReadThrough};
 use crate::replication::MAX_BATCH_BYTES;
 use crate::store::StoreError;
 use crate::transport::{CONTENT_TYPE, GOSSIP_PATH, REPLICATE_PATH, SYNC_PATH};
@@ -127,6 +127,10 @@ pub fn answer_now(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> O
         return None;
     }
     let segment = public_path(req.uri().path()).strip_prefix("/data/")?;
+    // While catching up, a miss is read through from a peer: that waits, so not here.
+    if !node.is_caught_up() {
+        return None;
+    }
     let head = Head::of(node, req);
     let (route, result) = match rate_limited(node, remote, req) {
         Some(refusal) => (Route::Other, Err(refusal)),
@@ -316,8 +320,12 @@ fn health(node: &Node) -> Resp {
     )
 }
 
+/// Ready once the first discovery round is done and the node holds the cluster's data:
+/// what a load balancer should check. `caught_up` and `uptime_s` tell a late peer where
+/// to catch up from.
 fn ready(node: &Node) -> Resp {
-    let ready = node.is_ready() && !node.is_stopping();
+    let caught_up = node.is_caught_up();
+    let ready = node.is_ready() && caught_up && !node.is_stopping();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -325,7 +333,13 @@ fn ready(node: &Node) -> Resp {
     };
     json_response(
         status,
-        &json!({ "ready": ready, "node_id": node.id, "peers": node.membership().len() }),
+        &json!({
+            "ready": ready,
+            "caught_up": caught_up,
+            "node_id": node.id,
+            "peers": node.membership().len(),
+            "uptime_s": node.uptime_s(),
+        }),
     )
 }
 
@@ -386,11 +400,7 @@ fn status(node: &Node) -> Resp {
         let m = node.membership();
         (m.len(), m.peers().filter(|p| !p.suspect).count())
     };
-    let host = node
-        .config
-        .advertise_host
-        .clone()
-        .unwrap_or_else(|| node.config.bind_addr.to_string());
+    let host = node.reachable_host();
     json_response(
         StatusCode::OK,
         &json!({
@@ -399,7 +409,7 @@ fn status(node: &Node) -> Resp {
             "address": crate::membership::fmt_addr(&host, node.port),
             "port": node.port,
             "uptime_s": node.uptime_s(),
-            "ready": node.is_ready(),
+            "ready": node.is_ready() && node.is_caught_up(),
             "peers": peers,
             "keys": node.store.len(),
             "bytes": node.store.bytes(),
@@ -460,7 +470,22 @@ async fn data(node: &Arc<Node>, segment: &str, req: Request<Incoming>) -> Result
     match *req.method() {
         Method::GET | Method::HEAD => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
-            get_value(node, &key)
+            match get_value(node, &key) {
+                Err(e) if e.status == StatusCode::NOT_FOUND && !node.is_caught_up() => {
+                    match node.read_through(&key).await {
+                        ReadThrough::Found => get_value(node, &key),
+                        ReadThrough::Missing => Err(e),
+                        ReadThrough::Busy => Err(ApiError {
+                            retry_after: Some(1),
+                            ..ApiError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "catching up with the cluster; retry shortly",
+                            )
+                        }),
+                    }
+                }
+                other => other,
+            }
         }
         Method::PUT => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
