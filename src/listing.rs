@@ -163,14 +163,13 @@ impl Order {
             Some(ms) => Bound::Excluded((ms, 0)),
             None => Bound::Unbounded,
         };
-        let mut seen = 0;
         let mut last = None;
-        for (&(ms, tag), _) in self.by_created.range((Bound::Unbounded, end)).rev() {
+        let older = self.by_created.range((Bound::Unbounded, end)).rev();
+        for (seen, (&(ms, tag), _)) in older.enumerate() {
             if seen >= budget && last != Some(ms) {
                 return last;
             }
             take(ms, tag);
-            seen += 1;
             last = Some(ms);
         }
         None

@@ -909,7 +909,9 @@ impl Store {
                 .keys_page(from, prefix, batch, live, &mut run.buf);
             run.resume = next.map(Resume::AfterKey);
         };
-        let mut keys = listing::merge(SHARDS, want, |k: &Box<[u8]>| k.clone(), fetch);
+        #[allow(clippy::borrowed_box)] // the type `merge` hands over
+        let rank = |k: &Box<[u8]>| k.clone();
+        let mut keys = listing::merge(SHARDS, want, rank, fetch);
         let more = keys.len() > limit;
         keys.truncate(limit);
         let keys: Vec<String> = keys
