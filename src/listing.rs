@@ -123,7 +123,8 @@ impl Order {
 
     /// Up to `budget` keys from `from` on, in order, while they start with `prefix`;
     /// those for which `live` is true go to `out`. Returns where to resume (the last key
-    /// looked at), or `None` when no more keys of the shard can match.
+    /// looked at), or `None` when no more keys of the shard can match, and how many
+    /// keys it looked at.
     pub fn keys_page(
         &self,
         from: Bound<&[u8]>,
@@ -131,22 +132,22 @@ impl Order {
         budget: usize,
         mut live: impl FnMut(&[u8]) -> bool,
         out: &mut VecDeque<Box<[u8]>>,
-    ) -> Option<Box<[u8]>> {
+    ) -> (Option<Box<[u8]>>, usize) {
         let mut seen = 0;
         for key in self.by_key.range::<[u8], _>((from, Bound::Unbounded)) {
             let key = key.as_bytes();
+            seen += 1;
             if !key.starts_with(prefix) {
-                return None;
+                return (None, seen);
             }
             if live(key) {
                 out.push_back(key.into());
             }
-            seen += 1;
             if seen >= budget {
-                return Some(key.into());
+                return (Some(key.into()), seen);
             }
         }
-        None
+        (None, seen)
     }
 
     /// The (created ms, tag) pairs created before `before` (all if `None`), newest

@@ -108,6 +108,8 @@ pub struct Metrics {
     pub bytes: Gauge,
     /// Expired entries purged (set at scrape time).
     pub purged: Gauge,
+    /// Index entries read by listings (`/keys`, `/scan`; set at scrape time).
+    pub listed: Gauge,
     /// Seconds since the node started (set at scrape time).
     pub uptime: Gauge,
     /// Open client connections (set at scrape time).
@@ -175,6 +177,7 @@ impl Metrics {
             keys: Gauge::default(),
             bytes: Gauge::default(),
             purged: Gauge::default(),
+            listed: Gauge::default(),
             uptime: Gauge::default(),
             connections: Gauge::default(),
             connections_evicted: Counter::default(),
@@ -307,6 +310,11 @@ impl Metrics {
             "purged_entries",
             "Expired entries purged since start",
             m.purged.clone(),
+        );
+        registry.register(
+            "listing_entries_read",
+            "Index entries read by /keys and /scan since start (a listing costs O(limit))",
+            m.listed.clone(),
         );
         registry.register(
             "uptime_seconds",

@@ -120,6 +120,8 @@ struct Shared {
     epoch: Instant,
     /// Hashes keys to tags; outside the lock, it never changes.
     tags: Tags,
+    /// Index entries read by listings ([`Store::keys`], [`Store::scan`]).
+    listed: AtomicU64,
 }
 
 /// What the shards add up together.
@@ -767,6 +769,7 @@ impl Store {
                 max_bytes,
                 epoch: Instant::now(),
                 tags,
+                listed: AtomicU64::new(0),
             }),
         }
     }
@@ -904,9 +907,9 @@ impl Store {
                 let tag = shared.tags.of(key);
                 state.get(key, tag).is_some_and(|n| n.deadline > now)
             };
-            let next = state
-                .order
-                .keys_page(from, prefix, batch, live, &mut run.buf);
+            let order = &state.order;
+            let (next, read) = order.keys_page(from, prefix, batch, live, &mut run.buf);
+            shared.listed.fetch_add(read as u64, AtomicOrdering::Relaxed);
             run.resume = next.map(Resume::AfterKey);
         };
         #[allow(clippy::borrowed_box)] // the type `merge` hands over
@@ -935,12 +938,15 @@ impl Store {
             };
             let state = shared.shards[i].lock();
             let mut page = Vec::new();
+            let mut read = 0;
             let next = state.order.created_page(before, batch, |ms, tag| {
+                read += 1;
                 let same = state.map.iter_hash(spread(tag));
                 let live = same.filter(|n| n.created_ms == ms && n.deadline > now);
                 page.extend(live.map(|n| (ms, n.key.string())));
             });
             drop(state);
+            shared.listed.fetch_add(read, AtomicOrdering::Relaxed);
             // Newest first; within a millisecond, by key (the index orders it by tag).
             page.sort_unstable_by(|a, b| b.cmp(a));
             run.buf.extend(page);
@@ -953,6 +959,12 @@ impl Store {
             fetch,
         );
         newest.into_iter().rev().map(|(_, key)| key).collect()
+    }
+
+    /// Index entries read by listings so far: what [`Store::keys`] and [`Store::scan`]
+    /// cost, shown in `/metrics`.
+    pub fn listed_total(&self) -> u64 {
+        self.shared.listed.load(AtomicOrdering::Relaxed)
     }
 
     /// Number of stored keys, live or expired-but-not-yet-purged.
