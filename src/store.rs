@@ -909,7 +909,9 @@ impl Store {
             };
             let order = &state.order;
             let (next, read) = order.keys_page(from, prefix, batch, live, &mut run.buf);
-            shared.listed.fetch_add(read as u64, AtomicOrdering::Relaxed);
+            shared
+                .listed
+                .fetch_add(read as u64, AtomicOrdering::Relaxed);
             run.resume = next.map(Resume::AfterKey);
         };
         #[allow(clippy::borrowed_box)] // the type `merge` hands over

@@ -245,10 +245,8 @@ async fn route(
             HomePage::Fade => read_only(Route::Other, &super::fade::page),
         },
         "/fade" => read_only(Route::Other, &super::fade::page),
-        "/scan" | "/cluster/scan" => match method {
-            Method::GET | Method::HEAD => (Route::Keys, scan(node, uri.query())),
-            _ => (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD"))),
-        },
+        "/scan" => scan(node, &method, uri.query()),
+        "/cluster/scan" => scan(node, &method, uri.query()),
         p if p.starts_with("/cluster/") => (Route::Data, seed_data(node, p, req).await),
         "/cluster" => (
             Route::Other,
@@ -425,9 +423,15 @@ fn keys(node: &Node, query: Option<&str>) -> Result<Resp> {
     ))
 }
 
-fn scan(node: &Node, query: Option<&str>) -> Result<Resp> {
-    let answer = super::listing::scan(node, query).map_err(ApiError::bad_request)?;
-    Ok(json_response(StatusCode::OK, &answer))
+fn scan(node: &Node, method: &Method, query: Option<&str>) -> (Route, Result<Resp>) {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD")));
+    }
+    let answer = super::listing::scan(node, query).map_err(ApiError::bad_request);
+    (
+        Route::Keys,
+        answer.map(|a| json_response(StatusCode::OK, &a)),
+    )
 }
 
 /// The seed-era REPRAM routes `PUT /cluster/put/{key}` and `GET`/`HEAD
