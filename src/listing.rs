@@ -196,14 +196,13 @@ pub enum Resume {
     BeforeMs(u64),
 }
 
-/// Merges the runs of `shards` shards into the first `want` items in the order of
-/// `rank` (smallest first). `fetch(shard, run)` appends the next items of a shard's run
-/// (in `rank` order) and moves its resume point; it is called only while that run is
-/// empty and not finished. Runs must be disjoint; each item is taken once.
-pub fn merge<T, R: Ord>(
+/// Merges the runs of `shards` shards into their first `want` items, smallest first.
+/// `fetch(shard, run)` appends the next items of a shard's run (in order) and moves its
+/// resume point; it is called only while that run is empty and not finished. Runs must
+/// be disjoint; each item is taken once and moved, never copied.
+pub fn merge<T: Ord>(
     shards: usize,
     want: usize,
-    rank: impl Fn(&T) -> R,
     mut fetch: impl FnMut(usize, &mut Run<T>),
 ) -> Vec<T> {
     let mut runs: Vec<Run<T>> = (0..shards)
@@ -216,30 +215,27 @@ pub fn merge<T, R: Ord>(
     if want == 0 {
         return out;
     }
-    // Fills a run until it has an item or is finished.
-    let mut refill = |i: usize, run: &mut Run<T>| {
+    // The next item of a run, fetching more while it is empty and not finished.
+    let mut next = |i: usize, run: &mut Run<T>| {
         while run.buf.is_empty() && run.resume.is_some() {
             fetch(i, run);
         }
+        run.buf.pop_front()
     };
+    // Each run's smallest item not yet taken.
     let mut heads = BinaryHeap::new();
     for (i, run) in runs.iter_mut().enumerate() {
-        refill(i, run);
-        if let Some(head) = run.buf.front() {
-            heads.push(Reverse((rank(head), i)));
+        if let Some(head) = next(i, run) {
+            heads.push(Reverse((head, i)));
         }
     }
     while out.len() < want {
-        let Some(Reverse((_, i))) = heads.pop() else {
+        let Some(Reverse((item, i))) = heads.pop() else {
             break;
         };
-        let Some(run) = runs.get_mut(i) else { break };
-        if let Some(item) = run.buf.pop_front() {
-            out.push(item);
-        }
-        refill(i, run);
-        if let Some(head) = run.buf.front() {
-            heads.push(Reverse((rank(head), i)));
+        out.push(item);
+        if let Some(head) = runs.get_mut(i).and_then(|run| next(i, run)) {
+            heads.push(Reverse((head, i)));
         }
     }
     out
@@ -282,25 +278,19 @@ mod tests {
         // Three shards holding interleaved numbers, fetched two at a time.
         let data: Vec<Vec<u32>> = vec![vec![1, 4, 7, 10], vec![2, 5, 8], vec![3, 6, 9, 11, 12]];
         let mut fetches = 0;
-        let out = merge(
-            3,
-            7,
-            |x: &u32| *x,
-            |i, run| {
-                fetches += 1;
-                let from = match &run.resume {
-                    Some(Resume::AfterKey(k)) => usize::from(k[0]),
-                    _ => 0,
-                };
-                let items = &data[i][from.min(data[i].len())..];
-                run.buf.extend(items.iter().take(2));
-                run.resume =
-                    (items.len() > 2).then(|| Resume::AfterKey(vec![(from + 2) as u8].into()));
-            },
-        );
+        let out = merge(3, 7, |i, run: &mut Run<u32>| {
+            fetches += 1;
+            let from = match &run.resume {
+                Some(Resume::AfterKey(k)) => usize::from(k[0]),
+                _ => 0,
+            };
+            let items = &data[i][from.min(data[i].len())..];
+            run.buf.extend(items.iter().take(2));
+            run.resume = (items.len() > 2).then(|| Resume::AfterKey(vec![(from + 2) as u8].into()));
+        });
         assert_eq!(out, [1, 2, 3, 4, 5, 6, 7]);
         assert!(fetches <= 7, "{fetches}");
-        assert!(merge(3, 0, |x: &u32| *x, |_, _| unreachable!()).is_empty());
+        assert!(merge(3, 0, |_, _: &mut Run<u32>| unreachable!()).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`SHARDS`] independently locked shards so that no write waits behind another shard's
 //! table growing (a pause of tens of milliseconds for one table of 200k keys).
 
+use std::cmp::Reverse;
 use std::collections::{btree_map, BTreeMap};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -914,14 +915,16 @@ impl Store {
                 .fetch_add(read as u64, AtomicOrdering::Relaxed);
             run.resume = next.map(Resume::AfterKey);
         };
-        #[allow(clippy::borrowed_box)] // the type `merge` hands over
-        let rank = |k: &Box<[u8]>| k.clone();
-        let mut keys = listing::merge(SHARDS, want, rank, fetch);
+        let mut keys = listing::merge(SHARDS, want, fetch);
         let more = keys.len() > limit;
         keys.truncate(limit);
+        // Keys were built from `&str`: the bytes become the string without a copy.
         let keys: Vec<String> = keys
             .into_iter()
-            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .map(|k| {
+                String::from_utf8(k.into_vec())
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            })
             .collect();
         let next = if more { keys.last().cloned() } else { None };
         (keys, next)
@@ -933,7 +936,8 @@ impl Store {
         let shared = &*self.shared;
         let now = shared.offset(Instant::now());
         let batch = listing::batch(limit, SHARDS);
-        let fetch = |i: usize, run: &mut Run<(u64, String)>| {
+        // Newest first: the merge takes the smallest, so the order is reversed.
+        let fetch = |i: usize, run: &mut Run<Reverse<(u64, String)>>| {
             let before = match run.resume {
                 Some(Resume::BeforeMs(ms)) => Some(ms),
                 _ => None,
@@ -945,22 +949,21 @@ impl Store {
                 read += 1;
                 let same = state.map.iter_hash(spread(tag));
                 let live = same.filter(|n| n.created_ms == ms && n.deadline > now);
-                page.extend(live.map(|n| (ms, n.key.string())));
+                page.extend(live.map(|n| Reverse((ms, n.key.string()))));
             });
             drop(state);
             shared.listed.fetch_add(read, AtomicOrdering::Relaxed);
-            // Newest first; within a millisecond, by key (the index orders it by tag).
-            page.sort_unstable_by(|a, b| b.cmp(a));
+            // Within a millisecond, by key (the index orders it by tag).
+            page.sort_unstable();
             run.buf.extend(page);
             run.resume = next.map(Resume::BeforeMs);
         };
-        let newest = listing::merge(
-            SHARDS,
-            limit,
-            |e: &(u64, String)| std::cmp::Reverse(e.clone()),
-            fetch,
-        );
-        newest.into_iter().rev().map(|(_, key)| key).collect()
+        let newest = listing::merge(SHARDS, limit, fetch);
+        newest
+            .into_iter()
+            .rev()
+            .map(|Reverse((_, key))| key)
+            .collect()
     }
 
     /// Index entries read by listings so far: what [`Store::keys`] and [`Store::scan`]
