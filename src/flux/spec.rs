@@ -13,7 +13,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, HomePage};
 
 /// Ports (and nodes) per component: the v8 limit.
 pub const PORTS_PER_COMPONENT: u16 = 5;
@@ -182,6 +182,8 @@ pub struct SpecOptions {
     pub description: String,
     /// `--expire`: subscription length in blocks.
     pub expire: u64,
+    /// `--home-page`: the page every node serves at `/` (`REPRAM_HOME_PAGE`).
+    pub home_page: HomePage,
 }
 
 /// Default app description.
@@ -202,6 +204,7 @@ impl SpecOptions {
             base_port: 8081,
             description: DEFAULT_DESCRIPTION.to_string(),
             expire: DEFAULT_EXPIRE_BLOCKS,
+            home_page: HomePage::Fade,
         }
     }
 }
@@ -266,6 +269,7 @@ pub fn usage() -> String {
          \x20 --base-port PORT    first port (default 8081)\n\
          \x20 --description TEXT  app description (at most 256 characters)\n\
          \x20 --expire BLOCKS     subscription in blocks, 1 to {MAX_EXPIRE_BLOCKS} (default {DEFAULT_EXPIRE_BLOCKS}, about a month)\n\
+         \x20 --home-page PAGE   page at /: dashboard (default) or fade (the Fade board)\n\
          \x20 -h, --help          print this help\n"
     )
 }
@@ -276,7 +280,7 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    const FLAGS: [&str; 9] = [
+    const FLAGS: [&str; 10] = [
         "--name",
         "--owner",
         "--image",
@@ -286,8 +290,9 @@ where
         "--base-port",
         "--description",
         "--expire",
+        "--home-page",
     ];
-    let mut values: [Option<String>; 9] = Default::default();
+    let mut values: [Option<String>; 10] = Default::default();
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -308,7 +313,8 @@ where
             return Err(SpecError::Repeated(FLAGS[i]));
         }
     }
-    let [name, owner, image, domain, nodes, instances, base_port, description, expire] = values;
+    let [name, owner, image, domain, nodes, instances, base_port, description, expire, home_page] =
+        values;
     let missing: Vec<&str> = [(&name, "--name"), (&owner, "--owner"), (&image, "--image")]
         .iter()
         .filter(|(v, _)| v.is_none())
@@ -328,6 +334,17 @@ where
         base_port: number("--base-port", base_port, defaults.base_port, 1, 65535)?,
         description: description.unwrap_or(defaults.description),
         expire: number("--expire", expire, defaults.expire, 1, MAX_EXPIRE_BLOCKS)?,
+        home_page: match home_page.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("dashboard") => HomePage::Dashboard,
+            Some("fade") => HomePage::Fade,
+            Some(_) => {
+                return Err(SpecError::Invalid {
+                    flag: "--home-page",
+                    value: shown(&home_page.unwrap_or_default()),
+                    expected: "dashboard or fade".to_string(),
+                })
+            }
+        },
     }))
 }
 
@@ -463,6 +480,9 @@ pub fn generate(opts: &SpecOptions) -> Result<FluxApp, SpecError> {
             "REPRAM_TRUST_PROXY=true".to_string(),
             format!("REPRAM_MAX_STORAGE_BYTES={storage}"),
         ];
+        if opts.home_page != HomePage::Dashboard {
+            env.push(format!("REPRAM_HOME_PAGE={}", opts.home_page.as_str()));
+        }
         if components > 1 {
             env.push(format!(
                 "DISCOVERY_PEERS={}",
@@ -1175,6 +1195,25 @@ mod tests {
             panic!()
         };
         assert_eq!((o.nodes, o.instances, o.domain.as_str()), (3, 3, ""));
+        assert_eq!(o.home_page, HomePage::Dashboard);
+        let SpecCommand::Generate(o) = parse_args([
+            "--name",
+            "a",
+            "--owner",
+            "b",
+            "--image",
+            "c:1",
+            "--home-page=Fade",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.home_page, HomePage::Fade);
+        let env = &generate(&o).unwrap().compose[0].environment_parameters;
+        assert!(
+            env.contains(&"REPRAM_HOME_PAGE=fade".to_string()),
+            "{env:?}"
+        );
         assert_eq!(parse_args(["--help"]).unwrap(), SpecCommand::Help);
         assert_eq!(
             parse_args(["--nodes", "1", "-h"]).unwrap(),
@@ -1212,6 +1251,10 @@ mod tests {
         assert_eq!(
             with(&["--base-port", "70000"]),
             "--base-port 70000: expected a whole number from 1 to 65535"
+        );
+        assert_eq!(
+            with(&["--home-page", "blog"]),
+            "--home-page blog: expected dashboard or fade"
         );
         assert!(usage().contains("--instances"));
     }
