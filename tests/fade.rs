@@ -177,6 +177,10 @@ async fn the_board_is_one_self_contained_page_that_shows_messages_as_text() {
         .await
         .json();
     assert_eq!(s["config"]["REPRAM_HOME_PAGE"], "fade");
+    let dashboard = send(Method::GET, &format!("{url}/dashboard"), b"").await;
+    assert!(dashboard
+        .text()
+        .contains("<title>repram-flux cluster</title>"));
     cluster.shutdown().await;
 }
 

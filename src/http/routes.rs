@@ -245,6 +245,7 @@ async fn route(
             HomePage::Fade => read_only(Route::Other, &super::fade::page),
         },
         "/fade" => read_only(Route::Other, &super::fade::page),
+        "/dashboard" => read_only(Route::Other, &super::dashboard::page),
         "/scan" => scan(node, &method, uri.query()),
         "/cluster/scan" => scan(node, &method, uri.query()),
         p if p.starts_with("/cluster/") => (Route::Data, seed_data(node, p, req).await),
