@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::await_holding_lock)]
 
+pub mod addr;
 pub mod antientropy;
 pub mod auth;
 pub mod clock;
@@ -32,6 +33,7 @@ pub mod replication;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;
+pub mod text;
 pub mod transport;
 pub mod wire;
 
@@ -46,6 +48,7 @@ use std::future::Future;
 /// gracefully (they announce leaving and drain) within 5 seconds.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     raise_open_file_limit(&config);
+    flux::environment::log_note(&config);
     let cluster = start(config, Tuning::default())?;
     shutdown.await;
     tracing::info!("shutdown signal received");
