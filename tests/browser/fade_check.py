@@ -63,9 +63,11 @@ def run(args, page):
 
     # 1. Post on the first node's board, with the 10 s preset.
     page.call("Page.navigate", url=args.post_url)
+    # Page.navigate returns before the new document exists: every check right after it
+    # must hold on a half-loaded page too (optional chaining).
     page.wait_for("document.querySelector('#ttl option[value=\"10\"]') !== null",
                   "the 10 s TTL preset (REPRAM_MIN_TTL=1)", 20)
-    page.wait_for(f"document.getElementById('node').textContent === {json.dumps(post_node)}",
+    page.wait_for(f"document.getElementById('node')?.textContent === {json.dumps(post_node)}",
                   f"the board names {post_node}", 10)
     page.eval(f"document.getElementById('msg').value = {json.dumps(SHORT_TEXT)};"
               f" document.getElementById('ttl').value = '{SHORT_TTL}';"
@@ -74,15 +76,15 @@ def run(args, page):
                         " && document.getElementById('post-status').dataset.key",
                         "the post answered 201", 10)
     t_posted = time.monotonic()
-    page.wait_for(f"{item(key)} !== null && {item(key)}.querySelector('.text').textContent"
+    page.wait_for(f"{item(key)}?.querySelector('.text')?.textContent"
                   f" === {json.dumps(SHORT_TEXT)}", "the message on the posting board", 10)
     dc.log(f"posted {key!r} on {post_node}: shown on its board")
 
     # 2. The board of another node shows it, as text, counting down.
     page.call("Page.navigate", url=args.view_url)
-    page.wait_for(f"document.getElementById('node').textContent === {json.dumps(view_node)}",
+    page.wait_for(f"document.getElementById('node')?.textContent === {json.dumps(view_node)}",
                   f"the board at {args.view_url} names {view_node}", 10)
-    page.wait_for(f"{item(key)} !== null && {item(key)}.querySelector('.text').textContent"
+    page.wait_for(f"{item(key)}?.querySelector('.text')?.textContent"
                   f" === {json.dumps(SHORT_TEXT)}", f"the message on {view_node}'s board", 10)
     if page.eval("document.querySelectorAll('#board script, #board b').length") != 0:
         raise dc.Fail("the message was rendered as markup")
