@@ -142,6 +142,8 @@ pub struct Metrics {
     pub bytes: Gauge,
     /// Expired entries purged (set at scrape time).
     pub purged: Gauge,
+    /// Index entries read by listings (`/keys`, `/scan`; set at scrape time).
+    pub listed: Gauge,
     /// Seconds since the node started (set at scrape time).
     pub uptime: Gauge,
     /// Open client connections (set at scrape time).
@@ -213,6 +215,7 @@ impl Metrics {
             keys: Gauge::default(),
             bytes: Gauge::default(),
             purged: Gauge::default(),
+            listed: Gauge::default(),
             uptime: Gauge::default(),
             connections: Gauge::default(),
             connections_evicted: Counter::default(),
@@ -365,6 +368,11 @@ impl Metrics {
             "purged_entries",
             "Expired entries purged since start",
             m.purged.clone(),
+        );
+        registry.register(
+            "listing_entries_read",
+            "Index entries read by /keys and /scan since start (a listing costs O(limit))",
+            m.listed.clone(),
         );
         registry.register(
             "uptime_seconds",

@@ -4,7 +4,8 @@
 //! binary as separate processes on free loopback port ranges and measures, in one run:
 //! GET and replicated-PUT throughput with `wrk` (side by side with an nginx that
 //! `scripts/bench.sh` started), mesh formation time, write-to-visible-everywhere latency,
-//! memory per key and catch-up time of a late node. It prints a table and writes a JSON
+//! memory per key, catch-up time of a late node, and GET latency while clients page
+//! through all keys (`listing.rs`). It prints a table and writes a JSON
 //! report. Every loop is bounded in count and time; every child process is killed when
 //! the run ends, fails, or receives SIGINT/SIGTERM.
 //!
@@ -13,6 +14,8 @@
 //! `repram-bench soak --server PATH [--seconds 60]` runs the bounded soak of
 //! `scripts/soak.sh` (see `soak.rs`).
 
+#[path = "repram-bench/listing.rs"]
+mod listing;
 #[path = "repram-bench/soak.rs"]
 mod soak;
 
@@ -90,7 +93,7 @@ struct Args {
 const USAGE: &str = "usage:
   repram-bench all --server PATH [--out FILE] [--tmp DIR] [--lua-dir DIR] [--wrk PATH]
                    [--nginx-port PORT] [--nginx-bin PATH] [--quick] [--profile NAME]
-                   [--only get,put,mesh,visible,memory,catchup] [--build-seconds S]
+                   [--only get,put,mesh,visible,memory,catchup,listing] [--build-seconds S]
   repram-bench free-port [--from PORT]
   repram-bench table [FILE]      print the table of a saved report (bench/results.json)
   repram-bench soak --server PATH [--seconds 60] [--nodes 3] [--tmp DIR] [--out FILE]
@@ -579,6 +582,8 @@ impl Bench {
                 catchup_keys: 2_000,
                 catchup_timeout: 20,
                 converge_timeout: 10,
+                listing_keys: 5_000,
+                listing_wrk_seconds: 2,
             }
         } else {
             Settings {
@@ -595,6 +600,8 @@ impl Bench {
                 catchup_keys: 100_000,
                 catchup_timeout: 60,
                 converge_timeout: 30,
+                listing_keys: 200_000,
+                listing_wrk_seconds: 8,
             }
         }
     }
@@ -1511,6 +1518,9 @@ struct Settings {
     catchup_keys: usize,
     catchup_timeout: u64,
     converge_timeout: u64,
+    /// Keys paged through by the listing phase, and its wrk runs' length.
+    listing_keys: usize,
+    listing_wrk_seconds: u64,
 }
 
 async fn run_all(args: Args) -> ExitCode {
@@ -1521,14 +1531,16 @@ async fn run_all(args: Args) -> ExitCode {
     let budget = if args.quick {
         Duration::from_secs(50)
     } else {
-        Duration::from_secs(320)
+        Duration::from_secs(380)
     };
     let mut bench = Bench::new(args.clone(), budget);
     let settings = bench.settings();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut figures = serde_json::Map::new();
     let mut skipped: Vec<&str> = Vec::new();
-    let phases = ["get", "put", "mesh", "visible", "memory", "catchup"];
+    let phases = [
+        "get", "put", "mesh", "visible", "memory", "catchup", "listing",
+    ];
     for phase in phases {
         if !bench.wants(phase) {
             continue;
@@ -1549,6 +1561,7 @@ async fn run_all(args: Args) -> ExitCode {
             "mesh" => bench.phase_mesh(&settings).await,
             "visible" => bench.phase_visible(&settings).await,
             "memory" => bench.phase_memory(&settings).await,
+            "listing" => bench.phase_listing(&settings).await,
             _ => bench.phase_catchup(&settings).await,
         };
         kill_all_children(); // nothing of a phase outlives it, even after an error
@@ -1584,6 +1597,7 @@ async fn run_all(args: Args) -> ExitCode {
             "visible_writes": settings.visible_writes,
             "memory_keys": settings.memory_keys,
             "catchup_keys": settings.catchup_keys,
+            "listing_keys": settings.listing_keys,
         },
         "build_seconds": args.build_s,
         "run_seconds": round1(bench.started.elapsed().as_secs_f64()),
@@ -1739,6 +1753,9 @@ fn ratios_and_goals(f: &Value) -> (Value, Value) {
           "met": le(rps("/memory/n1/overhead_bytes_per_key"), 150.0) },
         { "figure": "catch-up of a late node (s)", "goal": "<= 5",
           "value": rps("/catchup/seconds"), "met": le(rps("/catchup/seconds"), 5.0) },
+        { "figure": "GET p99 with 4 clients paging /keys vs without", "goal": "within 2x",
+          "value": rps("/listing/get_p99_ratio_with_pagers"),
+          "met": le(rps("/listing/get_p99_ratio_with_pagers"), 2.0) },
     ]);
     (ratios, goals)
 }
@@ -1905,6 +1922,44 @@ fn render_table(report: &Value) -> String {
         String::new(),
         "<= 5 s".into(),
         met(8).into(),
+    ]);
+    rows.push([
+        format!(
+            "GET p99 ms, alone / 4 pagers ({} keys)",
+            fmt_num(f.pointer("/listing/keys").and_then(Value::as_f64), 0)
+        ),
+        format!(
+            "{} / {}",
+            fmt_num(num("/listing/get_alone/p99_ms"), 2),
+            fmt_num(num("/listing/get_with_pagers/p99_ms"), 2)
+        ),
+        format!(
+            "GET req/s {} / {}",
+            fmt_num(num("/listing/get_alone/requests_per_s"), 0),
+            fmt_num(num("/listing/get_with_pagers/requests_per_s"), 0)
+        ),
+        format!(
+            "{}x (within 2x)",
+            fmt_num(num("/listing/get_p99_ratio_with_pagers"), 2)
+        ),
+        met(9).into(),
+    ]);
+    rows.push([
+        "one client pages all keys".into(),
+        format!(
+            "{} pages, {} s",
+            fmt_num(num("/listing/one_client_pages_through_all_keys/pages"), 0),
+            fmt_num(num("/listing/one_client_pages_through_all_keys/seconds"), 2)
+        ),
+        format!(
+            "/keys p99 {} ms",
+            fmt_num(
+                num("/listing/one_client_pages_through_all_keys/call_ms/p99_ms"),
+                2
+            )
+        ),
+        String::new(),
+        String::new(),
     ]);
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

@@ -5,6 +5,8 @@
 pub mod conns;
 pub mod cors;
 pub mod dashboard;
+pub mod fade;
+pub mod listing;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

@@ -20,6 +20,7 @@ use super::ratelimit::client_ip;
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
 use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
+use crate::config::HomePage;
 use crate::metrics::Route;
 use crate::node::{Node, ReadThrough};
 use crate::replication::MAX_BATCH_BYTES;
@@ -249,7 +250,15 @@ async fn route(
         }
     };
     match public {
-        "/" => read_only(Route::Other, &super::dashboard::page),
+        "/" => match node.config.home_page {
+            HomePage::Dashboard => read_only(Route::Other, &super::dashboard::page),
+            HomePage::Fade => read_only(Route::Other, &super::fade::page),
+        },
+        "/fade" => read_only(Route::Other, &super::fade::page),
+        "/dashboard" => read_only(Route::Other, &super::dashboard::page),
+        "/scan" => scan(node, &method, uri.query()),
+        "/cluster/scan" => scan(node, &method, uri.query()),
+        p if p.starts_with("/cluster/") => (Route::Data, seed_data(node, p, req).await),
         "/cluster" => (
             Route::Other,
             Ok(super::dashboard::cluster(node, &method, uri.query()).await),
@@ -430,6 +439,7 @@ fn metrics(node: &Node) -> Resp {
     m.keys.set(node.store.len() as i64);
     m.bytes.set(node.store.bytes() as i64);
     m.purged.set(node.store.purged_total() as i64);
+    m.listed.set(node.store.listed_total() as i64);
     m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
     m.connections.set(node.connections.open() as i64);
@@ -463,6 +473,38 @@ fn keys(node: &Node, query: Option<&str>) -> Result<Resp> {
     Ok(json_response(
         StatusCode::OK,
         &json!({ "keys": keys, "next_cursor": next }),
+    ))
+}
+
+fn scan(node: &Node, method: &Method, query: Option<&str>) -> (Route, Result<Resp>) {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD")));
+    }
+    let answer = super::listing::scan(node, query).map_err(ApiError::bad_request);
+    (
+        Route::Keys,
+        answer.map(|a| json_response(StatusCode::OK, &a)),
+    )
+}
+
+/// The seed-era REPRAM routes `PUT /cluster/put/{key}` and `GET`/`HEAD
+/// /cluster/get/{key}`: `/data/{key}` under other names.
+async fn seed_data(node: &Arc<Node>, path: &str, req: Request<Incoming>) -> Result<Resp> {
+    if let Some(segment) = path.strip_prefix("/cluster/put/") {
+        return match *req.method() {
+            Method::PUT => data(node, segment, req).await,
+            _ => Err(ApiError::method_not_allowed("PUT")),
+        };
+    }
+    if let Some(segment) = path.strip_prefix("/cluster/get/") {
+        return match *req.method() {
+            Method::GET | Method::HEAD => data(node, segment, req).await,
+            _ => Err(ApiError::method_not_allowed("GET, HEAD")),
+        };
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", truncate(path, 100)),
     ))
 }
 
