@@ -452,12 +452,22 @@ impl Node {
     /// replication is still delivering; catch-up after start takes everything.
     pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
+        let client = &self.client;
+        self.sync_via(settle, |msg| async move {
+            client.call(addr, SYNC_PATH, &msg, ROUND_TIMEOUT).await
+        })
+        .await
+    }
+
+    /// [`Node::sync_with`] over any transport: `call` carries a sync message to the peer
+    /// and returns its answer (tests hand it to a peer in memory).
+    pub async fn sync_via<F, Fut>(&self, settle: bool, mut call: F) -> Result<usize, CallError>
+    where
+        F: FnMut(Message) -> Fut,
+        Fut: std::future::Future<Output = Result<Message, CallError>>,
+    {
         let digest = Message::Digest(self.store.digest());
-        let mut versions = match self
-            .client
-            .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
-            .await?
-        {
+        let mut versions = match call(digest).await? {
             Message::Versions(v) => v,
             other => {
                 return Err(CallError::Http(format!(
@@ -476,12 +486,7 @@ impl Node {
             .collect();
         let mut repaired = 0;
         for chunk in wanted.chunks(FETCH_CHUNK) {
-            let fetch = Message::Fetch(chunk.to_vec());
-            match self
-                .client
-                .call(addr, SYNC_PATH, &fetch, ROUND_TIMEOUT)
-                .await?
-            {
+            match call(Message::Fetch(chunk.to_vec())).await? {
                 Message::Replicate(entries) => {
                     for e in &entries {
                         if matches!(
@@ -508,8 +513,26 @@ impl Node {
         Ok(repaired)
     }
 
+    /// One periodic anti-entropy round, paced by `pacer`: `None` when the pacer skips
+    /// it, otherwise the settled pull of [`Node::sync_via`] through `call`.
+    pub async fn anti_entropy_round<F, Fut>(
+        &self,
+        pacer: &mut antientropy::Pacer,
+        call: F,
+    ) -> Option<Result<usize, CallError>>
+    where
+        F: FnMut(Message) -> Fut,
+        Fut: std::future::Future<Output = Result<Message, CallError>>,
+    {
+        if !pacer.round_due(self.store.digest()) {
+            return None;
+        }
+        Some(self.sync_via(true, call).await)
+    }
+
     /// Anti-entropy rounds against a random live peer, forever (until shutdown).
     async fn anti_entropy_loop(self: Arc<Self>) {
+        const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let mut shutdown = self.shutdown.clone();
         let mut pacer = antientropy::Pacer::default();
         loop {
@@ -519,9 +542,6 @@ impl Node {
                 _ = tokio::time::sleep(self.tuning.anti_entropy_interval + Duration::from_millis(jitter)) => {}
                 _ = shutdown.changed() => return,
             }
-            if !pacer.round_due(self.store.digest()) {
-                continue;
-            }
             let peer = {
                 let m = self.membership();
                 let peers: Vec<_> = m.peers().filter(|p| !p.suspect).map(|p| p.addr()).collect();
@@ -530,12 +550,17 @@ impl Node {
                 }
                 peers[rand::thread_rng().gen_range(0..peers.len())].clone()
             };
-            match self.sync_with(&peer, true).await {
-                Ok(0) => {}
-                Ok(n) => {
+            let client = &self.client;
+            let call = |msg| {
+                let peer = &peer;
+                async move { client.call(peer, SYNC_PATH, &msg, ROUND_TIMEOUT).await }
+            };
+            match self.anti_entropy_round(&mut pacer, call).await {
+                None | Some(Ok(0)) => {}
+                Some(Ok(n)) => {
                     info!(node = %self.id, port = self.port, peer = %peer, repaired = n, "anti-entropy repaired entries")
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "anti-entropy round failed")
                 }
             }
