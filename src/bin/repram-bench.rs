@@ -977,6 +977,13 @@ impl Bench {
         .iter()
         .map(|k| raw[*k].as_f64().unwrap_or(0.0))
         .sum();
+        // The smoke run gates CI: a run with failed requests or answers of 400 and up
+        // measured something other than what it claims.
+        if self.args.quick && errors > 0.0 {
+            return Err(format!(
+                "wrk saw {errors} errors (connect, read, write, status >= 400, timeout) on {url}: {line}"
+            ));
+        }
         Ok(json!({
             "requests_per_s": round1(requests / secs),
             "requests": requests,
@@ -1380,6 +1387,12 @@ async fn run_all(args: Args) -> ExitCode {
         if bench.over_budget() {
             eprintln!("repram-bench: {phase}: skipped, the run's time budget is used up");
             skipped.push(phase);
+            // The smoke run must run every phase it was asked for to mean anything.
+            if args.quick {
+                bench
+                    .errors
+                    .push(format!("{phase}: skipped, the time budget was used up"));
+            }
             continue;
         }
         eprintln!(
