@@ -171,6 +171,54 @@ async fn sigterm_leaves_the_mesh_and_exits_0() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let base = free_range(1);
+    let mut proc = Process::start(&env_for(base, 1, 1));
+    let port = proc.claimed_ports(1).await[0];
+    wait_until(Duration::from_secs(10), "node ready", || async move {
+        get(&format!("http://127.0.0.1:{port}/ready"))
+            .await
+            .is_some_and(|r| r.status == 200)
+    })
+    .await;
+    // A write under way: the handler is reading its body (100 Continue says so).
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    conn.write_all(
+        b"PUT /data/inflight?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .expect("head");
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("100 Continue in time")
+        .expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 100 Continue"));
+    conn.write_all(b"ab").await.expect("part of the body");
+
+    // SIGTERM, and wait until the node is shutting down before the body is finished.
+    proc.signal("TERM");
+    wait_until(Duration::from_secs(10), "shutdown under way", || {
+        let started = proc.log_text().contains("shutting down");
+        async move { started }
+    })
+    .await;
+    conn.write_all(b"cde").await.expect("rest of the body");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the request in flight was not finished: {answer:?}; log:\n{}",
+        proc.log_text()
+    );
+    assert_eq!(proc.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+#[tokio::test]
 async fn a_busy_port_is_skipped() {
     let base = free_range(4);
     let _squatter = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, base + 1))).unwrap();
