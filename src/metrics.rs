@@ -50,6 +50,30 @@ pub struct ViaLabels {
     pub via: Via,
 }
 
+/// Why an entry from a peer was refused (a closed set).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Refusal {
+    /// Its version, HLC or creation time is beyond the tolerated skew ahead of our clock.
+    future,
+    /// Already expired by our clock on arrival: it would not be readable here.
+    expired,
+}
+
+/// Labels of the refused-entries counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why.
+    pub reason: Refusal,
+}
+
+/// Labels of the per-peer clock skew gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer's node id.
+    pub peer: String,
+}
+
 /// Every metric of one node.
 pub struct Metrics {
     registry: Registry,
@@ -100,6 +124,10 @@ pub struct Metrics {
     pub replication_queue: Gauge,
     /// Node-to-node messages refused as malformed.
     pub rejected_messages: Counter,
+    /// Entries from peers refused, by reason (never acknowledged).
+    pub entries_refused: Family<RefusalLabels, Counter>,
+    /// Each live peer's clock minus ours, ms, as last measured by a probe.
+    pub peer_clock_skew_ms: Family<PeerLabels, Gauge>,
     /// Live peers (set at scrape time).
     pub peers: Gauge,
     /// Keys held (set at scrape time).
@@ -171,6 +199,8 @@ impl Metrics {
             replication_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             replication_queue: Gauge::default(),
             rejected_messages: Counter::default(),
+            entries_refused: Family::default(),
+            peer_clock_skew_ms: Family::default(),
             peers: Gauge::default(),
             keys: Gauge::default(),
             bytes: Gauge::default(),
@@ -261,6 +291,16 @@ impl Metrics {
             m.rejected_messages.clone(),
         );
         registry.register(
+            "entries_refused",
+            "Entries from peers refused and not acknowledged, by reason (future: dated beyond the tolerated clock skew ahead; expired: already expired on arrival)",
+            m.entries_refused.clone(),
+        );
+        registry.register(
+            "peer_clock_skew_ms",
+            "Each live peer's clock minus this node's, milliseconds, as measured by its last probe",
+            m.peer_clock_skew_ms.clone(),
+        );
+        registry.register(
             "anti_entropy_rounds",
             "Anti-entropy rounds completed",
             m.anti_entropy_rounds.clone(),
@@ -329,6 +369,13 @@ impl Metrics {
                 .inc(),
             None => counter(route, status).inc(),
         };
+    }
+
+    /// Count one entry refused for `reason`.
+    pub fn refused(&self, reason: Refusal) {
+        self.entries_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
