@@ -15,6 +15,7 @@
 
 pub mod antientropy;
 pub mod auth;
+pub mod cidr;
 pub mod clock;
 pub mod config;
 pub mod discovery;

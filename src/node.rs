@@ -16,6 +16,8 @@ use tracing::{debug, info, warn};
 use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
 use crate::clock::{now_ms, origin_tag, Hlc, Version};
 use crate::config::Config;
+use crate::http::ratelimit::RateLimiter;
+use crate::http::receiving::Receiving;
 use crate::membership::{
     fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
 };
@@ -115,8 +117,11 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Checks signed node messages when a cluster secret is set.
     pub verifier: Option<crate::auth::Verifier>,
-    /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off).
-    pub limiter: Option<crate::http::ratelimit::RateLimiter>,
+    /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off), shared
+    /// by the nodes of the process.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Request-body bytes being received by the process (`REPRAM_MAX_INFLIGHT_BYTES`).
+    pub receiving: Arc<Receiving>,
     /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
     pub connections: Arc<crate::http::conns::Connections>,
     /// When it started.
@@ -132,6 +137,28 @@ pub struct Node {
     home: Home,
     /// Where its client connections are served.
     pub(crate) conn_threads: Dispatch,
+}
+
+/// What the nodes of one process share.
+#[derive(Clone)]
+pub struct ProcessWide {
+    /// Where client connections are served.
+    pub conn_threads: Dispatch,
+    /// One rate-limit budget per client for the whole process.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// One cap on request-body bytes being received.
+    pub receiving: Arc<Receiving>,
+}
+
+impl ProcessWide {
+    /// A limiter and a receive cap from `config`, serving through `conn_threads`.
+    pub fn new(config: &Config, conn_threads: Dispatch) -> ProcessWide {
+        ProcessWide {
+            conn_threads,
+            limiter: RateLimiter::new(config.rate_limit).map(Arc::new),
+            receiving: Receiving::new(config.max_inflight_bytes),
+        }
+    }
 }
 
 /// Most recent membership events kept per node (for `/cluster` and the dashboard).
@@ -180,7 +207,7 @@ impl Node {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Node> {
         Node::serving_on(
-            Dispatch::default(),
+            ProcessWide::new(&config, Dispatch::default()),
             id,
             index,
             port,
@@ -190,9 +217,9 @@ impl Node {
         )
     }
 
-    /// A node that knows nobody yet and serves its connections through `conn_threads`.
+    /// A node that knows nobody yet, sharing `process` with the other nodes of its process.
     pub fn serving_on(
-        conn_threads: Dispatch,
+        process: ProcessWide,
         id: String,
         index: usize,
         port: u16,
@@ -226,7 +253,8 @@ impl Node {
             hlc: Hlc::new(),
             client,
             metrics,
-            limiter: crate::http::ratelimit::RateLimiter::new(config.rate_limit),
+            limiter: process.limiter,
+            receiving: process.receiving,
             connections: crate::http::conns::Connections::new(config.max_connections),
             verifier: config
                 .cluster_secret
@@ -238,7 +266,7 @@ impl Node {
             caught_up: AtomicU8::new(CATCH_UP_IDLE),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             home: Home::here(),
-            conn_threads,
+            conn_threads: process.conn_threads,
             id,
             index,
             port,

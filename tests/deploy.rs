@@ -198,7 +198,6 @@ fn flux_env_over_image_env_is_a_valid_config() {
         (config.node_count, config.max_ports, config.base_port),
         (3, 5, 8081)
     );
-    assert!(config.trust_proxy);
 }
 
 #[test]
