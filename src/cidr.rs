@@ -152,7 +152,10 @@ mod tests {
         // A mapped entry is the IPv4 network it carries.
         assert!(net("::ffff:198.51.100.0/120").contains(ip("198.51.100.9")));
         assert!(net("::ffff:198.51.100.7").contains(ip("198.51.100.7")));
-        assert_eq!(net("::ffff:198.51.100.0/120").to_string(), "198.51.100.0/24");
+        assert_eq!(
+            net("::ffff:198.51.100.0/120").to_string(),
+            "198.51.100.0/24"
+        );
         assert!(!net("::ffff:198.51.100.0/120").contains(ip("198.51.101.9")));
     }
 

@@ -216,9 +216,7 @@ pub enum ConfigError {
     },
     /// `REPRAM_MAX_INFLIGHT_BYTES` below `REPRAM_MAX_VALUE_BYTES`: the largest value
     /// could never be received.
-    #[error(
-        "REPRAM_MAX_INFLIGHT_BYTES={inflight} is below REPRAM_MAX_VALUE_BYTES={max_value}"
-    )]
+    #[error("REPRAM_MAX_INFLIGHT_BYTES={inflight} is below REPRAM_MAX_VALUE_BYTES={max_value}")]
     InflightBelowMaxValue {
         /// `REPRAM_MAX_INFLIGHT_BYTES`.
         inflight: u64,
@@ -1655,13 +1653,24 @@ mod tests {
         let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32", "10.0.0.0/8"]
+            [
+                "203.0.113.7",
+                "198.51.100.0/24",
+                "2001:db8::/32",
+                "10.0.0.0/8"
+            ]
         );
         assert!(env(&[("REPRAM_TRUSTED_PROXIES", " ")])
             .unwrap()
             .trusted_proxies
             .is_empty());
-        for bad in ["localhost", "10.0.0.0/8/8", "1.2.3.4:80", "[::1]", "10.0.0.0/x"] {
+        for bad in [
+            "localhost",
+            "10.0.0.0/8/8",
+            "1.2.3.4:80",
+            "[::1]",
+            "10.0.0.0/x",
+        ] {
             assert!(
                 err(&[("REPRAM_TRUSTED_PROXIES", bad)]).contains(&format!("(bad item: {bad})"))
                     || err(&[("REPRAM_TRUSTED_PROXIES", bad)])

@@ -107,7 +107,11 @@ fn spawn_heap_trimmer() {
                     // the kernel; it is thread-safe and touches no memory in use.
                     unsafe { libc::malloc_trim(0) };
                     free_floor = heap_free();
-                    tracing::debug!(took_us = t0.elapsed().as_micros() as u64, free, "heap trimmed");
+                    tracing::debug!(
+                        took_us = t0.elapsed().as_micros() as u64,
+                        free,
+                        "heap trimmed"
+                    );
                 }
             }
         });

@@ -914,10 +914,14 @@ impl Store {
         let stored = shared.totals.bytes.load(AtomicOrdering::Relaxed);
         shared
             .reserved
-            .fetch_update(AtomicOrdering::AcqRel, AtomicOrdering::Acquire, |reserved| {
-                let total = reserved.checked_add(bytes)?;
-                (stored.saturating_add(total) <= limit).then_some(total)
-            })
+            .fetch_update(
+                AtomicOrdering::AcqRel,
+                AtomicOrdering::Acquire,
+                |reserved| {
+                    let total = reserved.checked_add(bytes)?;
+                    (stored.saturating_add(total) <= limit).then_some(total)
+                },
+            )
             .map(|_| ())
             .map_err(|reserved| StoreError::Full {
                 needed: bytes,

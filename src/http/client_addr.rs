@@ -80,7 +80,13 @@ mod tests {
     fn a_direct_client_is_its_peer_address_whatever_it_claims() {
         let peer = ip("198.51.100.1");
         let proxies = nets(&["203.0.113.0/24"]);
-        for claim in [&b"127.0.0.1"[..], b"::1", b"127.9.9.9", b"1.2.3.4", b"garbage"] {
+        for claim in [
+            &b"127.0.0.1"[..],
+            b"::1",
+            b"127.9.9.9",
+            b"1.2.3.4",
+            b"garbage",
+        ] {
             let h = xff(&[claim]);
             assert_eq!(client_of(peer, &h, &proxies), Client::Remote(peer));
             assert_eq!(client_of(peer, &h, &[]), Client::Remote(peer));

@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::cors::{self, Preflight};
 use super::client_addr::{client_of, Client};
+use super::cors::{self, Preflight};
 use super::linger::{discard_rest, Rest};
 use super::upload::{self, Limits, Refusal};
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
