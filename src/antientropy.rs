@@ -13,6 +13,8 @@
 //! Every node runs rounds against random peers, so differences in both directions heal.
 //! Hashes are stable across processes and machines (FNV-1a and SplitMix64, no seeds).
 
+use std::collections::HashSet;
+
 use crate::clock::Version;
 
 /// Number of digest buckets.
@@ -69,6 +71,42 @@ pub fn wanted(
         .collect()
 }
 
+/// Most entries [`Refused`] remembers.
+const MAX_REFUSED: usize = 10_000;
+
+/// Entries this node was sent and did not store for want of room: not fetched by
+/// anti-entropy while the store holds at least as many bytes as at the last refusal. Without it, a full node would pull the same values from its peers
+/// every round, forever (with 10 MB values, hundreds of MB through memory a minute).
+#[derive(Debug, Default)]
+pub struct Refused {
+    at_bytes: u64,
+    entries: HashSet<(String, Version)>,
+}
+
+impl Refused {
+    /// Forget every refusal once the store holds fewer than `stored_bytes` (room may have
+    /// been freed since).
+    pub fn forget_if_room(&mut self, stored_bytes: u64) {
+        if stored_bytes < self.at_bytes {
+            self.entries.clear();
+            self.at_bytes = 0;
+        }
+    }
+
+    /// True when `key` at `version` was refused and should not be fetched again yet.
+    pub fn skips(&self, key: &str, version: Version) -> bool {
+        !self.entries.is_empty() && self.entries.contains(&(key.to_string(), version))
+    }
+
+    /// Remember that `key` at `version` was refused with `stored_bytes` in the store.
+    pub fn note(&mut self, key: &str, version: Version, stored_bytes: u64) {
+        if self.entries.len() < MAX_REFUSED {
+            self.entries.insert((key.to_string(), version));
+        }
+        self.at_bytes = self.at_bytes.max(stored_bytes);
+    }
+}
+
 /// Rounds of anti-entropy skipped in a row, at most, while a node's data keeps changing
 /// (see [`Pacer`]).
 pub const MAX_SKIPPED_ROUNDS: u32 = 7;
@@ -117,6 +155,20 @@ mod tests {
         assert_eq!(runs, vec![7, 15]);
         // Quiet again: runs at once.
         assert!(p.round_due(vec![21]));
+    }
+
+    #[test]
+    fn refused_entries_are_skipped_until_the_store_shrinks() {
+        let mut r = Refused::default();
+        assert!(!r.skips("a", v(1)));
+        r.note("a", v(1), 1_000);
+        assert!(r.skips("a", v(1)));
+        // A newer version of the key is fetched.
+        assert!(!r.skips("a", v(2)));
+        r.forget_if_room(1_000);
+        assert!(r.skips("a", v(1)), "no room freed");
+        r.forget_if_room(999);
+        assert!(!r.skips("a", v(1)), "room freed: try again");
     }
 
     fn v(hlc: u64) -> Version {

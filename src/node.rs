@@ -133,6 +133,8 @@ pub struct Node {
     caught_up: AtomicU8,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
+    /// Entries anti-entropy fetched and the store refused (see [`antientropy::Refused`]).
+    refused: Mutex<antientropy::Refused>,
     /// Where its long-lived tasks run.
     home: Home,
     /// Where its client connections are served.
@@ -265,6 +267,7 @@ impl Node {
             serving: AtomicBool::new(false),
             caught_up: AtomicU8::new(CATCH_UP_IDLE),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
+            refused: Mutex::default(),
             home: Home::here(),
             conn_threads: process.conn_threads,
             id,
@@ -443,6 +446,13 @@ impl Node {
             }
             Err(err) => {
                 debug!(node = %self.id, port = self.port, key = %e.key, error = %err, "replica refused");
+                // Whether it came by replication or anti-entropy, do not pull it again
+                // while there is no more room.
+                self.refused.lock().unwrap_or_else(|e| e.into_inner()).note(
+                    &e.key,
+                    e.version,
+                    self.store.bytes(),
+                );
                 None
             }
         }
@@ -497,6 +507,11 @@ impl Node {
         if settle {
             let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
             versions.retain(|(_, v)| v.wall_ms() <= settled);
+        }
+        {
+            let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            refused.forget_if_room(self.store.bytes());
+            versions.retain(|(k, v)| !refused.skips(k, *v));
         }
         let wanted: Vec<String> = antientropy::wanted(&versions, |k| self.store.version(k))
             .into_iter()
