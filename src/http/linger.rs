@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderMap, EXPECT};
+use hyper::header::{HeaderMap, CONTENT_LENGTH, EXPECT};
 use tokio::time::Instant;
 
 /// Most bytes thrown away per request; past it the connection is simply closed.
@@ -29,10 +29,10 @@ pub enum Rest {
     Nothing,
     /// Drained in the background; the answer must close the connection.
     Draining,
-    /// The client waits for `100 Continue` before sending it: it never will, so the
-    /// body is dropped unread (hyper then sends no `100 Continue`) and the answer closes
-    /// the connection.
-    NotSent,
+    /// Dropped unread, and the answer closes the connection: the client waits for
+    /// `100 Continue` before sending it (it never will: hyper sends none for a body
+    /// nobody reads), or it declared more than would ever be read.
+    Dropped,
 }
 
 /// Deal with the rest of `body` after an early answer to a request with `headers`.
@@ -40,11 +40,15 @@ pub fn discard_rest(headers: &HeaderMap, body: Incoming) -> Rest {
     if body.is_end_stream() {
         return Rest::Nothing;
     }
-    if headers
+    let expects_continue = headers
         .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-    {
-        return Rest::NotSent;
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if expects_continue || declared.is_some_and(|n| n > LINGER_MAX_BYTES) {
+        return Rest::Dropped;
     }
     tokio::spawn(drain(body, LINGER_MAX_BYTES, LINGER_TIME));
     Rest::Draining
