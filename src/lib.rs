@@ -48,6 +48,7 @@ use std::future::Future;
 /// gracefully (they announce leaving and drain) within 5 seconds.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     raise_open_file_limit(&config);
+    flux::environment::log_note(&config);
     let cluster = start(config, Tuning::default())?;
     shutdown.await;
     tracing::info!("shutdown signal received");
