@@ -406,6 +406,12 @@ async fn uploads_are_refused_before_their_body_when_the_budgets_cannot_take_them
         "PUT /data/slow?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab",
     )
     .await;
+    wait_until(
+        Duration::from_secs(5),
+        "the slow upload reserved",
+        || async { metric(port, "repram_receiving_bytes").await >= 1000.0 },
+    )
+    .await;
     // ...so the process cannot take 600 more: 503 with Retry-After, at once, no body sent.
     let mut s = started_upload(
         port,
@@ -427,6 +433,12 @@ async fn uploads_are_refused_before_their_body_when_the_budgets_cannot_take_them
     // The slow upload gives its reservation back when it is cut off.
     drop(slow.shutdown().await);
     drop(slow);
+    wait_until(
+        Duration::from_secs(5),
+        "the reservation given back",
+        || async { metric(port, "repram_receiving_bytes").await == 0.0 },
+    )
+    .await;
     let url = format!("http://127.0.0.1:{port}");
     for i in 0..4 {
         let r = request(

@@ -391,6 +391,8 @@ fn metrics(node: &Node) -> Resp {
     m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
     m.connections.set(node.connections.open() as i64);
+    m.receiving_bytes
+        .set(i64::try_from(node.receiving.used()).unwrap_or(i64::MAX));
     let mut resp = Response::new(Full::new(Bytes::from(m.render())));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
