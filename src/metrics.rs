@@ -50,6 +50,30 @@ pub struct ViaLabels {
     pub via: Via,
 }
 
+/// Why an entry from a peer was refused (a closed set).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Refusal {
+    /// Its version, HLC or creation time is beyond the tolerated skew ahead of our clock.
+    future,
+    /// Already expired by our clock on arrival: it would not be readable here.
+    expired,
+}
+
+/// Labels of the refused-entries counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why.
+    pub reason: Refusal,
+}
+
+/// Labels of the per-peer clock skew gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer's node id.
+    pub peer: String,
+}
+
 /// Every metric of one node.
 pub struct Metrics {
     registry: Registry,
@@ -63,8 +87,14 @@ pub struct Metrics {
     pub peer_deaths: Counter,
     /// Times a peer became suspect.
     pub peer_suspicions: Counter,
-    /// Probes that got no valid answer (includes empty ports of the range).
+    /// Probes of members that got no valid answer.
     pub probe_failures: Counter,
+    /// Probes of discovery addresses (ports of the range, seeds) where no node answered:
+    /// empty ports, so rising on a healthy cluster.
+    pub discovery_misses: Counter,
+    /// Reads that missed locally while catching up and were read through from a peer
+    /// that held the key.
+    pub read_throughs: Counter,
     /// Replication batches a peer confirmed.
     pub replication_batches: Counter,
     /// Entries in confirmed batches.
@@ -100,6 +130,10 @@ pub struct Metrics {
     pub replication_queue: Gauge,
     /// Node-to-node messages refused as malformed.
     pub rejected_messages: Counter,
+    /// Entries from peers refused, by reason (never acknowledged).
+    pub entries_refused: Family<RefusalLabels, Counter>,
+    /// Each live peer's clock minus ours, ms, as last measured by a probe.
+    pub peer_clock_skew_ms: Family<PeerLabels, Gauge>,
     /// Live peers (set at scrape time).
     pub peers: Gauge,
     /// Keys held (set at scrape time).
@@ -108,6 +142,8 @@ pub struct Metrics {
     pub bytes: Gauge,
     /// Expired entries purged (set at scrape time).
     pub purged: Gauge,
+    /// Index entries read by listings (`/keys`, `/scan`; set at scrape time).
+    pub listed: Gauge,
     /// Seconds since the node started (set at scrape time).
     pub uptime: Gauge,
     /// Open client connections (set at scrape time).
@@ -159,6 +195,8 @@ impl Metrics {
             peer_deaths: Counter::default(),
             peer_suspicions: Counter::default(),
             probe_failures: Counter::default(),
+            discovery_misses: Counter::default(),
+            read_throughs: Counter::default(),
             replication_batches: Counter::default(),
             replication_entries: Counter::default(),
             replication_failures: Counter::default(),
@@ -173,10 +211,13 @@ impl Metrics {
             replication_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             replication_queue: Gauge::default(),
             rejected_messages: Counter::default(),
+            entries_refused: Family::default(),
+            peer_clock_skew_ms: Family::default(),
             peers: Gauge::default(),
             keys: Gauge::default(),
             bytes: Gauge::default(),
             purged: Gauge::default(),
+            listed: Gauge::default(),
             uptime: Gauge::default(),
             connections: Gauge::default(),
             receiving_bytes: Gauge::default(),
@@ -205,8 +246,18 @@ impl Metrics {
         );
         registry.register(
             "probe_failures",
-            "Membership probes without a valid answer",
+            "Probes of members without a valid answer",
             m.probe_failures.clone(),
+        );
+        registry.register(
+            "read_throughs",
+            "Reads missing locally during catch-up, answered from a peer",
+            m.read_throughs.clone(),
+        );
+        registry.register(
+            "discovery_misses",
+            "Probes of discovery addresses (empty ports of the range) without an answer",
+            m.discovery_misses.clone(),
         );
         registry.register(
             "replication_batches",
@@ -264,6 +315,16 @@ impl Metrics {
             m.rejected_messages.clone(),
         );
         registry.register(
+            "entries_refused",
+            "Entries from peers refused and not acknowledged, by reason (future: dated beyond the tolerated clock skew ahead; expired: already expired on arrival)",
+            m.entries_refused.clone(),
+        );
+        registry.register(
+            "peer_clock_skew_ms",
+            "Each live peer's clock minus this node's, milliseconds, as measured by its last probe",
+            m.peer_clock_skew_ms.clone(),
+        );
+        registry.register(
             "anti_entropy_rounds",
             "Anti-entropy rounds completed",
             m.anti_entropy_rounds.clone(),
@@ -317,6 +378,11 @@ impl Metrics {
             m.purged.clone(),
         );
         registry.register(
+            "listing_entries_read",
+            "Index entries read by /keys and /scan since start (a listing costs O(limit))",
+            m.listed.clone(),
+        );
+        registry.register(
             "uptime_seconds",
             "Seconds since the node started",
             m.uptime.clone(),
@@ -337,6 +403,13 @@ impl Metrics {
                 .inc(),
             None => counter(route, status).inc(),
         };
+    }
+
+    /// Count one entry refused for `reason`.
+    pub fn refused(&self, reason: Refusal) {
+        self.entries_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

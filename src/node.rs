@@ -1,10 +1,14 @@
 //! One REPRAM node: its store, membership driver, replication and HTTP server, all
 //! serving on the listener the supervisor claimed for it.
 
+pub mod catchup;
+
+pub use catchup::ReadThrough;
+
 use rand::Rng;
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,19 +17,20 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
-use crate::clock::{now_ms, origin_tag, Hlc, Version};
+use crate::antientropy;
+use crate::clock::{hlc_ceiling, now_ms, origin_tag, Hlc, Version, MAX_SKEW_MS};
 use crate::config::Config;
 use crate::http::ratelimit::RateLimiter;
 use crate::http::receiving::Receiving;
 use crate::membership::{
     fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PeerLabels, Refusal};
 use crate::replication::{Acks, Fanout, Replicator};
-use crate::runtime::{Dispatch, Home};
+use crate::runtime::Dispatch;
+use crate::skew::{PeerSkew, SkewTable};
 use crate::store::{Applied, Record, Store, StoreError};
-use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
+use crate::transport::{CallError, PeerClient, GOSSIP_PATH};
 use crate::wire::{self, Entry, Message, NodeInfo};
 
 /// Timing knobs that are not part of the public configuration.
@@ -46,6 +51,29 @@ pub struct Tuning {
     /// Wall clock in ms since the Unix epoch (write versions and expiry). Tests swap in a
     /// clock that follows tokio's paused time.
     pub wall_ms: fn() -> u64,
+    /// **Test hook**: ms added to `wall_ms` (negative: behind), so one process can play a
+    /// host whose clock is wrong. The binary sets it from `REPRAM_TEST_CLOCK_OFFSET_MS`
+    /// (see [`Tuning::from_test_env`]); 0 in production.
+    pub clock_offset_ms: i64,
+}
+
+/// The environment variable of the clock test hook ([`Tuning::clock_offset_ms`]).
+pub const TEST_CLOCK_OFFSET_VAR: &str = "REPRAM_TEST_CLOCK_OFFSET_MS";
+
+impl Tuning {
+    /// The default tuning with the test hooks the environment sets: only
+    /// [`TEST_CLOCK_OFFSET_VAR`], a whole number of ms. A process-wide variable because a
+    /// wrong clock belongs to a host, not a node; it is how black-box tests run a real
+    /// binary an hour ahead or behind. An invalid value is an error naming it.
+    pub fn from_test_env() -> Result<Tuning, String> {
+        let mut tuning = Tuning::default();
+        if let Ok(raw) = std::env::var(TEST_CLOCK_OFFSET_VAR) {
+            tuning.clock_offset_ms = raw.trim().parse().map_err(|_| {
+                format!("{TEST_CLOCK_OFFSET_VAR}={raw}: expected a whole number of milliseconds")
+            })?;
+        }
+        Ok(tuning)
+    }
 }
 
 impl Default for Tuning {
@@ -58,12 +86,10 @@ impl Default for Tuning {
             body_timeout: Duration::from_secs(30),
             anti_entropy_interval: Duration::from_secs(2),
             wall_ms: now_ms,
+            clock_offset_ms: 0,
         }
     }
 }
-
-/// Clock skew tolerated from peers when merging their HLC timestamps.
-const MAX_SKEW_MS: u64 = 60_000;
 
 /// How nodes of this host reach each other: loopback when they listen on every address,
 /// else the address they listen on.
@@ -75,9 +101,13 @@ fn local_host(bind: IpAddr) -> String {
     }
 }
 
-const CATCH_UP_IDLE: u8 = 0;
-const CATCH_UP_RUNNING: u8 = 1;
-const CATCH_UP_DONE: u8 = 2;
+/// True when an applied entry is held here, readable (or superseded by a newer one).
+fn holds(applied: Option<Applied>) -> bool {
+    matches!(
+        applied,
+        Some(Applied::Inserted | Applied::Replaced | Applied::Stale)
+    )
+}
 
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -115,6 +145,8 @@ pub struct Node {
     pub client: PeerClient,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
+    /// Clock skew of each peer, as measured by probes.
+    pub skew: SkewTable,
     /// Checks signed node messages when a cluster secret is set.
     pub verifier: Option<crate::auth::Verifier>,
     /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off), shared
@@ -129,14 +161,12 @@ pub struct Node {
     ready: AtomicBool,
     /// True while the node serves (see [`crate::local`]).
     serving: AtomicBool,
-    /// Catch-up after start: [`CATCH_UP_IDLE`], [`CATCH_UP_RUNNING`] or [`CATCH_UP_DONE`].
-    caught_up: AtomicU8,
+    /// Catch-up after start or a pause (see [`catchup`]).
+    catchup: catchup::CatchUp,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
-    /// Entries anti-entropy fetched and the store refused (see [`antientropy::Refused`]).
-    refused: Mutex<antientropy::Refused>,
-    /// Where its long-lived tasks run.
-    home: Home,
+    /// Entries the store refused for want of room (see [`antientropy::Refused`]).
+    refused_for_room: Mutex<antientropy::Refused>,
     /// Where its client connections are served.
     pub(crate) conn_threads: Dispatch,
 }
@@ -255,6 +285,7 @@ impl Node {
             hlc: Hlc::new(),
             client,
             metrics,
+            skew: SkewTable::default(),
             limiter: process.limiter,
             receiving: process.receiving,
             connections: crate::http::conns::Connections::new(config.max_connections),
@@ -265,10 +296,9 @@ impl Node {
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
-            caught_up: AtomicU8::new(CATCH_UP_IDLE),
+            catchup: Default::default(),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
-            refused: Mutex::default(),
-            home: Home::here(),
+            refused_for_room: Mutex::default(),
             conn_threads: process.conn_threads,
             id,
             index,
@@ -284,7 +314,8 @@ impl Node {
         self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True once the first discovery round has finished.
+    /// True once the first discovery round has finished (see [`Node::is_caught_up`]
+    /// for holding the data too).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -299,9 +330,28 @@ impl Node {
         self.serving.store(serving, Ordering::Release);
     }
 
+    /// A host clients can reach this node at: the advertised one, else the address peers
+    /// see it at, else the bind address (loopback when that is every address).
+    pub fn reachable_host(&self) -> String {
+        if let Some(h) = &self.config.advertise_host {
+            return h.clone();
+        }
+        let seen = self.membership().me().host.clone();
+        if seen.is_empty() {
+            local_host(self.config.bind_addr)
+        } else {
+            seen
+        }
+    }
+
     /// True once shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// This node's wall clock, ms since the Unix epoch (with the test offset, if any).
+    pub fn wall_ms(&self) -> u64 {
+        crate::clock::offset_ms((self.tuning.wall_ms)(), self.tuning.clock_offset_ms)
     }
 
     /// Seconds since start.
@@ -317,7 +367,7 @@ impl Node {
         value: Bytes,
         ttl_s: u64,
     ) -> Result<PutOutcome, StoreError> {
-        let created_ms = (self.tuning.wall_ms)();
+        let created_ms = self.wall_ms();
         let ttl = Duration::from_secs(ttl_s);
         let version = Version {
             hlc: self.hlc.tick(created_ms),
@@ -338,7 +388,10 @@ impl Node {
             expires_at: Instant::now() + ttl,
             version,
         };
-        self.store.apply(&key, record)?;
+        // A held version dated beyond the tolerated skew (our clock stepped back since)
+        // must not beat this write: see `Store::apply_over`.
+        self.store
+            .apply_over(&key, record, hlc_ceiling(created_ms))?;
         let deadline = Instant::now() + self.config.write_timeout;
         let acks = Acks::new();
         let fanout = match to_send {
@@ -373,10 +426,12 @@ impl Node {
 
     /// Apply a replication batch from a peer (received over HTTP or handed over in
     /// memory): how many of its entries this node now holds (or holds something newer of).
+    /// That count is the acknowledgement, so it never includes an entry this node will not
+    /// serve: refused, or already expired here on arrival (acks mean readable).
     pub fn apply_batch<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) -> u32 {
         entries
             .into_iter()
-            .map(|e| u32::from(self.apply_remote(e).is_some()))
+            .map(|e| u32::from(holds(self.apply_remote(e))))
             .sum()
     }
 
@@ -403,15 +458,28 @@ impl Node {
         holders
     }
 
-    /// Apply one entry received from a peer. `None` when refused (invalid, or storage
-    /// full); otherwise what the store did (this node then holds it or something newer).
-    /// The value is shared with `e`, not copied.
+    /// Apply one entry received from a peer. `None` when refused (invalid, dated beyond
+    /// [`MAX_SKEW_MS`] ahead of our clock, or storage full); otherwise what the store did
+    /// ([`Applied::Expired`] when it had expired by our clock: counted, not held). The
+    /// value is shared with `e`, not copied.
     pub fn apply_remote(&self, e: &Entry) -> Option<Applied> {
         if crate::http::check_key(&e.key).is_err() || e.value.len() > self.config.max_value_bytes {
             self.metrics.rejected_messages.inc();
             return None;
         }
-        let now = (self.tuning.wall_ms)();
+        let now = self.wall_ms();
+        // From a clock (or a forger) too far ahead: it would win every conflict of its key
+        // and outlive its TTL by the skew. Refused, and its HLC not adopted.
+        let ceiling = now.saturating_add(MAX_SKEW_MS);
+        let ahead = e.version.wall_ms().max(e.created_ms);
+        if ahead > ceiling {
+            self.refused(e, Refusal::future, ahead - now);
+            return None;
+        }
+        if e.expires_ms <= now {
+            self.refused(e, Refusal::expired, now - e.expires_ms);
+            return Some(Applied::Expired);
+        }
         self.hlc.observe(e.version.hlc, now, MAX_SKEW_MS);
         // Trust the origin's expiry, but never beyond what our own policy allows.
         let max_ms = self
@@ -434,8 +502,11 @@ impl Node {
             expires_at: Instant::now() + Duration::from_millis(remaining),
             version: e.version,
         };
-        match self.store.apply(&e.key, record) {
+        match self.store.apply_over(&e.key, record, hlc_ceiling(now)) {
             Ok(applied) => {
+                if applied == Applied::Expired {
+                    self.metrics.refused(Refusal::expired);
+                }
                 if matches!(applied, Applied::Inserted | Applied::Replaced) {
                     self.metrics.entries_applied.inc();
                     self.metrics
@@ -448,107 +519,40 @@ impl Node {
                 debug!(node = %self.id, port = self.port, key = %e.key, error = %err, "replica refused");
                 // Whether it came by replication or anti-entropy, do not pull it again
                 // while there is no more room.
-                self.refused.lock().unwrap_or_else(|e| e.into_inner()).note(
-                    &e.key,
-                    e.version,
-                    self.store.bytes(),
-                );
+                self.refused_for_room
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .note(&e.key, e.version, self.store.bytes());
                 None
             }
         }
     }
 
-    /// Anti-entropy step 2: our (key, version) pairs in the buckets where `remote` differs.
-    pub fn versions_for(&self, remote: &[u64]) -> Message {
-        let diff = antientropy::differing(&self.store.digest(), remote);
-        Message::Versions(self.store.versions_in(&diff, u64::MAX))
-    }
-
-    /// Anti-entropy step 3: the live entries among `keys` (at most [`FETCH_CHUNK`]).
-    pub fn fetch(&self, keys: &[String]) -> Message {
-        let entries = keys
-            .iter()
-            .take(FETCH_CHUNK)
-            .filter_map(|k| {
-                let r = self.store.get(k)?;
-                Some(Entry {
-                    key: k.clone(),
-                    value: r.value,
-                    created_ms: r.created_ms,
-                    expires_ms: r.expires_ms,
-                    version: r.version,
-                })
-            })
-            .collect();
-        Message::Replicate(entries)
-    }
-
-    /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
-    /// an older version of. Returns how many entries changed here.
-    ///
-    /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
-    /// replication is still delivering; catch-up after start takes everything.
-    pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
-        const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
-        let digest = Message::Digest(self.store.digest());
-        let mut versions = match self
-            .client
-            .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
-            .await?
-        {
-            Message::Versions(v) => v,
-            other => {
-                return Err(CallError::Http(format!(
-                    "unexpected reply {}",
-                    other.kind()
-                )))
-            }
+    /// Count and (rate-limited) log an entry refused for `reason`, `by_ms` beyond the
+    /// limit, naming the peer that wrote it when it is a member we know.
+    fn refused(&self, e: &Entry, reason: Refusal, by_ms: u64) {
+        self.metrics.refused(reason);
+        let what = match reason {
+            Refusal::future => "future",
+            Refusal::expired => "expired",
         };
-        if settle {
-            let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
-            versions.retain(|(_, v)| v.wall_ms() <= settled);
+        if !self.skew.warn_due(what, Instant::now()) {
+            return;
         }
-        {
-            let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-            refused.forget_if_room(self.store.bytes());
-            versions.retain(|(k, v)| !refused.skips(k, *v));
-        }
-        let wanted: Vec<String> = antientropy::wanted(&versions, |k| self.store.version(k))
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let mut repaired = 0;
-        for chunk in wanted.chunks(FETCH_CHUNK) {
-            let fetch = Message::Fetch(chunk.to_vec());
-            match self
-                .client
-                .call(addr, SYNC_PATH, &fetch, ROUND_TIMEOUT)
-                .await?
-            {
-                Message::Replicate(entries) => {
-                    for e in &entries {
-                        if matches!(
-                            self.apply_remote(e),
-                            Some(Applied::Inserted | Applied::Replaced)
-                        ) {
-                            repaired += 1;
-                        }
-                    }
-                }
-                other => {
-                    return Err(CallError::Http(format!(
-                        "unexpected reply {}",
-                        other.kind()
-                    )))
-                }
+        let origin = self
+            .membership()
+            .peers()
+            .find(|p| origin_tag(&p.info.id) == e.version.origin)
+            .map(|p| format!("{} at {}", p.info.id, p.addr()))
+            .unwrap_or_else(|| format!("unknown writer (origin tag {:016x})", e.version.origin));
+        match reason {
+            Refusal::future => {
+                warn!(node = %self.id, port = self.port, peer = %origin, key = %e.key, ahead_ms = by_ms, max_skew_ms = MAX_SKEW_MS, "refused entries dated beyond the tolerated clock skew ahead of this node's clock: check the writer's clock (more such refusals are counted in repram_entries_refused, logged again in 30 s)")
             }
-            if self.is_stopping() {
-                break;
+            Refusal::expired => {
+                warn!(node = %self.id, port = self.port, peer = %origin, key = %e.key, expired_ms_ago = by_ms, "refused (not acknowledged) entries already expired by this node's clock: is the writer's clock behind? (counted in repram_entries_refused, logged again in 30 s)")
             }
         }
-        self.metrics.anti_entropy_rounds.inc();
-        self.metrics.anti_entropy_repairs.inc_by(repaired as u64);
-        Ok(repaired)
     }
 
     /// Anti-entropy rounds against a random live peer, forever (until shutdown).
@@ -585,32 +589,6 @@ impl Node {
         }
     }
 
-    /// After start, pull everything from the first peer that answers. Only one catch-up
-    /// runs at a time: peers that join meanwhile are left to periodic anti-entropy.
-    async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
-        let claimed = self.caught_up.compare_exchange(
-            CATCH_UP_IDLE,
-            CATCH_UP_RUNNING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        if claimed.is_err() {
-            return;
-        }
-        let started = Instant::now();
-        match self.sync_with(&addr, false).await {
-            Ok(n) => {
-                self.caught_up.store(CATCH_UP_DONE, Ordering::Release);
-                info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
-            }
-            Err(e) => {
-                // Let the next peer that joins try again.
-                self.caught_up.store(CATCH_UP_IDLE, Ordering::Release);
-                debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
-            }
-        }
-    }
-
     /// Handle gossip received over HTTP and return our answer. A relay request (indirect
     /// probe) is carried out before answering.
     pub async fn on_gossip(self: &Arc<Self>, msg: crate::wire::Gossip, source: IpAddr) -> Message {
@@ -630,6 +608,8 @@ impl Node {
             (events, reply)
         };
         self.handle_events(events);
+        // Its claims may have made a probe due at once (see Membership::on_gossip).
+        self.membership_changed.notify_one();
         reply.observed = source.to_string();
         reply.relay_ok = relay_ok;
         Message::Gossip(reply)
@@ -661,26 +641,33 @@ impl Node {
                 Event::Left(p) => {
                     info!(node = %self.id, port = self.port, event = "left", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer left");
                     self.metrics.peer_leaves.inc();
-                    self.replicator.remove_peer(&p.id);
+                    self.peer_gone(&p.id);
                 }
                 Event::Dead(p) => {
                     warn!(node = %self.id, port = self.port, event = "dead", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
                     self.metrics.peer_deaths.inc();
-                    self.replicator.remove_peer(&p.id);
+                    self.peer_gone(&p.id);
+                    self.catch_up_peer_lost(&p.id);
                 }
                 Event::Replaced { old, new } => {
                     info!(node = %self.id, port = self.port, event = "replaced", peer = %new.id, old = %old.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
                     self.metrics.peer_deaths.inc();
-                    self.replicator.remove_peer(&old.id);
+                    self.peer_gone(&old.id);
                     self.peer_up(new);
                 }
                 Event::Suspected(p) => {
                     info!(node = %self.id, port = self.port, event = "suspected", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer suspected");
                     self.metrics.peer_suspicions.inc();
+                    // Not counted for quorum (nor sent writes) until it answers again:
+                    // a member that never answers must not cost every write its quorum.
+                    self.replicator.remove_peer(&p.id);
                     continue;
                 }
                 Event::Recovered(p) => {
                     info!(node = %self.id, port = self.port, event = "recovered", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "suspected peer is alive");
+                    let addr = self.membership().peer(&p.id).map(|m| m.addr());
+                    self.replicator
+                        .add_peer(&p.id, addr.unwrap_or_else(|| fmt_addr(&p.host, p.port)));
                     continue;
                 }
             }
@@ -728,6 +715,39 @@ impl Node {
         });
     }
 
+    /// A peer left or died: no more writes to it, and its skew is forgotten.
+    fn peer_gone(&self, id: &str) {
+        self.replicator.remove_peer(id);
+        self.skew.remove(id);
+        self.metrics.peer_clock_skew_ms.remove(&PeerLabels {
+            peer: id.to_string(),
+        });
+    }
+
+    /// Note the clock of the member `peer` at `addr`, read from the answer to a probe sent
+    /// at `sent_ms` and received at `received_ms` (our clock); warn when it splits the
+    /// cluster.
+    fn note_clock(&self, peer: &str, addr: &str, sent_ms: u64, received_ms: u64, peer_ms: u64) {
+        let (skew_ms, error_ms) = crate::skew::measure(sent_ms, received_ms, peer_ms);
+        self.metrics
+            .peer_clock_skew_ms
+            .get_or_create(&PeerLabels {
+                peer: peer.to_string(),
+            })
+            .set(skew_ms);
+        let measured = PeerSkew {
+            skew_ms,
+            error_ms,
+            at: Instant::now(),
+        };
+        if self.skew.record(peer, measured) {
+            let side = if skew_ms > 0 { "ahead of" } else { "behind" };
+            warn!(node = %self.id, port = self.port, peer = %peer, addr = %addr, skew_ms, max_skew_ms = MAX_SKEW_MS,
+                "CLOCK SKEW: peer's clock is {}s {side} this node's, beyond the {}s tolerated: its writes or ours are refused (and with a cluster secret, signatures fail), so the cluster is split; fix the clocks (NTP)",
+                skew_ms.unsigned_abs() / 1000, MAX_SKEW_MS / 1000);
+        }
+    }
+
     fn peer_up(self: &Arc<Self>, p: NodeInfo) {
         // Where we reach it: for a node on our own host, the local address rather than the
         // public one it advertises (and that events carry).
@@ -735,10 +755,8 @@ impl Node {
         let addr = reach.unwrap_or_else(|| fmt_addr(&p.host, p.port));
         info!(node = %self.id, port = self.port, event = "joined", peer = %p.id, addr = %addr, "peer joined");
         self.metrics.peer_joins.inc();
-        self.replicator.add_peer(&p.id, addr.clone());
-        let node = self.clone();
-        self.home
-            .spawn(async move { node.catch_up_from(p.id, addr).await });
+        self.replicator.add_peer(&p.id, addr);
+        self.catch_up_peer_joined(&p.id);
     }
 
     /// Send one probe and feed the outcome back into membership.
@@ -747,10 +765,31 @@ impl Node {
             self.membership()
                 .message(probe.full, probe.member.as_deref()),
         );
-        let result = self
+        let sent_ms = self.wall_ms();
+        let (result, peer_clock) = self
             .client
-            .call(&probe.addr, GOSSIP_PATH, &msg, probe.timeout)
+            .call_clocked(&probe.addr, GOSSIP_PATH, msg.encode(), probe.timeout)
             .await;
+        if let Some(peer_ms) = peer_clock {
+            let received_ms = self.wall_ms();
+            match (&result, &probe.member) {
+                // Measured on direct answers only: the answering id at the address we chose.
+                (Ok(Message::Gossip(g)), _) => {
+                    self.note_clock(&g.from.id, &probe.addr, sent_ms, received_ms, peer_ms)
+                }
+                // A refusal (a signature outside the window?) still tells its clock.
+                (Err(CallError::Status(status)), Some(member)) => {
+                    let (skew_ms, _) = crate::skew::measure(sent_ms, received_ms, peer_ms);
+                    if skew_ms.unsigned_abs() > MAX_SKEW_MS
+                        && self.skew.warn_due(member, Instant::now())
+                    {
+                        warn!(node = %self.id, port = self.port, peer = %member, addr = %probe.addr, status = status.as_u16(), skew_ms,
+                            "CLOCK SKEW: peer refused our probe and its clock is beyond the tolerated skew: signatures fail and the cluster is split; fix the clocks (NTP)");
+                    }
+                }
+                _ => {}
+            }
+        }
         let outcome = match result {
             Ok(Message::Gossip(reply)) => ProbeOutcome::Reply(reply),
             Err(CallError::Refused) => ProbeOutcome::Refused,
@@ -766,7 +805,11 @@ impl Node {
             }
         };
         if !matches!(outcome, ProbeOutcome::Reply(_)) {
-            self.metrics.probe_failures.inc();
+            // Empty ports of the range miss forever: kept apart from members' failures.
+            match probe.member {
+                Some(_) => self.metrics.probe_failures.inc(),
+                None => self.metrics.discovery_misses.inc(),
+            };
         }
         let (events, indirect) = self
             .membership()
@@ -881,6 +924,7 @@ impl Node {
             ),
             AbortOnDrop(tokio::spawn(self.clone().drive_membership())),
             AbortOnDrop(tokio::spawn(self.clone().anti_entropy_loop())),
+            AbortOnDrop(tokio::spawn(self.clone().catch_up_loop())),
         ];
         // Peers of this process hand replication batches over in memory while this
         // registration lives: it ends with this future, like the tasks above.

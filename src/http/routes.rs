@@ -22,8 +22,9 @@ use super::upload::{self, Limits, Refusal};
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
 use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
+use crate::config::HomePage;
 use crate::metrics::Route;
-use crate::node::Node;
+use crate::node::{Node, ReadThrough};
 use crate::replication::MAX_BATCH_BYTES;
 use crate::store::StoreError;
 use crate::transport::{CONTENT_TYPE, GOSSIP_PATH, REPLICATE_PATH, SYNC_PATH};
@@ -136,6 +137,10 @@ pub fn answer_now(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> O
         return None;
     }
     let segment = public_path(req.uri().path()).strip_prefix("/data/")?;
+    // While catching up, a miss is read through from a peer: that waits, so not here.
+    if !node.is_caught_up() {
+        return None;
+    }
     let head = Head::of(node, req);
     let (route, result) = match rate_limited(node, remote, req) {
         Some(refusal) => (Route::Other, Err(refusal)),
@@ -172,7 +177,13 @@ impl Head {
     /// The response to send: CORS and security headers on public routes, counted, logged.
     fn finish(self, node: &Node, remote: SocketAddr, route: Route, result: Result<Resp>) -> Resp {
         let mut resp = result.unwrap_or_else(ApiError::into_response);
-        if route != Route::Internal {
+        if route == Route::Internal {
+            // Every node answer, refusals included, tells our clock (see crate::skew).
+            resp.headers_mut().insert(
+                crate::transport::CLOCK_HEADER,
+                HeaderValue::from(node.wall_ms()),
+            );
+        } else {
             cors::decorate(
                 &node.config.cors_origins,
                 self.origin.as_ref(),
@@ -248,7 +259,15 @@ async fn route(
         }
     };
     match public {
-        "/" => read_only(Route::Other, &super::dashboard::page),
+        "/" => match node.config.home_page {
+            HomePage::Dashboard => read_only(Route::Other, &super::dashboard::page),
+            HomePage::Fade => read_only(Route::Other, &super::fade::page),
+        },
+        "/fade" => read_only(Route::Other, &super::fade::page),
+        "/dashboard" => read_only(Route::Other, &super::dashboard::page),
+        "/scan" => scan(node, &method, uri.query()),
+        "/cluster/scan" => scan(node, &method, uri.query()),
+        p if p.starts_with("/cluster/") => (Route::Data, seed_data(node, p, req).await),
         "/cluster" => (
             Route::Other,
             Ok(super::dashboard::cluster(node, &method, uri.query()).await),
@@ -320,8 +339,12 @@ fn health(node: &Node) -> Resp {
     )
 }
 
+/// Ready once the first discovery round is done and the node holds the cluster's data:
+/// what a load balancer should check. `caught_up` and `uptime_s` tell a late peer where
+/// to catch up from.
 fn ready(node: &Node) -> Resp {
-    let ready = node.is_ready() && !node.is_stopping();
+    let caught_up = node.is_caught_up();
+    let ready = node.is_ready() && caught_up && !node.is_stopping();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -329,7 +352,13 @@ fn ready(node: &Node) -> Resp {
     };
     json_response(
         status,
-        &json!({ "ready": ready, "node_id": node.id, "peers": node.membership().len() }),
+        &json!({
+            "ready": ready,
+            "caught_up": caught_up,
+            "node_id": node.id,
+            "peers": node.membership().len(),
+            "uptime_s": node.uptime_s(),
+        }),
     )
 }
 
@@ -354,13 +383,43 @@ fn peers(node: &Node) -> Resp {
     )
 }
 
+/// Each live peer's clock skew as this node last measured it (see [`crate::skew`]).
+fn clock_json(node: &Node) -> serde_json::Value {
+    let now = Instant::now();
+    let mut peers: Vec<(String, String, bool)> = node
+        .membership()
+        .peers()
+        .map(|p| (p.info.id.clone(), p.addr(), p.suspect))
+        .collect();
+    peers.sort();
+    let peers: Vec<serde_json::Value> = peers
+        .into_iter()
+        .map(|(id, address, _)| {
+            let s = node.skew.get(&id);
+            json!({
+                "node_id": id,
+                "address": address,
+                "skew_ms": s.as_ref().map(|s| s.skew_ms),
+                "error_ms": s.as_ref().map(|s| s.error_ms),
+                "measured_ms_ago": s.as_ref().map(|s| now.saturating_duration_since(s.at).as_millis() as u64),
+                "beyond_max_skew": s.as_ref().is_some_and(|s| s.splits()),
+            })
+        })
+        .collect();
+    json!({
+        "now_ms": node.wall_ms(),
+        "max_skew_ms": crate::clock::MAX_SKEW_MS,
+        "test_offset_ms": node.tuning.clock_offset_ms,
+        "peers": peers,
+    })
+}
+
 fn status(node: &Node) -> Resp {
-    let peers = node.membership().len();
-    let host = node
-        .config
-        .advertise_host
-        .clone()
-        .unwrap_or_else(|| node.config.bind_addr.to_string());
+    let (peers, counted) = {
+        let m = node.membership();
+        (m.len(), m.peers().filter(|p| !p.suspect).count())
+    };
+    let host = node.reachable_host();
     json_response(
         StatusCode::OK,
         &json!({
@@ -369,15 +428,17 @@ fn status(node: &Node) -> Resp {
             "address": crate::membership::fmt_addr(&host, node.port),
             "port": node.port,
             "uptime_s": node.uptime_s(),
-            "ready": node.is_ready(),
+            "ready": node.is_ready() && node.is_caught_up(),
             "peers": peers,
             "keys": node.store.len(),
             "bytes": node.store.bytes(),
             "max_bytes": node.store.max_bytes(),
-            "quorum": node.config.quorum(peers + 1),
+            // Suspects are not counted (see crate::membership).
+            "quorum": node.config.quorum(counted + 1),
             "replication_factor": node.config.replication_factor,
             "version": env!("CARGO_PKG_VERSION"),
             "config": node.config.effective_json(),
+            "clock": clock_json(node),
         }),
     )
 }
@@ -388,6 +449,7 @@ fn metrics(node: &Node) -> Resp {
     m.keys.set(node.store.len() as i64);
     m.bytes.set(node.store.bytes() as i64);
     m.purged.set(node.store.purged_total() as i64);
+    m.listed.set(node.store.listed_total() as i64);
     m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
     m.connections.set(node.connections.open() as i64);
@@ -426,11 +488,58 @@ fn keys(node: &Node, query: Option<&str>) -> Result<Resp> {
     ))
 }
 
+fn scan(node: &Node, method: &Method, query: Option<&str>) -> (Route, Result<Resp>) {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD")));
+    }
+    let answer = super::listing::scan(node, query).map_err(ApiError::bad_request);
+    (
+        Route::Keys,
+        answer.map(|a| json_response(StatusCode::OK, &a)),
+    )
+}
+
+/// The seed-era REPRAM routes `PUT /cluster/put/{key}` and `GET`/`HEAD
+/// /cluster/get/{key}`: `/data/{key}` under other names.
+async fn seed_data(node: &Arc<Node>, path: &str, req: Request<Incoming>) -> Result<Resp> {
+    if let Some(segment) = path.strip_prefix("/cluster/put/") {
+        return match *req.method() {
+            Method::PUT => data(node, segment, req).await,
+            _ => Err(ApiError::method_not_allowed("PUT")),
+        };
+    }
+    if let Some(segment) = path.strip_prefix("/cluster/get/") {
+        return match *req.method() {
+            Method::GET | Method::HEAD => data(node, segment, req).await,
+            _ => Err(ApiError::method_not_allowed("GET, HEAD")),
+        };
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", truncate(path, 100)),
+    ))
+}
+
 async fn data(node: &Arc<Node>, segment: &str, req: Request<Incoming>) -> Result<Resp> {
     match *req.method() {
         Method::GET | Method::HEAD => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
-            get_value(node, &key)
+            match get_value(node, &key) {
+                Err(e) if e.status == StatusCode::NOT_FOUND && !node.is_caught_up() => {
+                    match node.read_through(&key).await {
+                        ReadThrough::Found => get_value(node, &key),
+                        ReadThrough::Missing => Err(e),
+                        ReadThrough::Busy => Err(ApiError {
+                            retry_after: Some(1),
+                            ..ApiError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "catching up with the cluster; retry shortly",
+                            )
+                        }),
+                    }
+                }
+                other => other,
+            }
         }
         Method::PUT => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
