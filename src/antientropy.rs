@@ -21,6 +21,8 @@
 //! never a skip forever.
 //! Hashes are stable across processes and machines (FNV-1a and SplitMix64, no seeds).
 
+use std::collections::HashSet;
+
 use crate::clock::{hlc_ceiling, Version};
 
 /// Number of digest buckets.
@@ -75,6 +77,43 @@ pub fn wanted(
         .filter(|(k, v)| local_version(k).map_or(true, |mine| mine < *v))
         .map(|(k, _)| k.as_str())
         .collect()
+}
+
+/// Most entries [`Refused`] remembers.
+const MAX_REFUSED: usize = 10_000;
+
+/// Entries this node was sent and did not store for want of room: not fetched by
+/// anti-entropy while the store holds at least as many bytes as at the last refusal.
+/// Without it, a full node would pull the same values from its peers every round,
+/// forever (with 10 MB values, hundreds of MB through memory a minute).
+#[derive(Debug, Default)]
+pub struct Refused {
+    at_bytes: u64,
+    entries: HashSet<(String, Version)>,
+}
+
+impl Refused {
+    /// Forget every refusal once the store holds fewer than `stored_bytes` (room may have
+    /// been freed since).
+    pub fn forget_if_room(&mut self, stored_bytes: u64) {
+        if stored_bytes < self.at_bytes {
+            self.entries.clear();
+            self.at_bytes = 0;
+        }
+    }
+
+    /// True when `key` at `version` was refused and should not be fetched again yet.
+    pub fn skips(&self, key: &str, version: Version) -> bool {
+        !self.entries.is_empty() && self.entries.contains(&(key.to_string(), version))
+    }
+
+    /// Remember that `key` at `version` was refused with `stored_bytes` in the store.
+    pub fn note(&mut self, key: &str, version: Version, stored_bytes: u64) {
+        if self.entries.len() < MAX_REFUSED {
+            self.entries.insert((key.to_string(), version));
+        }
+        self.at_bytes = self.at_bytes.max(stored_bytes);
+    }
 }
 
 /// Keys of `remote` this node should fetch when its clock reads `now_ms`: those it lacks
@@ -150,6 +189,20 @@ mod tests {
         assert_eq!(runs, vec![7, 15]);
         // Quiet again: runs at once.
         assert!(p.round_due(vec![21]));
+    }
+
+    #[test]
+    fn refused_entries_are_skipped_until_the_store_shrinks() {
+        let mut r = Refused::default();
+        assert!(!r.skips("a", v(1)));
+        r.note("a", v(1), 1_000);
+        assert!(r.skips("a", v(1)));
+        // A newer version of the key is fetched.
+        assert!(!r.skips("a", v(2)));
+        r.forget_if_room(1_000);
+        assert!(r.skips("a", v(1)), "no room freed");
+        r.forget_if_room(999);
+        assert!(!r.skips("a", v(1)), "room freed: try again");
     }
 
     fn v(hlc: u64) -> Version {

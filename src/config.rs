@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::addr::parse_instance_ip;
+use crate::cidr::Cidr;
 
 const DEFAULT_DISCOVERY_DOMAIN: &str = "localhost";
 const DEFAULT_BASE_PORT: u16 = 8081;
@@ -33,6 +34,7 @@ const DEFAULT_MAX_STORAGE_BYTES: u64 = 1024 * 1024 * 1024;
 const DEFAULT_WRITE_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_LOG_FILTER: &str = "info";
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Largest `REPRAM_MAX_CONNECTIONS`.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
@@ -130,10 +132,11 @@ pub struct Config {
     /// `REPRAM_RATE_LIMIT`: requests per second per client IP on the public API.
     /// Default 100; 0 turns limiting off.
     pub rate_limit: u32,
-    /// `REPRAM_TRUST_PROXY`: take the client IP from the `X-Forwarded-For` header set by
-    /// a reverse proxy in front of the nodes (on Flux, the Flux Domain Manager fronts all
-    /// client traffic). Default false; `true`/`false`/`1`/`0`, any case.
-    pub trust_proxy: bool,
+    /// `REPRAM_TRUSTED_PROXIES`: reverse proxies (IPs or CIDR networks, comma separated)
+    /// whose `X-Forwarded-For` is believed, its last entry only; from any other peer the
+    /// header is ignored. Default empty: nobody's. Replaces `REPRAM_TRUST_PROXY`, which
+    /// is now a configuration error.
+    pub trusted_proxies: Vec<Cidr>,
     /// `REPRAM_MIN_TTL` (seconds): shortest TTL; shorter requests are raised to it.
     /// Default 300; at least 1.
     pub min_ttl: u64,
@@ -149,6 +152,11 @@ pub struct Config {
     /// `REPRAM_MAX_STORAGE_BYTES`: per-node memory budget for values (507 when full).
     /// Default 1 GiB; at least 1.
     pub max_storage_bytes: u64,
+    /// `REPRAM_MAX_INFLIGHT_BYTES`: request-body bytes the whole process receives at
+    /// once; an upload reserves its `Content-Length` before it is read (503 with
+    /// `Retry-After` when it does not fit). Default 256 MiB, or `max_value_bytes` if
+    /// larger; at least `max_value_bytes`.
+    pub max_inflight_bytes: u64,
     /// `REPRAM_WRITE_TIMEOUT_MS`: how long a PUT waits for its quorum before answering
     /// 202. Default 2000 ms; 1 ms to ten minutes.
     pub write_timeout: Duration,
@@ -207,6 +215,35 @@ pub enum ConfigError {
         value: String,
         /// Smallest accepted value.
         min: u64,
+    },
+    /// A variable that is no longer read; `instead` says what replaced it.
+    #[error("{var} is retired: {instead}")]
+    Retired {
+        /// Variable name.
+        var: &'static str,
+        /// What to use instead.
+        instead: &'static str,
+    },
+    /// An item of `REPRAM_TRUSTED_PROXIES` is not an IP address or CIDR network.
+    #[error(
+        "REPRAM_TRUSTED_PROXIES={value}: expected IP addresses or networks such as \
+         203.0.113.7, 198.51.100.0/24 or 2001:db8::/32, separated by commas{}",
+        bad_item_suffix(.value, .item)
+    )]
+    BadProxy {
+        /// The whole variable.
+        value: String,
+        /// The offending item.
+        item: String,
+    },
+    /// `REPRAM_MAX_INFLIGHT_BYTES` below `REPRAM_MAX_VALUE_BYTES`: the largest value
+    /// could never be received.
+    #[error("REPRAM_MAX_INFLIGHT_BYTES={inflight} is below REPRAM_MAX_VALUE_BYTES={max_value}")]
+    InflightBelowMaxValue {
+        /// `REPRAM_MAX_INFLIGHT_BYTES`.
+        inflight: u64,
+        /// `REPRAM_MAX_VALUE_BYTES`.
+        max_value: u64,
     },
     /// A required string is empty (only possible for a [`Config`] built by hand).
     #[error("{var}=: must not be empty")]
@@ -281,7 +318,7 @@ fn bad_item_suffix(value: &str, item: &str) -> String {
 
 /// Every variable read: the names `--help` lists, and the filter applied before `envy`
 /// sees the environment.
-pub const VARS: [&str; 27] = [
+pub const VARS: [&str; 28] = [
     "DISCOVERY_DOMAIN",
     "BASE_PORT",
     "MAX_PORTS",
@@ -295,12 +332,13 @@ pub const VARS: [&str; 27] = [
     "REPRAM_FLUX_API",
     "REPRAM_CLEANUP_INTERVAL",
     "REPRAM_RATE_LIMIT",
-    "REPRAM_TRUST_PROXY",
+    "REPRAM_TRUSTED_PROXIES",
     "REPRAM_MIN_TTL",
     "REPRAM_MAX_TTL",
     "REPRAM_DEFAULT_TTL",
     "REPRAM_MAX_VALUE_BYTES",
     "REPRAM_MAX_STORAGE_BYTES",
+    "REPRAM_MAX_INFLIGHT_BYTES",
     "REPRAM_WRITE_TIMEOUT_MS",
     "REPRAM_CLUSTER_SECRET",
     "REPRAM_MAX_CONNECTIONS",
@@ -312,7 +350,7 @@ pub const VARS: [&str; 27] = [
 ];
 
 /// `(variable, default, meaning)` rows of the help table, in [`VARS`] order.
-fn help_rows() -> [(&'static str, String, String); 27] {
+fn help_rows() -> [(&'static str, String, String); 28] {
     [
         (
             "DISCOVERY_DOMAIN",
@@ -390,9 +428,10 @@ fn help_rows() -> [(&'static str, String, String); 27] {
                 .to_string(),
         ),
         (
-            "REPRAM_TRUST_PROXY",
-            "false".to_string(),
-            "true behind a reverse proxy (Flux): the client IP comes from X-Forwarded-For"
+            "REPRAM_TRUSTED_PROXIES",
+            "(empty)".to_string(),
+            "reverse proxies (IPs/CIDRs, comma separated) whose X-Forwarded-For is believed, \
+             its last entry only; ignored from anyone else (replaces REPRAM_TRUST_PROXY)"
                 .to_string(),
         ),
         (
@@ -419,6 +458,13 @@ fn help_rows() -> [(&'static str, String, String); 27] {
             "REPRAM_MAX_STORAGE_BYTES",
             DEFAULT_MAX_STORAGE_BYTES.to_string(),
             "per-node memory budget for values (507 when full)".to_string(),
+        ),
+        (
+            "REPRAM_MAX_INFLIGHT_BYTES",
+            DEFAULT_MAX_INFLIGHT_BYTES.to_string(),
+            "request-body bytes the process receives at once, reserved from Content-Length \
+             before reading (503 + Retry-After when full); at least REPRAM_MAX_VALUE_BYTES"
+                .to_string(),
         ),
         (
             "REPRAM_WRITE_TIMEOUT_MS",
@@ -483,6 +529,8 @@ struct Raw {
     repram_cleanup_interval: Option<String>,
     repram_rate_limit: Option<String>,
     repram_trust_proxy: Option<String>,
+    repram_trusted_proxies: Option<String>,
+    repram_max_inflight_bytes: Option<String>,
     repram_min_ttl: Option<String>,
     repram_max_ttl: Option<String>,
     repram_default_ttl: Option<String>,
@@ -521,6 +569,22 @@ impl Raw {
             (None, None) => ("REPRAM_LOG", DEFAULT_LOG_FILTER),
         };
         check_log_filter(log_var, log_filter)?;
+        if self.repram_trust_proxy.is_some() {
+            // Set to anything, even `false`: a deployment that still names it was written
+            // for the old rule (believe everyone) and must be looked at.
+            return Err(ConfigError::Retired {
+                var: "REPRAM_TRUST_PROXY",
+                instead: "list your reverse proxies' addresses in REPRAM_TRUSTED_PROXIES \
+                          instead (IPs/CIDRs, comma separated; see --help)",
+            });
+        }
+        let max_value_bytes = number(
+            "REPRAM_MAX_VALUE_BYTES",
+            &self.repram_max_value_bytes,
+            DEFAULT_MAX_VALUE_BYTES,
+            1,
+            usize::MAX,
+        )?;
 
         Ok(Config {
             discovery_domain: text(&self.discovery_domain)
@@ -575,17 +639,9 @@ impl Raw {
                 0,
                 u32::MAX,
             )?,
-            trust_proxy: match text(&self.repram_trust_proxy) {
-                None => false,
-                Some(s) if s == "1" || s.eq_ignore_ascii_case("true") => true,
-                Some(s) if s == "0" || s.eq_ignore_ascii_case("false") => false,
-                Some(s) => {
-                    return Err(ConfigError::Invalid {
-                        var: "REPRAM_TRUST_PROXY",
-                        value: shown(s),
-                        expected: "true, false, 1 or 0",
-                    })
-                }
+            trusted_proxies: match text(&self.repram_trusted_proxies) {
+                None => Vec::new(),
+                Some(s) => parse_proxies(s)?,
             },
             min_ttl: number(
                 "REPRAM_MIN_TTL",
@@ -608,13 +664,7 @@ impl Raw {
                 1,
                 TTL_LIMIT_S,
             )?,
-            max_value_bytes: number(
-                "REPRAM_MAX_VALUE_BYTES",
-                &self.repram_max_value_bytes,
-                DEFAULT_MAX_VALUE_BYTES,
-                1,
-                usize::MAX,
-            )?,
+            max_value_bytes,
             max_storage_bytes: number(
                 "REPRAM_MAX_STORAGE_BYTES",
                 &self.repram_max_storage_bytes,
@@ -622,6 +672,17 @@ impl Raw {
                 1,
                 u64::MAX,
             )?,
+            max_inflight_bytes: match text(&self.repram_max_inflight_bytes) {
+                // The default never makes the largest value unreceivable.
+                None => DEFAULT_MAX_INFLIGHT_BYTES.max(max_value_bytes as u64),
+                Some(_) => number(
+                    "REPRAM_MAX_INFLIGHT_BYTES",
+                    &self.repram_max_inflight_bytes,
+                    DEFAULT_MAX_INFLIGHT_BYTES,
+                    1,
+                    u64::MAX,
+                )?,
+            },
             write_timeout: Duration::from_millis(number(
                 "REPRAM_WRITE_TIMEOUT_MS",
                 &self.repram_write_timeout_ms,
@@ -750,6 +811,22 @@ fn parse_peers(value: &str) -> Result<Vec<String>, ConfigError> {
         }
     }
     Ok(peers)
+}
+
+/// Splits `REPRAM_TRUSTED_PROXIES`: comma separated, trimmed, empty items and duplicates
+/// dropped.
+fn parse_proxies(value: &str) -> Result<Vec<Cidr>, ConfigError> {
+    let mut nets: Vec<Cidr> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let net = Cidr::parse(item).ok_or_else(|| ConfigError::BadProxy {
+            value: shown(value),
+            item: shown(item),
+        })?;
+        if !nets.contains(&net) {
+            nets.push(net);
+        }
+    }
+    Ok(nets)
 }
 
 /// A host name: 1-253 characters of letters, digits, `-`, `.` and `_`.
@@ -1002,6 +1079,13 @@ impl Config {
             1,
         )?;
         at_least("REPRAM_MAX_STORAGE_BYTES", self.max_storage_bytes, 1)?;
+        let max_value = u64::try_from(self.max_value_bytes).unwrap_or(u64::MAX);
+        if self.max_inflight_bytes < max_value {
+            return Err(ConfigError::InflightBelowMaxValue {
+                inflight: self.max_inflight_bytes,
+                max_value,
+            });
+        }
         let max_connections = u64::try_from(self.max_connections).unwrap_or(u64::MAX);
         at_least("REPRAM_MAX_CONNECTIONS", max_connections, 1)?;
         at_most(
@@ -1116,12 +1200,13 @@ impl Config {
             "REPRAM_FLUX_API": self.flux_api,
             "REPRAM_CLEANUP_INTERVAL": self.cleanup_interval.as_secs(),
             "REPRAM_RATE_LIMIT": self.rate_limit,
-            "REPRAM_TRUST_PROXY": self.trust_proxy,
+            "REPRAM_TRUSTED_PROXIES": self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "REPRAM_MIN_TTL": self.min_ttl,
             "REPRAM_MAX_TTL": self.max_ttl,
             "REPRAM_DEFAULT_TTL": self.default_ttl,
             "REPRAM_MAX_VALUE_BYTES": self.max_value_bytes,
             "REPRAM_MAX_STORAGE_BYTES": self.max_storage_bytes,
+            "REPRAM_MAX_INFLIGHT_BYTES": self.max_inflight_bytes,
             "REPRAM_WRITE_TIMEOUT_MS": u64::try_from(self.write_timeout.as_millis()).unwrap_or(u64::MAX),
             "REPRAM_CLUSTER_SECRET": self.redacted_secret(),
             "REPRAM_MAX_CONNECTIONS": self.max_connections,
@@ -1152,8 +1237,11 @@ impl Config {
 
 /// The canonical name if `name` is one of our variables.
 fn known_var(name: &str) -> Option<&'static str> {
-    VARS.iter().copied().find(|v| *v == name)
+    VARS.iter().chain(&RETIRED).copied().find(|v| *v == name)
 }
+
+/// Variables no longer read: naming one is an error that says what replaced it.
+const RETIRED: [&str; 1] = ["REPRAM_TRUST_PROXY"];
 
 fn at_least(var: &'static str, value: u64, min: u64) -> Result<(), ConfigError> {
     if value < min {
@@ -1195,12 +1283,13 @@ impl Default for Config {
             flux_api: DEFAULT_FLUX_API.to_string(),
             cleanup_interval: Duration::from_secs(DEFAULT_CLEANUP_INTERVAL_S),
             rate_limit: DEFAULT_RATE_LIMIT,
-            trust_proxy: false,
+            trusted_proxies: Vec::new(),
             min_ttl: DEFAULT_MIN_TTL,
             max_ttl: DEFAULT_MAX_TTL,
             default_ttl: DEFAULT_DEFAULT_TTL,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_storage_bytes: DEFAULT_MAX_STORAGE_BYTES,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
             cluster_secret: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -1228,12 +1317,13 @@ impl fmt::Debug for Config {
             .field("flux_api", &self.flux_api)
             .field("cleanup_interval", &self.cleanup_interval)
             .field("rate_limit", &self.rate_limit)
-            .field("trust_proxy", &self.trust_proxy)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("min_ttl", &self.min_ttl)
             .field("max_ttl", &self.max_ttl)
             .field("default_ttl", &self.default_ttl)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("max_storage_bytes", &self.max_storage_bytes)
+            .field("max_inflight_bytes", &self.max_inflight_bytes)
             .field("write_timeout", &self.write_timeout)
             .field("cluster_secret", &self.redacted_secret())
             .field("max_connections", &self.max_connections)
@@ -1277,7 +1367,8 @@ mod tests {
         assert_eq!(c.flux_api, "https://api.runonflux.io");
         assert_eq!(c.cleanup_interval, Duration::from_secs(30));
         assert_eq!(c.rate_limit, 100);
-        assert!(!c.trust_proxy);
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.max_inflight_bytes, 268_435_456);
         assert_eq!((c.min_ttl, c.max_ttl, c.default_ttl), (300, 86_400, 3_600));
         assert_eq!(c.max_value_bytes, 10_485_760);
         assert_eq!(c.max_storage_bytes, 1_073_741_824);
@@ -1430,8 +1521,17 @@ mod tests {
                 "REPRAM_FLUX_API=ftp://x: expected an http:// or https:// URL",
             ),
             (
-                &[("REPRAM_TRUST_PROXY", "yes")],
-                "REPRAM_TRUST_PROXY=yes: expected true, false, 1 or 0",
+                &[("REPRAM_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.0/33")],
+                "REPRAM_TRUSTED_PROXIES=10.0.0.1, 10.0.0.0/33: expected IP addresses or \
+                 networks such as 203.0.113.7, 198.51.100.0/24 or 2001:db8::/32, separated \
+                 by commas (bad item: 10.0.0.0/33)",
+            ),
+            (
+                &[
+                    ("REPRAM_MAX_VALUE_BYTES", "1000"),
+                    ("REPRAM_MAX_INFLIGHT_BYTES", "999"),
+                ],
+                "REPRAM_MAX_INFLIGHT_BYTES=999 is below REPRAM_MAX_VALUE_BYTES=1000",
             ),
         ];
         for (pairs, want) in cases {
@@ -1458,7 +1558,9 @@ mod tests {
             ("REPRAM_MAX_STORAGE_BYTES", "x"),
             ("REPRAM_WRITE_TIMEOUT_MS", "x"),
             ("REPRAM_LOG_FORMAT", "x"),
-            ("REPRAM_TRUST_PROXY", "x"),
+            ("REPRAM_TRUSTED_PROXIES", "x"),
+            ("REPRAM_MAX_INFLIGHT_BYTES", "x"),
+            ("REPRAM_MAX_INFLIGHT_BYTES", "0"),
             ("REPRAM_LOG", "foo=notalevel"),
             ("RUST_LOG", "foo=notalevel"),
             ("REPRAM_RATE_LIMIT", "4294967296"),
@@ -1573,30 +1675,67 @@ mod tests {
     }
 
     #[test]
-    fn trust_proxy_accepts_booleans_and_digits() {
-        for (value, want) in [
-            ("true", true),
-            (" TRUE ", true),
-            ("True", true),
-            ("1", true),
-            ("false", false),
-            ("FALSE", false),
-            ("0", false),
-            ("", false),
-        ] {
+    fn trust_proxy_is_retired_whatever_its_value() {
+        for value in ["true", "false", "0", "", " yes "] {
             assert_eq!(
-                env(&[("REPRAM_TRUST_PROXY", value)]).unwrap().trust_proxy,
-                want,
+                err(&[("REPRAM_TRUST_PROXY", value)]),
+                "REPRAM_TRUST_PROXY is retired: list your reverse proxies' addresses in \
+                 REPRAM_TRUSTED_PROXIES instead (IPs/CIDRs, comma separated; see --help)",
                 "{value:?}"
             );
         }
-        for bad in ["yes", "no", "2", "on", "truee", "-1"] {
-            assert_eq!(
-                err(&[("REPRAM_TRUST_PROXY", bad)]),
-                format!("REPRAM_TRUST_PROXY={bad}: expected true, false, 1 or 0")
+        assert!(Config::help_text().contains("REPRAM_TRUSTED_PROXIES"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        let c = env(&[(
+            "REPRAM_TRUSTED_PROXIES",
+            " 203.0.113.7, 198.51.100.0/24,,2001:db8::/32 , ::ffff:10.0.0.0/104, 203.0.113.7",
+        )])
+        .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "203.0.113.7",
+                "198.51.100.0/24",
+                "2001:db8::/32",
+                "10.0.0.0/8"
+            ]
+        );
+        assert!(env(&[("REPRAM_TRUSTED_PROXIES", " ")])
+            .unwrap()
+            .trusted_proxies
+            .is_empty());
+        for bad in [
+            "localhost",
+            "10.0.0.0/8/8",
+            "1.2.3.4:80",
+            "[::1]",
+            "10.0.0.0/x",
+        ] {
+            assert!(
+                err(&[("REPRAM_TRUSTED_PROXIES", bad)]).contains(&format!("(bad item: {bad})"))
+                    || err(&[("REPRAM_TRUSTED_PROXIES", bad)])
+                        .starts_with(&format!("REPRAM_TRUSTED_PROXIES={bad}: expected")),
+                "{bad}"
             );
         }
-        assert!(Config::help_text().contains("REPRAM_TRUST_PROXY"));
+    }
+
+    #[test]
+    fn the_inflight_default_never_refuses_the_largest_value() {
+        let c = env(&[("REPRAM_MAX_VALUE_BYTES", "500000000")]).unwrap();
+        assert_eq!(c.max_inflight_bytes, 500_000_000);
+        let c = env(&[("REPRAM_MAX_INFLIGHT_BYTES", "1048576")]);
+        assert!(c.is_err(), "below the default 10 MiB value limit");
+        let c = env(&[
+            ("REPRAM_MAX_VALUE_BYTES", "1048576"),
+            ("REPRAM_MAX_INFLIGHT_BYTES", "1048576"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_inflight_bytes, 1_048_576);
     }
 
     #[test]
@@ -1821,7 +1960,8 @@ mod tests {
         assert_eq!(json["REPRAM_WRITE_TIMEOUT_MS"], 2000);
         assert_eq!(json["REPRAM_CLEANUP_INTERVAL"], 30);
         assert_eq!(json["REPRAM_LOG_FORMAT"], "text");
-        assert_eq!(json["REPRAM_TRUST_PROXY"], false);
+        assert_eq!(json["REPRAM_TRUSTED_PROXIES"], serde_json::json!([]));
+        assert_eq!(json["REPRAM_MAX_INFLIGHT_BYTES"], 268_435_456);
         assert_eq!(json["DISCOVERY_PEERS"], serde_json::json!([]));
         assert_eq!(json["ADVERTISE_HOST"], Value::Null);
     }

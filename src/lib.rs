@@ -16,6 +16,7 @@
 pub mod addr;
 pub mod antientropy;
 pub mod auth;
+pub mod cidr;
 pub mod clock;
 pub mod config;
 pub mod discovery;

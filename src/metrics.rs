@@ -148,6 +148,8 @@ pub struct Metrics {
     pub uptime: Gauge,
     /// Open client connections (set at scrape time).
     pub connections: Gauge,
+    /// Request-body bytes the process is receiving (set at scrape time).
+    pub receiving_bytes: Gauge,
     /// Idle connections closed to make room under `REPRAM_MAX_CONNECTIONS`.
     pub connections_evicted: Counter,
     /// Connections refused with 503 because every open one was busy.
@@ -218,6 +220,7 @@ impl Metrics {
             listed: Gauge::default(),
             uptime: Gauge::default(),
             connections: Gauge::default(),
+            receiving_bytes: Gauge::default(),
             connections_evicted: Counter::default(),
             connections_refused: Counter::default(),
             connections_timed_out: Counter::default(),
@@ -346,6 +349,11 @@ impl Metrics {
             "connections",
             "Open client connections",
             m.connections.clone(),
+        );
+        registry.register(
+            "receiving_bytes",
+            "Request-body bytes the whole process is receiving (REPRAM_MAX_INFLIGHT_BYTES caps it)",
+            m.receiving_bytes.clone(),
         );
         registry.register(
             "connections_evicted",

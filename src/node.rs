@@ -20,6 +20,8 @@ use tracing::{debug, info, warn};
 use crate::antientropy::{self, FETCH_CHUNK};
 use crate::clock::{hlc_ceiling, now_ms, origin_tag, Hlc, Version, MAX_SKEW_MS};
 use crate::config::Config;
+use crate::http::ratelimit::RateLimiter;
+use crate::http::receiving::Receiving;
 use crate::membership::{
     fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
 };
@@ -147,8 +149,11 @@ pub struct Node {
     pub skew: SkewTable,
     /// Checks signed node messages when a cluster secret is set.
     pub verifier: Option<crate::auth::Verifier>,
-    /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off).
-    pub limiter: Option<crate::http::ratelimit::RateLimiter>,
+    /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off), shared
+    /// by the nodes of the process.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Request-body bytes being received by the process (`REPRAM_MAX_INFLIGHT_BYTES`).
+    pub receiving: Arc<Receiving>,
     /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
     pub connections: Arc<crate::http::conns::Connections>,
     /// When it started.
@@ -160,8 +165,32 @@ pub struct Node {
     catchup: catchup::CatchUp,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
+    /// Entries the store refused for want of room (see [`antientropy::Refused`]).
+    refused_for_room: Mutex<antientropy::Refused>,
     /// Where its client connections are served.
     pub(crate) conn_threads: Dispatch,
+}
+
+/// What the nodes of one process share.
+#[derive(Clone)]
+pub struct ProcessWide {
+    /// Where client connections are served.
+    pub conn_threads: Dispatch,
+    /// One rate-limit budget per client for the whole process.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// One cap on request-body bytes being received.
+    pub receiving: Arc<Receiving>,
+}
+
+impl ProcessWide {
+    /// A limiter and a receive cap from `config`, serving through `conn_threads`.
+    pub fn new(config: &Config, conn_threads: Dispatch) -> ProcessWide {
+        ProcessWide {
+            conn_threads,
+            limiter: RateLimiter::new(config.rate_limit).map(Arc::new),
+            receiving: Receiving::new(config.max_inflight_bytes),
+        }
+    }
 }
 
 /// Most recent membership events kept per node (for `/cluster` and the dashboard).
@@ -210,7 +239,7 @@ impl Node {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Node> {
         Node::serving_on(
-            Dispatch::default(),
+            ProcessWide::new(&config, Dispatch::default()),
             id,
             index,
             port,
@@ -220,9 +249,9 @@ impl Node {
         )
     }
 
-    /// A node that knows nobody yet and serves its connections through `conn_threads`.
+    /// A node that knows nobody yet, sharing `process` with the other nodes of its process.
     pub fn serving_on(
-        conn_threads: Dispatch,
+        process: ProcessWide,
         id: String,
         index: usize,
         port: u16,
@@ -257,7 +286,8 @@ impl Node {
             client,
             metrics,
             skew: SkewTable::default(),
-            limiter: crate::http::ratelimit::RateLimiter::new(config.rate_limit),
+            limiter: process.limiter,
+            receiving: process.receiving,
             connections: crate::http::conns::Connections::new(config.max_connections),
             verifier: config
                 .cluster_secret
@@ -268,7 +298,8 @@ impl Node {
             serving: AtomicBool::new(false),
             catchup: Default::default(),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
-            conn_threads,
+            refused_for_room: Mutex::default(),
+            conn_threads: process.conn_threads,
             id,
             index,
             port,
@@ -486,6 +517,12 @@ impl Node {
             }
             Err(err) => {
                 debug!(node = %self.id, port = self.port, key = %e.key, error = %err, "replica refused");
+                // Whether it came by replication or anti-entropy, do not pull it again
+                // while there is no more room.
+                self.refused_for_room
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .note(&e.key, e.version, self.store.bytes());
                 None
             }
         }

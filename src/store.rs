@@ -117,6 +117,9 @@ struct Shared {
     /// Held in its own `Arc` so the task can wait on it without keeping the store alive.
     notify: Arc<Notify>,
     max_bytes: u64,
+    /// Bytes promised to uploads still being received ([`Store::reserve`]): only new
+    /// reservations count them, so a write never fails because of its own.
+    reserved: AtomicU64,
     /// Deadlines are stored as signed nanoseconds from this instant (8 bytes, not 16).
     epoch: Instant,
     /// Hashes keys to tags; outside the lock, it never changes.
@@ -507,6 +510,32 @@ static PURGED_BYTES: AtomicU64 = AtomicU64::new(0);
 pub fn purged_bytes_total() -> u64 {
     PURGED_BYTES.load(AtomicOrdering::Relaxed)
 }
+/// Bytes of a store's budget promised to an upload being received ([`Store::reserve`]);
+/// given back when dropped.
+#[derive(Debug)]
+pub struct StoreReservation {
+    store: Store,
+    bytes: u64,
+}
+
+impl StoreReservation {
+    /// Promise `bytes` more (a chunked upload, as it streams).
+    pub fn grow(&mut self, bytes: u64) -> Result<(), StoreError> {
+        self.store.take(bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for StoreReservation {
+    fn drop(&mut self) {
+        self.store
+            .shared
+            .reserved
+            .fetch_sub(self.bytes, AtomicOrdering::AcqRel);
+    }
+}
+
 /// Bounds for the purge task's safety-net interval.
 const MIN_SWEEP: Duration = Duration::from_millis(1);
 const MAX_SWEEP: Duration = Duration::from_secs(24 * 3600);
@@ -768,6 +797,7 @@ impl Store {
                 },
                 notify: Arc::new(Notify::new()),
                 max_bytes,
+                reserved: AtomicU64::new(0),
                 epoch: Instant::now(),
                 tags,
                 listed: AtomicU64::new(0),
@@ -879,6 +909,48 @@ impl Store {
         let state = self.shared.lock(tag);
         let node = state.get(key.as_bytes(), tag)?;
         (node.deadline > now).then(|| self.shared.record(node))
+    }
+
+    /// Promise `bytes` of the budget to an upload before it is read: refused with
+    /// [`StoreError::Full`] when the stored bytes and the other promises leave less.
+    /// The promise lasts until the returned guard drops; the write itself is charged
+    /// by [`Store::apply`] as usual.
+    pub fn reserve(&self, bytes: u64) -> Result<StoreReservation, StoreError> {
+        self.take(bytes)?;
+        Ok(StoreReservation {
+            store: self.clone(),
+            bytes,
+        })
+    }
+
+    /// Like the budget check of [`Store::apply`]: expired entries never block it.
+    fn take(&self, bytes: u64) -> Result<(), StoreError> {
+        self.try_take(bytes).or_else(|_| {
+            self.purge_expired();
+            self.try_take(bytes)
+        })
+    }
+
+    fn try_take(&self, bytes: u64) -> Result<(), StoreError> {
+        let shared = &*self.shared;
+        let limit = shared.max_bytes;
+        let stored = shared.totals.bytes.load(AtomicOrdering::Relaxed);
+        shared
+            .reserved
+            .fetch_update(
+                AtomicOrdering::AcqRel,
+                AtomicOrdering::Acquire,
+                |reserved| {
+                    let total = reserved.checked_add(bytes)?;
+                    (stored.saturating_add(total) <= limit).then_some(total)
+                },
+            )
+            .map(|_| ())
+            .map_err(|reserved| StoreError::Full {
+                needed: bytes,
+                available: limit.saturating_sub(stored.saturating_add(reserved)),
+                limit,
+            })
     }
 
     /// Live keys starting with `prefix`, in byte order, strictly after `after` if given,
@@ -1338,6 +1410,31 @@ mod tests {
 
     /// Threads writing to different shards at once share one budget: together they never
     /// overrun it, and the bytes charged are exactly those of the entries stored.
+    #[test]
+    fn reservations_promise_the_budget_until_dropped() {
+        let store = Store::new(100);
+        let a = store.reserve(60).expect("fits");
+        let refused = store.reserve(41).err();
+        assert_eq!(
+            refused,
+            Some(StoreError::Full {
+                needed: 41,
+                available: 40,
+                limit: 100
+            })
+        );
+        let mut b = store.reserve(30).expect("fits");
+        assert!(b.grow(10).is_ok());
+        assert!(b.grow(1).is_err());
+        // A write is charged on its own: a reservation does not block the write it is for.
+        assert!(store.apply("k", rec("0123456789", 60_000, 1)).is_ok());
+        assert!(store.reserve(1).is_err());
+        drop(a);
+        drop(b);
+        assert!(store.reserve(89).is_ok());
+        assert!(store.reserve(90).is_err());
+    }
+
     #[test]
     fn concurrent_writers_never_overrun_the_budget() {
         let limit = 50_000;

@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::error::Error;
 use crate::net::{claim_port, port_order, ClaimError};
-use crate::node::{Node, Tuning};
+use crate::node::{Node, ProcessWide, Tuning};
 use crate::runtime::ConnThreads;
 
 /// How long the supervisor waits for all nodes to stop after the shutdown signal.
@@ -128,6 +128,8 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         ports[0]
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let conn_threads = ConnThreads::per_core();
+    let process = ProcessWide::new(&config, conn_threads.dispatch());
     let nodes = Arc::new(Mutex::new(Vec::new()));
     let supervisor = Supervisor {
         process_tag: crate::ids::new_process_tag(),
@@ -137,7 +139,8 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         tuning,
         shutdown: shutdown_rx,
         nodes: nodes.clone(),
-        conn_threads: ConnThreads::per_core(),
+        process,
+        _conn_threads: conn_threads,
     };
     let task = tokio::spawn(supervisor.run(slots, pending));
     Ok(Cluster {
@@ -158,8 +161,10 @@ struct Supervisor {
     tuning: Tuning,
     shutdown: watch::Receiver<bool>,
     nodes: Arc<Mutex<Vec<Arc<Node>>>>,
-    /// Serve every node's client connections; stop with the supervisor.
-    conn_threads: ConnThreads,
+    /// Serve every node's client connections; held so they stop with the supervisor.
+    _conn_threads: ConnThreads,
+    /// What every node, and every restart of one, shares: made once per process.
+    process: ProcessWide,
 }
 
 impl Supervisor {
@@ -168,7 +173,7 @@ impl Supervisor {
         let id = crate::ids::node_id(slot.index, &self.process_tag, slot.restarts);
         slot.restarts += 1;
         let node = Node::serving_on(
-            self.conn_threads.dispatch(),
+            self.process.clone(),
             id,
             slot.index,
             slot.port,

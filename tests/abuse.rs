@@ -384,3 +384,110 @@ async fn every_public_answer_carries_the_security_headers() {
     }
     cluster.shutdown().await;
 }
+
+/// Send a request head (and maybe part of a body) on a new connection, without finishing.
+async fn started_upload(port: u16, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(head.as_bytes()).await.expect("head");
+    s
+}
+
+/// Read an answer with a JSON body from `s` (the server may keep reading a body it
+/// will not use for a while before it closes, so do not wait for the close).
+async fn answer_on(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !out.ends_with(b"}") {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn uploads_are_refused_before_their_body_when_the_budgets_cannot_take_them() {
+    let config = Config {
+        max_value_bytes: 1000,
+        max_inflight_bytes: 1500,
+        max_storage_bytes: 5000,
+        ..one_node_config(64)
+    };
+    let (cluster, port) = start_ready(config, Tuning::default()).await;
+    // One upload of 1000 declared bytes is being received (its body never comes)...
+    let mut slow = started_upload(
+        port,
+        "PUT /data/slow?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab",
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(5),
+        "the slow upload reserved",
+        || async { metric(port, "repram_receiving_bytes").await >= 1000.0 },
+    )
+    .await;
+    // ...so the process cannot take 600 more: 503 with Retry-After, at once, no body sent.
+    let mut s = started_upload(
+        port,
+        "PUT /data/second?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 600\r\n\r\n",
+    )
+    .await;
+    let answer = answer_on(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    // 400 still fits.
+    let mut s = started_upload(
+        port,
+        "PUT /data/third?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 400\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    s.write_all(&[b'x'; 400]).await.expect("body");
+    let answer = answer_on(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    // The slow upload gives its reservation back when it is cut off.
+    drop(slow.shutdown().await);
+    drop(slow);
+    wait_until(
+        Duration::from_secs(5),
+        "the reservation given back",
+        || async { metric(port, "repram_receiving_bytes").await == 0.0 },
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}");
+    for i in 0..4 {
+        let r = request(
+            Method::PUT,
+            &format!("{url}/data/fill{i}?ttl=60"),
+            Bytes::from(vec![b'v'; 1000]),
+            &[],
+        )
+        .await
+        .expect("put");
+        assert_eq!(r.status, 201, "fill{i}: {}", r.text());
+    }
+    // The store holds 4400 of 5000 bytes: a declared 1000 is refused before its body.
+    let mut s = started_upload(
+        port,
+        "PUT /data/full?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+    )
+    .await;
+    let answer = answer_on(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 507"), "{answer}");
+    // A chunked body is refused once it passes the room left.
+    let mut raw = b"PUT /data/chunked?ttl=60 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        raw.extend_from_slice(b"100\r\n");
+        raw.extend_from_slice(&[b'x'; 0x100]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let answer = raw_exchange(port, &raw).await;
+    assert!(answer.starts_with("HTTP/1.1 507"), "{answer}");
+    let keys = get(&format!("{url}/keys")).await.expect("keys").json();
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(5), "{keys}");
+    cluster.shutdown().await;
+}

@@ -82,6 +82,19 @@ fn bad_configuration_exits_2_with_one_clear_line() {
             "REPRAM_MIN_TTL=600 exceeds REPRAM_MAX_TTL=300",
         ),
         (&[("BIND_ADDR", "nope")], "BIND_ADDR=nope"),
+        (
+            &[("REPRAM_TRUST_PROXY", "true")],
+            "REPRAM_TRUST_PROXY is retired: list your reverse proxies' addresses in \
+             REPRAM_TRUSTED_PROXIES instead",
+        ),
+        (
+            &[("REPRAM_TRUST_PROXY", "false")],
+            "REPRAM_TRUST_PROXY is retired",
+        ),
+        (
+            &[("REPRAM_TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::/129")],
+            "(bad item: 2001:db8::/129)",
+        ),
     ];
     for (env, expected) in cases {
         let (code, out, err) = run_with_env(env, &[]);

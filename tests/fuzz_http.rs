@@ -77,7 +77,9 @@ fn fixture() -> &'static Fixture {
                 max_value_bytes: MAX_VALUE,
                 // Burst of 2 per client: `X-Forwarded-For` addresses soon see 429.
                 rate_limit: 1,
-                trust_proxy: true,
+                trusted_proxies: vec![
+                    repram_flux::cidr::Cidr::parse("127.0.0.1").expect("an address")
+                ],
                 write_timeout: Duration::from_millis(100),
                 cluster_secret: secret.map(str::to_string),
                 ..Config::for_test()

@@ -21,8 +21,9 @@ use hyper::header::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use repram_flux::auth::{self, Verifier};
+use repram_flux::cidr::Cidr;
 use repram_flux::flux::location::{parse_instance_ip, parse_location_body, LocationUrl};
-use repram_flux::http::ratelimit::client_ip;
+use repram_flux::http::client_addr::{client_of, Client};
 use repram_flux::http::validate::{check_key, decode_key, parse_ttl, query_param};
 use repram_flux::membership::{Membership, MembershipConfig, ProbeOutcome};
 use repram_flux::node::{Node, Tuning};
@@ -461,11 +462,12 @@ fn forwarded_value() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// The client is the connection's address unless the proxy is trusted; then it is
-    /// the last entry of the last header line (the one the proxy added) if that is an IP
-    /// address, else the connection's address. Nothing a client puts before it counts.
+    /// The client is the connection's address unless that address is a listed proxy;
+    /// then it is the last entry of the last header line (the one the proxy added) if
+    /// that is an IP address, else the proxy's address. Nothing a client puts before it
+    /// counts, and only a real loopback peer without a believed entry is a local tool.
     #[test]
-    fn client_ip_from_forwarded_for(
+    fn client_from_forwarded_for(
         lines in proptest::collection::vec(forwarded_value(), 0..4),
         peer in any::<IpAddr>(),
         trust in any::<bool>(),
@@ -478,16 +480,26 @@ proptest! {
                 last_line = Some(line.clone());
             }
         }
-        let got = client_ip(peer, &headers, trust);
+        let proxies: Vec<Cidr> = if trust {
+            Cidr::parse(&peer.to_string()).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let got = client_of(peer, &headers, &proxies);
+        let peer = peer.to_canonical();
+        let direct = if peer.is_loopback() { Client::Local } else { Client::Remote(peer) };
         if !trust {
-            prop_assert_eq!(got, peer);
+            prop_assert_eq!(got, direct);
         } else {
             let expected = last_line
                 .as_ref()
                 .and_then(|l| l.rsplit(|b| *b == b',').next())
                 .and_then(|last| std::str::from_utf8(last).ok())
-                .and_then(|s| s.trim().parse::<IpAddr>().ok())
-                .unwrap_or(peer);
+                .map(str::trim)
+                .map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s))
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .map(|ip| Client::Remote(ip.to_canonical()))
+                .unwrap_or(direct);
             prop_assert_eq!(got, expected, "lines {:?}", lines);
         }
     }

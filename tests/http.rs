@@ -690,7 +690,7 @@ async fn clients_over_the_rate_limit_get_429_with_retry_after() {
     // One request per second, burst 2: slow enough that refills cannot blur the test.
     let cfg = Config {
         rate_limit: 1,
-        trust_proxy: true,
+        trusted_proxies: vec![repram_flux::cidr::Cidr::parse("127.0.0.0/8").expect("a network")],
         ..config(base, 1, 1)
     };
     let (cluster, url) = one_node(cfg).await;

@@ -2,14 +2,18 @@
 //!
 //! Routes live in [`routes`]; input checks in [`validate`].
 
+pub mod client_addr;
 pub mod conns;
 pub mod cors;
 pub mod dashboard;
 pub mod fade;
+pub mod linger;
 pub mod listing;
 pub mod openapi;
 pub mod ratelimit;
+pub mod receiving;
 pub mod routes;
+pub mod upload;
 pub mod validate;
 
 use std::net::SocketAddr;

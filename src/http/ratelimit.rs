@@ -1,11 +1,12 @@
-//! Per-client-IP token buckets for the public API (`REPRAM_RATE_LIMIT`, burst 2×).
+//! Per-client-IP token buckets for the public API (`REPRAM_RATE_LIMIT`, burst 2×): one
+//! limiter per process, shared by its nodes, so spreading requests over the ports of a
+//! process does not multiply a client's budget. Who the client is: [`super::client_addr`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hyper::header::HeaderMap;
 use tokio::time::Instant;
 
 /// Clients remembered before idle (full) buckets are forgotten.
@@ -58,30 +59,9 @@ impl RateLimiter {
     }
 }
 
-/// The client a request counts against: the last `X-Forwarded-For` entry (the one our
-/// proxy added) when the proxy is trusted, else the connection's address.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trust_proxy: bool) -> IpAddr {
-    if !trust_proxy {
-        return peer;
-    }
-    // Only the very last entry is trusted: the proxy appends it to the last line (or adds
-    // a line of its own); everything before it comes from the client. Bytes that are not
-    // text earlier on the line must not make the whole line, and so an earlier line the
-    // client sent, count instead.
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
-        .and_then(|entry| std::str::from_utf8(entry).ok())
-        .and_then(|s| s.trim().parse::<IpAddr>().ok())
-        .unwrap_or(peer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::header::HeaderValue;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -108,35 +88,5 @@ mod tests {
         let t1 = t0 + Duration::from_millis(200);
         assert!(rl.check(a, t1).is_ok());
         assert!(rl.check(a, t1).is_err());
-    }
-
-    #[test]
-    fn forwarded_for_is_used_only_behind_a_trusted_proxy() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "1.1.1.1, 198.51.100.9".parse().unwrap());
-        let peer = ip("10.0.0.1");
-        assert_eq!(client_ip(peer, &h, false), peer);
-        assert_eq!(client_ip(peer, &h, true), ip("198.51.100.9"));
-        h.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(client_ip(peer, &h, true), peer);
-        // A spoofed earlier entry never wins over a bad last one.
-        h.insert("x-forwarded-for", "1.1.1.1, garbage".parse().unwrap());
-        assert_eq!(client_ip(peer, &h, true), peer);
-        assert_eq!(client_ip(peer, &HeaderMap::new(), true), peer);
-    }
-
-    #[test]
-    fn a_line_that_is_not_text_does_not_let_an_earlier_line_win() {
-        let peer = ip("10.0.0.1");
-        let mut h = HeaderMap::new();
-        // The client sends two lines, the second with a non-ASCII byte; the proxy appends
-        // the real address to the last one.
-        h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
-        let spoiled = HeaderValue::from_bytes(b"\xff, 198.51.100.9").unwrap();
-        h.append("x-forwarded-for", spoiled);
-        assert_eq!(client_ip(peer, &h, true), ip("198.51.100.9"));
-        let unreadable = HeaderValue::from_bytes(b"198.51.100.9\xff").unwrap();
-        h.append("x-forwarded-for", unreadable);
-        assert_eq!(client_ip(peer, &h, true), peer);
     }
 }

@@ -15,8 +15,10 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::client_addr::{client_of, Client};
 use super::cors::{self, Preflight};
-use super::ratelimit::client_ip;
+use super::linger::{discard_rest, Rest};
+use super::upload::{self, Limits, Refusal};
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
 use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
@@ -41,6 +43,8 @@ pub struct ApiError {
     message: String,
     allow: Option<&'static str>,
     retry_after: Option<u64>,
+    /// Close the connection after this answer (the request body was not all read).
+    close: bool,
 }
 
 impl ApiError {
@@ -50,6 +54,7 @@ impl ApiError {
             message: message.into(),
             allow: None,
             retry_after: None,
+            close: false,
         }
     }
 
@@ -76,6 +81,10 @@ impl ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
@@ -286,17 +295,18 @@ async fn route(
     }
 }
 
-/// The refusal for a client over `REPRAM_RATE_LIMIT`. Node-to-node routes and loopback
-/// clients (local tools) are exempt.
+/// The refusal for a client over `REPRAM_RATE_LIMIT`. Node-to-node routes and local
+/// tools (a loopback peer with no believed `X-Forwarded-For`) are exempt.
 fn rate_limited(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> Option<ApiError> {
     let limiter = node.limiter.as_ref()?;
     if req.uri().path().starts_with("/internal/") {
         return None;
     }
-    let client = client_ip(remote.ip(), req.headers(), node.config.trust_proxy);
-    if client.is_loopback() {
+    let Client::Remote(client) =
+        client_of(remote.ip(), req.headers(), &node.config.trusted_proxies)
+    else {
         return None;
-    }
+    };
     let wait = limiter.check(client, Instant::now()).err()?;
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     Some(ApiError {
@@ -443,6 +453,8 @@ fn metrics(node: &Node) -> Resp {
     m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
     m.connections.set(node.connections.open() as i64);
+    m.receiving_bytes
+        .set(i64::try_from(node.receiving.used()).unwrap_or(i64::MAX));
     let mut resp = Response::new(Full::new(Bytes::from(m.render())));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -641,31 +653,22 @@ fn rfc3339_seconds(secs: u64) -> Option<HeaderValue> {
 }
 
 async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Result<Resp> {
-    let max = node.config.max_value_bytes;
-    // `?ttl=` wins over `X-TTL`, but a bad one of either is refused.
-    let query_ttl = match query_param(req.uri().query(), "ttl").map_err(ApiError::bad_request)? {
-        Some(raw) => Some(parse_ttl(&raw).map_err(ApiError::bad_request)?),
-        None => None,
-    };
-    let header_ttl = match req.headers().get("x-ttl") {
-        Some(v) => {
-            let raw = v
-                .to_str()
-                .map_err(|_| ApiError::bad_request("X-TTL header is not text"))?;
-            Some(parse_ttl(raw).map_err(|e| ApiError::bad_request(format!("X-TTL: {e}")))?)
+    let (parts, mut body) = req.into_parts();
+    let (mut received, ttl) = match receive_value(node, &key, &parts, &mut body).await {
+        Ok(received) => received,
+        Err(mut e) if e.status == StatusCode::REQUEST_TIMEOUT => {
+            // Too slow to be worth waiting for any longer.
+            e.close = true;
+            return Err(e);
         }
-        None => None,
-    };
-    let requested = query_ttl.or(header_ttl);
-    let ttl = node.config.clamp_ttl(requested);
-    if let Some(len) = content_length(&req) {
-        if len > max as u64 {
-            return Err(too_large(max));
+        Err(mut e) => {
+            // Answered before the body was all read: the client must still see it.
+            e.close = discard_rest(&parts.headers, body) != Rest::Nothing;
+            return Err(e);
         }
-    }
-    // Copy the value out of the connection's read buffer: a slice of it would pin the
-    // whole buffer (kilobytes) in memory for as long as the key lives.
-    let value = Bytes::copy_from_slice(&read_body(node, req.into_body(), max).await?);
+    };
+    // The reservations in `received` last until the write is stored.
+    let value = received.take_value();
     match node.put(key.clone(), value, ttl).await {
         Ok(outcome) => {
             let (status, word) = if outcome.durable() {
@@ -702,6 +705,60 @@ async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Res
     }
 }
 
+/// The TTL of a PUT and its value, received under the storage budget and the process's
+/// receive cap (both reserved before reading; see [`upload`]).
+async fn receive_value(
+    node: &Node,
+    key: &str,
+    parts: &hyper::http::request::Parts,
+    body: &mut Incoming,
+) -> Result<(upload::Received, u64)> {
+    // `?ttl=` wins over `X-TTL`, but a bad one of either is refused.
+    let query_ttl = match query_param(parts.uri.query(), "ttl").map_err(ApiError::bad_request)? {
+        Some(raw) => Some(parse_ttl(&raw).map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let header_ttl = match parts.headers.get("x-ttl") {
+        Some(v) => {
+            let raw = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-TTL header is not text"))?;
+            Some(parse_ttl(raw).map_err(|e| ApiError::bad_request(format!("X-TTL: {e}")))?)
+        }
+        None => None,
+    };
+    let ttl = node.config.clamp_ttl(query_ttl.or(header_ttl));
+    let max = node.config.max_value_bytes;
+    let limits = Limits {
+        max,
+        key,
+        store: &node.store,
+        receiving: &node.receiving,
+        timeout: node.tuning.body_timeout,
+    };
+    let received = upload::receive(body, content_length(&parts.headers), limits)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::TooLarge => too_large(max),
+            Refusal::Full(e) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
+            Refusal::Busy => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "receiving as many uploads as this server may hold at once; retry shortly",
+                )
+            },
+            Refusal::TimedOut => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            ),
+            Refusal::Unreadable(e) => {
+                ApiError::bad_request(format!("could not read request body: {e}"))
+            }
+        })?;
+    Ok((received, ttl))
+}
+
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -709,8 +766,8 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
-fn content_length(req: &Request<Incoming>) -> Option<u64> {
-    req.headers()
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?

@@ -147,7 +147,7 @@ impl Node {
     ) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let digest = Message::Digest(self.store.digest());
-        let versions = match self
+        let mut versions = match self
             .client
             .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
             .await?
@@ -160,6 +160,15 @@ impl Node {
                 )))
             }
         };
+        {
+            // Not again what the store refused for want of room, while it has no more.
+            let mut refused = self
+                .refused_for_room
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            refused.forget_if_room(self.store.bytes());
+            versions.retain(|(k, v)| !refused.skips(k, *v));
+        }
         let now = self.wall_ms();
         let wanted: Vec<String> =
             antientropy::worth_fetching(&versions, |k| self.store.version(k), now, settle)

@@ -226,7 +226,12 @@ pub fn binary() -> Command {
 impl Process {
     /// Start the binary with exactly `env` (plus PATH) as its environment.
     pub fn start(env: &[(&str, String)]) -> Process {
-        let mut cmd = binary();
+        Process::start_with(binary(), env)
+    }
+
+    /// Start `cmd` (the binary, or a command that execs it, such as `ip netns exec`)
+    /// with exactly `env` (plus PATH) as its environment.
+    pub fn start_with(mut cmd: Command, env: &[(&str, String)]) -> Process {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("REPRAM_LOG", "info")
