@@ -16,6 +16,7 @@
 pub mod antientropy;
 pub mod auth;
 pub mod clock;
+pub mod cluster_hosts;
 pub mod config;
 pub mod discovery;
 pub mod error;

@@ -50,6 +50,33 @@ pub struct ViaLabels {
     pub via: Via,
 }
 
+/// Why a node message (`/internal/`) was refused before it was applied.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Refused {
+    /// Without a secret: the sender is not a cluster host.
+    stranger,
+    /// With a secret: signature headers missing or malformed.
+    unsigned,
+    /// With a secret: the timestamp is outside the window (clock skew).
+    clock_skew,
+    /// With a secret: signed for another node.
+    wrong_receiver,
+    /// With a secret: the nonce was used before.
+    replayed,
+    /// With a secret: the signature does not match the body.
+    bad_signature,
+    /// Too many unverified bodies being read at once (503).
+    busy,
+}
+
+/// Labels of the refused node messages counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// Why.
+    pub reason: Refused,
+}
+
 /// Every metric of one node.
 pub struct Metrics {
     registry: Registry,
@@ -100,6 +127,8 @@ pub struct Metrics {
     pub replication_queue: Gauge,
     /// Node-to-node messages refused as malformed.
     pub rejected_messages: Counter,
+    /// Node-to-node messages refused by the gate before their body was read or applied.
+    pub node_messages_refused: Family<RefusedLabels, Counter>,
     /// Live peers (set at scrape time).
     pub peers: Gauge,
     /// Keys held (set at scrape time).
@@ -136,6 +165,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count a node message refused for `reason`.
+    pub fn refused(&self, reason: Refused) {
+        self.node_messages_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
+    }
+
     /// All metrics at zero, registered under the `repram_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("repram");
@@ -171,6 +207,7 @@ impl Metrics {
             replication_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             replication_queue: Gauge::default(),
             rejected_messages: Counter::default(),
+            node_messages_refused: Family::default(),
             peers: Gauge::default(),
             keys: Gauge::default(),
             bytes: Gauge::default(),
@@ -259,6 +296,11 @@ impl Metrics {
             "rejected_messages",
             "Node-to-node messages refused as malformed",
             m.rejected_messages.clone(),
+        );
+        registry.register(
+            "node_messages_refused",
+            "Node-to-node messages refused by the gate (stranger, unsigned, clock_skew, wrong_receiver, replayed, bad_signature, busy)",
+            m.node_messages_refused.clone(),
         );
         registry.register(
             "anti_entropy_rounds",

@@ -113,8 +113,8 @@ pub struct Node {
     pub client: PeerClient,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
-    /// Checks signed node messages when a cluster secret is set.
-    pub verifier: Option<crate::auth::Verifier>,
+    /// Judges node messages before their body is read; shared by the nodes of a process.
+    pub gate: Arc<crate::http::gate::Gate>,
     /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off).
     pub limiter: Option<crate::http::ratelimit::RateLimiter>,
     /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
@@ -170,7 +170,8 @@ impl PutOutcome {
 }
 
 impl Node {
-    /// A node that knows nobody yet; it serves its connections on the current runtime.
+    /// A node that knows nobody yet, with a gate of its own; it serves its connections on
+    /// the current runtime.
     pub fn new(
         id: String,
         index: usize,
@@ -179,8 +180,10 @@ impl Node {
         tuning: Tuning,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Node> {
+        let gate = crate::http::gate::Gate::new(&config);
         Node::serving_on(
             Dispatch::default(),
+            gate,
             id,
             index,
             port,
@@ -190,9 +193,12 @@ impl Node {
         )
     }
 
-    /// A node that knows nobody yet and serves its connections through `conn_threads`.
+    /// A node that knows nobody yet and serves its connections through `conn_threads`;
+    /// `gate` is shared by the nodes of its process.
+    #[allow(clippy::too_many_arguments)]
     pub fn serving_on(
         conn_threads: Dispatch,
+        gate: Arc<crate::http::gate::Gate>,
         id: String,
         index: usize,
         port: u16,
@@ -228,10 +234,7 @@ impl Node {
             metrics,
             limiter: crate::http::ratelimit::RateLimiter::new(config.rate_limit),
             connections: crate::http::conns::Connections::new(config.max_connections),
-            verifier: config
-                .cluster_secret
-                .as_deref()
-                .map(|s| crate::auth::Verifier::new(s.as_bytes())),
+            gate,
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
@@ -445,17 +448,22 @@ impl Node {
         Message::Replicate(entries)
     }
 
-    /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
-    /// an older version of. Returns how many entries changed here.
+    /// One anti-entropy round: pull from the peer `peer` at `addr` every entry we lack or
+    /// hold an older version of. Returns how many entries changed here.
     ///
     /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
     /// replication is still delivering; catch-up after start takes everything.
-    pub async fn sync_with(&self, addr: &str, settle: bool) -> Result<usize, CallError> {
+    pub async fn sync_with(
+        &self,
+        peer: &str,
+        addr: &str,
+        settle: bool,
+    ) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let digest = Message::Digest(self.store.digest());
         let mut versions = match self
             .client
-            .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
+            .call(addr, Some(peer), SYNC_PATH, &digest, ROUND_TIMEOUT)
             .await?
         {
             Message::Versions(v) => v,
@@ -479,7 +487,7 @@ impl Node {
             let fetch = Message::Fetch(chunk.to_vec());
             match self
                 .client
-                .call(addr, SYNC_PATH, &fetch, ROUND_TIMEOUT)
+                .call(addr, Some(peer), SYNC_PATH, &fetch, ROUND_TIMEOUT)
                 .await?
             {
                 Message::Replicate(entries) => {
@@ -524,13 +532,18 @@ impl Node {
             }
             let peer = {
                 let m = self.membership();
-                let peers: Vec<_> = m.peers().filter(|p| !p.suspect).map(|p| p.addr()).collect();
+                let peers: Vec<_> = m
+                    .peers()
+                    .filter(|p| !p.suspect)
+                    .map(|p| (p.info.id.clone(), p.addr()))
+                    .collect();
                 if peers.is_empty() {
                     continue;
                 }
                 peers[rand::thread_rng().gen_range(0..peers.len())].clone()
             };
-            match self.sync_with(&peer, true).await {
+            let (id, peer) = peer;
+            match self.sync_with(&id, &peer, true).await {
                 Ok(0) => {}
                 Ok(n) => {
                     info!(node = %self.id, port = self.port, peer = %peer, repaired = n, "anti-entropy repaired entries")
@@ -555,7 +568,7 @@ impl Node {
             return;
         }
         let started = Instant::now();
-        match self.sync_with(&addr, false).await {
+        match self.sync_with(&peer, &addr, false).await {
             Ok(n) => {
                 self.caught_up.store(CATCH_UP_DONE, Ordering::Release);
                 info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
@@ -570,7 +583,28 @@ impl Node {
 
     /// Handle gossip received over HTTP and return our answer. A relay request (indirect
     /// probe) is carried out before answering.
-    pub async fn on_gossip(self: &Arc<Self>, msg: crate::wire::Gossip, source: IpAddr) -> Message {
+    ///
+    /// Signed gossip that does not name this node by id (a discovery probe to an address,
+    /// or one meant for the node that was here before) is only answered, so a captured
+    /// message replayed here changes nothing: the answer says who is here.
+    pub async fn on_gossip(
+        self: &Arc<Self>,
+        msg: crate::wire::Gossip,
+        source: IpAddr,
+        addressed: bool,
+    ) -> Message {
+        if !addressed {
+            let mut reply = {
+                let mut m = self.membership();
+                if self.is_stopping() {
+                    m.leave_message()
+                } else {
+                    m.message(msg.full, None)
+                }
+            };
+            reply.observed = source.to_string();
+            return Message::Gossip(reply);
+        }
         let relay_ok = if msg.relay.is_empty() {
             false
         } else {
@@ -600,7 +634,9 @@ impl Node {
             (Message::Gossip(m.message(false, None)), timeout)
         };
         matches!(
-            self.client.call(addr, GOSSIP_PATH, &msg, timeout).await,
+            self.client
+                .call(addr, None, GOSSIP_PATH, &msg, timeout)
+                .await,
             Ok(Message::Gossip(_))
         )
     }
@@ -706,7 +742,13 @@ impl Node {
         );
         let result = self
             .client
-            .call(&probe.addr, GOSSIP_PATH, &msg, probe.timeout)
+            .call(
+                &probe.addr,
+                probe.member.as_deref(),
+                GOSSIP_PATH,
+                &msg,
+                probe.timeout,
+            )
             .await;
         let outcome = match result {
             Ok(Message::Gossip(reply)) => ProbeOutcome::Reply(reply),
@@ -743,11 +785,25 @@ impl Node {
             g.relay = plan.target_addr.clone();
             Message::Gossip(g)
         };
-        let asks = plan.helpers.iter().map(|helper| {
+        // Signed requests name their receiver: the helpers are members, ids known.
+        let helpers: Vec<(String, Option<String>)> = {
+            let m = self.membership();
+            plan.helpers
+                .iter()
+                .map(|addr| {
+                    let id = m
+                        .peers()
+                        .find(|p| p.addr() == *addr)
+                        .map(|p| p.info.id.clone());
+                    (addr.clone(), id)
+                })
+                .collect()
+        };
+        let asks = helpers.iter().map(|(helper, id)| {
             let msg = &msg;
             async move {
                 matches!(
-                    self.client.call(helper, GOSSIP_PATH, msg, plan.timeout).await,
+                    self.client.call(helper, id.as_deref(), GOSSIP_PATH, msg, plan.timeout).await,
                     Ok(Message::Gossip(g)) if g.relay_ok
                 )
             }
@@ -764,7 +820,7 @@ impl Node {
 
     /// Add every discovery address to the membership targets.
     async fn refresh_targets(&self) {
-        let addrs = crate::discovery::targets(&self.config, self.port).await;
+        let addrs = crate::discovery::targets(&self.config, self.port, self.gate.hosts()).await;
         let now = Instant::now();
         let mut m = self.membership();
         for a in addrs {
@@ -814,12 +870,14 @@ impl Node {
             let m = self.membership();
             (
                 Message::Gossip(m.leave_message()),
-                m.peers().map(|p| p.addr()).collect::<Vec<_>>(),
+                m.peers()
+                    .map(|p| (p.addr(), p.info.id.clone()))
+                    .collect::<Vec<_>>(),
             )
         };
-        let calls = addrs.iter().map(|a| {
+        let calls = addrs.iter().map(|(a, id)| {
             self.client
-                .call(a, GOSSIP_PATH, &msg, Duration::from_millis(500))
+                .call(a, Some(id), GOSSIP_PATH, &msg, Duration::from_millis(500))
         });
         futures::future::join_all(calls).await;
         self.replicator.clear();

@@ -124,6 +124,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let nodes = Arc::new(Mutex::new(Vec::new()));
+    let gate = crate::http::gate::Gate::new(&config);
     let supervisor = Supervisor {
         process_tag: crate::ids::new_process_tag(),
         set: JoinSet::new(),
@@ -133,6 +134,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         shutdown: shutdown_rx,
         nodes: nodes.clone(),
         conn_threads: ConnThreads::per_core(),
+        gate,
     };
     let task = tokio::spawn(supervisor.run(slots));
     Ok(Cluster {
@@ -155,6 +157,9 @@ struct Supervisor {
     nodes: Arc<Mutex<Vec<Arc<Node>>>>,
     /// Serve every node's client connections; stop with the supervisor.
     conn_threads: ConnThreads,
+    /// Judges node messages for every node of this process (its cluster hosts, nonces and
+    /// limits on unverified bodies are the process's).
+    gate: Arc<crate::http::gate::Gate>,
 }
 
 impl Supervisor {
@@ -164,6 +169,7 @@ impl Supervisor {
         slot.restarts += 1;
         let node = Node::serving_on(
             self.conn_threads.dispatch(),
+            self.gate.clone(),
             id,
             slot.index,
             slot.port,

@@ -78,38 +78,51 @@ impl PeerClient {
     }
 
     /// POST `msg` to `http://{addr}{path}` and decode the reply, all within `timeout`.
+    /// `to` is the id of the node expected there, when known: a signed message names it
+    /// (see [`crate::auth`]), and only gossip may go to an address whose node is unknown.
     pub async fn call(
         &self,
         addr: &str,
+        to: Option<&str>,
         path: &str,
         msg: &Message,
         timeout: Duration,
     ) -> Result<Message, CallError> {
-        self.call_encoded(addr, path, msg.encode(), timeout).await
+        self.call_encoded(addr, to, path, msg.encode(), timeout)
+            .await
     }
 
     /// Like [`PeerClient::call`] with an already encoded message.
     pub async fn call_encoded(
         &self,
         addr: &str,
+        to: Option<&str>,
         path: &str,
         body: Bytes,
         timeout: Duration,
     ) -> Result<Message, CallError> {
-        tokio::time::timeout(timeout, self.call_inner(addr, path, body))
+        tokio::time::timeout(timeout, self.call_inner(addr, to, path, body))
             .await
             .map_err(|_| CallError::Timeout)?
     }
 
-    async fn call_inner(&self, addr: &str, path: &str, body: Bytes) -> Result<Message, CallError> {
+    async fn call_inner(
+        &self,
+        addr: &str,
+        to: Option<&str>,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Message, CallError> {
         let mut req = Request::post(format!("http://{addr}{path}"))
             .header(header::CONTENT_TYPE, CONTENT_TYPE);
         if let Some(secret) = &self.secret {
-            let sig = auth::sign(secret, "POST", path, now_ms(), &body);
+            let receiver = to.unwrap_or(auth::ANY_RECEIVER);
+            let sig = auth::sign(secret, "POST", path, receiver, now_ms(), &body);
             req = req
                 .header(auth::TIMESTAMP_HEADER, sig.timestamp_ms)
                 .header(auth::NONCE_HEADER, sig.nonce)
-                .header(auth::SIGNATURE_HEADER, sig.signature);
+                .header(auth::SIGNATURE_HEADER, sig.signature)
+                .header(auth::RECEIVER_HEADER, sig.receiver);
         }
         let req = req
             .body(Full::new(body))
@@ -163,6 +176,7 @@ mod tests {
         let err = client
             .call(
                 &format!("127.0.0.1:{port}"),
+                None,
                 GOSSIP_PATH,
                 &Message::Ack(0),
                 Duration::from_secs(2),

@@ -5,6 +5,7 @@
 pub mod conns;
 pub mod cors;
 pub mod dashboard;
+pub mod gate;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

@@ -18,7 +18,6 @@ use tracing::debug;
 use super::cors::{self, Preflight};
 use super::ratelimit::client_ip;
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
-use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
 use crate::metrics::Route;
 use crate::node::Node;
@@ -77,6 +76,15 @@ impl ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+impl From<super::gate::Refusal> for ApiError {
+    fn from(r: super::gate::Refusal) -> Self {
+        ApiError {
+            retry_after: r.retry_after,
+            ..ApiError::new(r.status, r.message)
+        }
     }
 }
 
@@ -642,29 +650,41 @@ async fn internal_route(
     req: Request<Incoming>,
 ) -> Result<Resp> {
     let max = MAX_BATCH_BYTES + node.config.max_value_bytes + (2 << 20);
-    let (parts, body) = req.into_parts();
-    let body = read_body(node, body, max).await?;
-    if let Some(verifier) = &node.verifier {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let checked = Verifier::parse(
-            header(auth::TIMESTAMP_HEADER),
-            header(auth::NONCE_HEADER),
-            header(auth::SIGNATURE_HEADER),
+    // Judged from the address and headers before a byte of the body is read (hyper
+    // reads it only when polled).
+    let pass = node
+        .gate
+        .admit(
+            &node.id,
+            &node.metrics,
+            remote,
+            path,
+            req.headers(),
+            content_length(&req),
+            max,
+            now_ms(),
         )
-        .and_then(|sig| verifier.verify("POST", path, &sig, &body, now_ms()));
-        if let Err(e) = checked {
-            node.metrics.rejected_messages.inc();
-            debug!(node = %node.id, remote = %remote, error = %e, "refused node message");
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            return Err(ApiError::new(status, e.to_string()));
-        }
-    }
+        .map_err(ApiError::from)?;
+    let body = read_body(node, req.into_body(), max).await?;
+    let addressed = node
+        .gate
+        .verify(
+            &node.id,
+            &node.metrics,
+            remote,
+            path,
+            &pass,
+            &body,
+            now_ms(),
+        )
+        .map_err(ApiError::from)?;
+    drop(pass);
     let msg = Message::decode(body).map_err(|e| {
         node.metrics.rejected_messages.inc();
         ApiError::bad_request(format!("invalid node message: {e}"))
     })?;
     let reply = match (path, msg) {
-        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(g, remote.ip()).await,
+        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(g, remote.ip(), addressed).await,
         (REPLICATE_PATH, Message::Replicate(entries)) => {
             node.metrics.replication_received_http.inc();
             Message::Ack(node.apply_batch(&entries))

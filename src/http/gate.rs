@@ -1,0 +1,511 @@
+//! The gate of the node routes (`/internal/`): who may send a node message, decided
+//! from the sender's address and the request headers before a byte of the body is read.
+//!
+//! - Without `REPRAM_CLUSTER_SECRET`, only cluster hosts ([`ClusterHosts`]) pass;
+//!   anyone else gets 403.
+//! - With a secret, the signature headers are judged first (timestamp window, nonce not
+//!   used yet, the receiver it names); only then is the body read, bounded in bytes and
+//!   in the number of unverified bodies being read at once per process (503 beyond), and
+//!   its signature checked before anything is decoded.
+//!
+//! One gate per process, shared by its nodes (the supervisor makes it), so nonces are
+//! remembered per process and the limits hold for the process.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hyper::header::HeaderMap;
+use hyper::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::auth::{self, AuthError, Signature, Verifier};
+use crate::cluster_hosts::{canonical, ClusterHosts};
+use crate::config::Config;
+use crate::metrics::{Metrics, Refused};
+use crate::transport::GOSSIP_PATH;
+
+/// Most unverified bodies read at once per process.
+pub const MAX_UNVERIFIED_BODIES: u32 = 32;
+/// Most bytes of unverified bodies read at once per process.
+pub const UNVERIFIED_BUDGET_BYTES: usize = 64 << 20;
+/// Unit of the byte budget's permits.
+const KIB: usize = 1024;
+/// Least time between two log lines about strangers, and about skewed clocks.
+const STRANGER_NOTICE_MS: u64 = 60_000;
+const SKEW_NOTICE_MS: u64 = 10_000;
+
+/// Why a request did not pass: its answer.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The status to answer.
+    pub status: StatusCode,
+    /// The message of the JSON error.
+    pub message: String,
+    /// Seconds for `Retry-After`, when trying again later may work.
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A request that may have its body read.
+pub enum Pass {
+    /// No secret: the sender is a cluster host.
+    ClusterHost,
+    /// A secret: the headers are fine; the body must be verified with [`Gate::verify`].
+    Signed {
+        /// The parsed headers.
+        sig: Signature,
+        /// True when it names this node by id (else it names any node, or another one).
+        addressed: bool,
+        /// Held while the body is read and verified.
+        _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    },
+}
+
+/// A log line at most once per period, with the number of occasions it stood for.
+struct Notice {
+    every_ms: u64,
+    last_ms: AtomicU64,
+    since: AtomicU64,
+}
+
+impl Notice {
+    fn new(every_ms: u64) -> Notice {
+        Notice {
+            every_ms,
+            last_ms: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// Count one occasion; `Some(occasions since the last line)` when a line is due.
+    fn due(&self, now_ms: u64) -> Option<u64> {
+        self.since.fetch_add(1, Ordering::Relaxed);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < self.every_ms {
+            return None;
+        }
+        self.last_ms
+            .compare_exchange(last, now_ms.max(1), Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        Some(self.since.swap(0, Ordering::AcqRel))
+    }
+}
+
+/// The gate; see the module docs.
+pub struct Gate {
+    hosts: ClusterHosts,
+    verifier: Option<Verifier>,
+    bodies: Arc<Semaphore>,
+    budget_kib: Arc<Semaphore>,
+    strangers: Notice,
+    skew: Notice,
+}
+
+impl Gate {
+    /// The gate of one process running `config`.
+    pub fn new(config: &Config) -> Arc<Gate> {
+        Arc::new(Gate {
+            hosts: ClusterHosts::new(config),
+            verifier: config
+                .cluster_secret
+                .as_deref()
+                .map(|s| Verifier::new(s.as_bytes())),
+            bodies: Arc::new(Semaphore::new(MAX_UNVERIFIED_BODIES as usize)),
+            budget_kib: Arc::new(Semaphore::new(UNVERIFIED_BUDGET_BYTES / KIB)),
+            strangers: Notice::new(STRANGER_NOTICE_MS),
+            skew: Notice::new(SKEW_NOTICE_MS),
+        })
+    }
+
+    /// The cluster hosts, kept current by the nodes' discovery rounds.
+    pub fn hosts(&self) -> &ClusterHosts {
+        &self.hosts
+    }
+
+    /// True when node messages must be signed.
+    pub fn signed(&self) -> bool {
+        self.verifier.is_some()
+    }
+
+    /// Judge a node message to the node `me` on `path` before its body is read: its
+    /// sender, its headers, and its declared length against `max` (the body is read
+    /// with that limit too).
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit(
+        &self,
+        me: &str,
+        metrics: &Metrics,
+        remote: SocketAddr,
+        path: &str,
+        headers: &HeaderMap,
+        content_length: Option<u64>,
+        max: usize,
+        now_ms: u64,
+    ) -> Result<Pass, Refusal> {
+        let Some(verifier) = &self.verifier else {
+            if self.hosts.allows(remote.ip()) {
+                return Ok(Pass::ClusterHost);
+            }
+            metrics.refused(Refused::stranger);
+            let ip = canonical(remote.ip());
+            debug!(node = %me, remote = %ip, path, "node message refused: not a cluster host");
+            if let Some(n) = self.strangers.due(now_ms) {
+                info!(
+                    remote = %ip,
+                    refused = n,
+                    "refused node messages from addresses that are not cluster hosts (\
+                     DISCOVERY_DOMAIN, DISCOVERY_PEERS, Flux instances, loopback); \
+                     set REPRAM_CLUSTER_SECRET on every host if they belong to the cluster"
+                );
+            }
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "node routes accept only cluster hosts (DISCOVERY_DOMAIN, DISCOVERY_PEERS, \
+                 Flux instances) unless REPRAM_CLUSTER_SECRET is set",
+            ));
+        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let sig = Verifier::parse(
+            header(auth::TIMESTAMP_HEADER),
+            header(auth::NONCE_HEADER),
+            header(auth::SIGNATURE_HEADER),
+            header(auth::RECEIVER_HEADER),
+        )
+        .and_then(|sig| verifier.check_headers(&sig, now_ms).map(|()| sig))
+        .map_err(|e| self.refuse(me, metrics, remote, &e, headers, now_ms))?;
+        let addressed = sig.receiver == me;
+        if !addressed && path != GOSSIP_PATH {
+            return Err(self.refuse(
+                me,
+                metrics,
+                remote,
+                &AuthError::WrongReceiver,
+                headers,
+                now_ms,
+            ));
+        }
+        if content_length.is_some_and(|len| len > max as u64) {
+            return Err(Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("node message larger than the limit of {max} bytes"),
+            ));
+        }
+        let len = content_length.map_or(max, |l| l as usize);
+        let kib = u32::try_from(len.div_ceil(KIB).max(1)).unwrap_or(u32::MAX);
+        let permits = self
+            .bodies
+            .clone()
+            .try_acquire_owned()
+            .and_then(|b| Ok((b, self.budget_kib.clone().try_acquire_many_owned(kib)?)));
+        let Ok(permits) = permits else {
+            metrics.refused(Refused::busy);
+            debug!(node = %me, remote = %canonical(remote.ip()), "node message refused: too many unverified bodies being read");
+            return Err(Refusal {
+                retry_after: Some(1),
+                ..Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many unverified node messages being read; retry shortly",
+                )
+            });
+        };
+        Ok(Pass::Signed {
+            sig,
+            addressed,
+            _permits: permits,
+        })
+    }
+
+    /// Check the body of a request that passed [`Gate::admit`]: `Ok(addressed)`, true
+    /// when the message may be applied, false when it may only be answered (gossip not
+    /// addressed to this node by id).
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify(
+        &self,
+        me: &str,
+        metrics: &Metrics,
+        remote: SocketAddr,
+        path: &str,
+        pass: &Pass,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<bool, Refusal> {
+        match (pass, &self.verifier) {
+            (Pass::ClusterHost, _) => Ok(true),
+            (Pass::Signed { sig, addressed, .. }, Some(verifier)) => {
+                verifier
+                    .verify("POST", path, sig, body, now_ms)
+                    .map_err(|e| self.refuse(me, metrics, remote, &e, &HeaderMap::new(), now_ms))?;
+                Ok(*addressed)
+            }
+            (Pass::Signed { .. }, None) => Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "no cluster secret to verify with",
+            )),
+        }
+    }
+
+    /// Count and log a refused signed message; its answer.
+    fn refuse(
+        &self,
+        me: &str,
+        metrics: &Metrics,
+        remote: SocketAddr,
+        e: &AuthError,
+        headers: &HeaderMap,
+        now_ms: u64,
+    ) -> Refusal {
+        let reason = match e {
+            AuthError::Missing | AuthError::Malformed(_) | AuthError::Version => Refused::unsigned,
+            AuthError::Stale(_) => Refused::clock_skew,
+            AuthError::WrongReceiver => Refused::wrong_receiver,
+            AuthError::Replayed => Refused::replayed,
+            AuthError::BadSignature => Refused::bad_signature,
+            AuthError::Overloaded => Refused::busy,
+        };
+        metrics.refused(reason);
+        let ip = canonical(remote.ip());
+        debug!(node = %me, remote = %ip, error = %e, "node message refused");
+        if let AuthError::Stale(_) = e {
+            // Positive: the sender's clock is ahead of ours.
+            let offset_ms = headers
+                .get(auth::TIMESTAMP_HEADER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .map(|ts| i128::from(ts) - i128::from(now_ms));
+            if let Some(n) = self.skew.due(now_ms) {
+                warn!(
+                    node = %me,
+                    sender = %ip,
+                    offset_ms = offset_ms.map(|o| o.to_string()).unwrap_or_default(),
+                    window_ms = auth::WINDOW_MS,
+                    refused = n,
+                    "SIGNED NODE MESSAGE REFUSED: the sender's clock differs from ours by more \
+                     than the signature window; nodes with skewed clocks cannot talk. Fix the \
+                     clocks (NTP) of these hosts"
+                );
+            }
+        }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let mut refusal = Refusal::new(status, e.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            refusal.retry_after = Some(1);
+        }
+        refusal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cret";
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn remote(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn headers(sig: &Signature) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(auth::TIMESTAMP_HEADER, sig.timestamp_ms.into());
+        h.insert(auth::NONCE_HEADER, sig.nonce.parse().unwrap());
+        h.insert(auth::SIGNATURE_HEADER, sig.signature.parse().unwrap());
+        h.insert(auth::RECEIVER_HEADER, sig.receiver.parse().unwrap());
+        h
+    }
+
+    fn reason_count(m: &Metrics, reason: Refused) -> u64 {
+        m.node_messages_refused
+            .get_or_create(&crate::metrics::RefusedLabels { reason })
+            .get()
+    }
+
+    fn secret_gate() -> Arc<Gate> {
+        Gate::new(&Config {
+            cluster_secret: Some(SECRET.into()),
+            ..Config::for_test()
+        })
+    }
+
+    const REPLICATE: &str = crate::transport::REPLICATE_PATH;
+
+    #[test]
+    fn without_a_secret_only_cluster_hosts_pass() {
+        let gate = Gate::new(&Config::for_test());
+        let m = Metrics::new();
+        let admit = |from: &str| {
+            gate.admit(
+                "n1",
+                &m,
+                remote(from),
+                REPLICATE,
+                &HeaderMap::new(),
+                None,
+                1 << 20,
+                NOW,
+            )
+        };
+        assert!(matches!(admit("127.0.0.1:5000"), Ok(Pass::ClusterHost)));
+        assert!(matches!(
+            admit("[::ffff:127.0.0.1]:5000"),
+            Ok(Pass::ClusterHost)
+        ));
+        let refused = admit("198.51.100.2:5000").err().unwrap();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert!(admit("[::ffff:198.51.100.2]:5000").is_err());
+        gate.hosts().set(
+            crate::cluster_hosts::Source::Domain,
+            ["198.51.100.2".parse().unwrap()],
+        );
+        assert!(matches!(
+            admit("[::ffff:198.51.100.2]:5000"),
+            Ok(Pass::ClusterHost)
+        ));
+        assert_eq!(reason_count(&m, Refused::stranger), 2);
+    }
+
+    #[test]
+    fn signed_headers_are_judged_before_the_body() {
+        let gate = secret_gate();
+        let m = Metrics::new();
+        let from = remote("198.51.100.2:5000");
+        let admit =
+            |h: &HeaderMap, path: &str| gate.admit("n1", &m, from, path, h, Some(10), 1 << 20, NOW);
+        // Unsigned: 401, even from loopback.
+        let r = gate.admit(
+            "n1",
+            &m,
+            remote("127.0.0.1:1"),
+            REPLICATE,
+            &HeaderMap::new(),
+            None,
+            1 << 20,
+            NOW,
+        );
+        assert_eq!(r.err().unwrap().status, StatusCode::UNAUTHORIZED);
+        // Stale.
+        let old = auth::sign(
+            SECRET.as_bytes(),
+            "POST",
+            REPLICATE,
+            "n1",
+            NOW - 3_600_000,
+            b"",
+        );
+        assert_eq!(
+            admit(&headers(&old), REPLICATE).err().unwrap().status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(reason_count(&m, Refused::clock_skew), 1);
+        // For another node: refused on data routes, answered-not-applied on gossip.
+        let other = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, "n2", NOW, b"");
+        assert_eq!(
+            admit(&headers(&other), REPLICATE).err().unwrap().status,
+            StatusCode::FORBIDDEN
+        );
+        let any = auth::sign(
+            SECRET.as_bytes(),
+            "POST",
+            GOSSIP_PATH,
+            auth::ANY_RECEIVER,
+            NOW,
+            b"",
+        );
+        let pass = admit(&headers(&any), GOSSIP_PATH).ok().unwrap();
+        assert!(matches!(
+            pass,
+            Pass::Signed {
+                addressed: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            gate.verify("n1", &m, from, GOSSIP_PATH, &pass, b"", NOW)
+                .ok(),
+            Some(false)
+        );
+        // Addressed and valid; then replayed (refused from the headers alone).
+        let good = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, "n1", NOW, b"body");
+        let pass = admit(&headers(&good), REPLICATE).ok().unwrap();
+        assert_eq!(
+            gate.verify("n1", &m, from, REPLICATE, &pass, b"body", NOW)
+                .ok(),
+            Some(true)
+        );
+        drop(pass);
+        assert_eq!(
+            admit(&headers(&good), REPLICATE).err().unwrap().status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(reason_count(&m, Refused::replayed), 1);
+        // Declared too large.
+        let big = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, "n1", NOW, b"");
+        let r = gate.admit(
+            "n1",
+            &m,
+            from,
+            REPLICATE,
+            &headers(&big),
+            Some(2 << 20),
+            1 << 20,
+            NOW,
+        );
+        assert_eq!(r.err().unwrap().status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn unverified_bodies_are_bounded_in_number_and_bytes() {
+        let gate = secret_gate();
+        let m = Metrics::new();
+        let from = remote("198.51.100.2:5000");
+        let admit = |len: u64| {
+            let sig = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, "n1", NOW, b"");
+            gate.admit(
+                "n1",
+                &m,
+                from,
+                REPLICATE,
+                &headers(&sig),
+                Some(len),
+                64 << 20,
+                NOW,
+            )
+        };
+        let held: Vec<Pass> = (0..MAX_UNVERIFIED_BODIES)
+            .map(|_| admit(10).ok().unwrap())
+            .collect();
+        let r = admit(10).err().unwrap();
+        assert_eq!(
+            (r.status, r.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        drop(held);
+        let big: Vec<Pass> = (0..4).map(|_| admit(16 << 20).ok().unwrap()).collect();
+        assert_eq!(
+            admit(16 << 20).err().unwrap().status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        drop(big);
+        assert!(admit(16 << 20).is_ok());
+        assert_eq!(reason_count(&m, Refused::busy), 2);
+    }
+
+    #[test]
+    fn notices_are_rate_limited_and_count_what_they_stand_for() {
+        let n = Notice::new(1_000);
+        assert_eq!(n.due(NOW), Some(1));
+        assert_eq!(n.due(NOW + 10), None);
+        assert_eq!(n.due(NOW + 500), None);
+        assert_eq!(n.due(NOW + 1_000), Some(3));
+    }
+}
