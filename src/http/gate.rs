@@ -5,7 +5,8 @@
 //!   anyone else gets 403.
 //! - With a secret, the signature headers are judged first (timestamp window, nonce not
 //!   used yet, the receiver it names); only then is the body read, bounded in bytes and
-//!   in the number of unverified bodies being read at once per process (503 beyond), and
+//!   in the number of unverified bodies being read at once per process (503 beyond; small
+//!   bodies such as gossip have a pool of their own, so big ones cannot starve them), and
 //!   its signature checked before anything is decoded.
 //!
 //! One gate per process, shared by its nodes (the supervisor makes it), so nonces are
@@ -26,10 +27,14 @@ use crate::config::Config;
 use crate::metrics::{Metrics, Refused};
 use crate::transport::GOSSIP_PATH;
 
-/// Most unverified bodies read at once per process.
+/// Most unverified big bodies read at once per process.
 pub const MAX_UNVERIFIED_BODIES: u32 = 32;
-/// Most bytes of unverified bodies read at once per process.
+/// Most bytes of unverified big bodies read at once per process.
 pub const UNVERIFIED_BUDGET_BYTES: usize = 64 << 20;
+/// Largest declared length of a small body (membership gossip is far smaller).
+pub const SMALL_BODY_BYTES: u64 = 64 << 10;
+/// Most unverified small bodies read at once per process (16 MiB at most).
+pub const MAX_UNVERIFIED_SMALL_BODIES: usize = 256;
 /// Unit of the byte budget's permits.
 const KIB: usize = 1024;
 /// Least time between two log lines about strangers, and about skewed clocks.
@@ -68,7 +73,7 @@ pub enum Pass {
         /// True when it names this node by id (else it names any node, or another one).
         addressed: bool,
         /// Held while the body is read and verified.
-        _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+        _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     },
 }
 
@@ -108,6 +113,7 @@ pub struct Gate {
     verifier: Option<Verifier>,
     bodies: Arc<Semaphore>,
     budget_kib: Arc<Semaphore>,
+    small_bodies: Arc<Semaphore>,
     strangers: Notice,
     skew: Notice,
 }
@@ -123,6 +129,7 @@ impl Gate {
                 .map(|s| Verifier::new(s.as_bytes())),
             bodies: Arc::new(Semaphore::new(MAX_UNVERIFIED_BODIES as usize)),
             budget_kib: Arc::new(Semaphore::new(UNVERIFIED_BUDGET_BYTES / KIB)),
+            small_bodies: Arc::new(Semaphore::new(MAX_UNVERIFIED_SMALL_BODIES)),
             strangers: Notice::new(STRANGER_NOTICE_MS),
             skew: Notice::new(SKEW_NOTICE_MS),
         })
@@ -201,13 +208,24 @@ impl Gate {
                 format!("node message larger than the limit of {max} bytes"),
             ));
         }
-        let len = content_length.map_or(max, |l| l as usize);
-        let kib = u32::try_from(len.div_ceil(KIB).max(1)).unwrap_or(u32::MAX);
-        let permits = self
-            .bodies
-            .clone()
-            .try_acquire_owned()
-            .and_then(|b| Ok((b, self.budget_kib.clone().try_acquire_many_owned(kib)?)));
+        let permits = match content_length {
+            Some(len) if len <= SMALL_BODY_BYTES => self
+                .small_bodies
+                .clone()
+                .try_acquire_owned()
+                .map(|p| (p, None)),
+            // A big body, or one of unknown length (chunked), counts as the largest.
+            _ => {
+                let len = content_length.map_or(max, |l| l as usize);
+                let kib = u32::try_from(len.div_ceil(KIB).max(1)).unwrap_or(u32::MAX);
+                self.bodies.clone().try_acquire_owned().and_then(|b| {
+                    Ok((
+                        b,
+                        Some(self.budget_kib.clone().try_acquire_many_owned(kib)?),
+                    ))
+                })
+            }
+        };
         let Ok(permits) = permits else {
             metrics.refused(Refused::busy);
             debug!(node = %me, remote = %canonical(remote.ip()), "node message refused: too many unverified bodies being read");
@@ -482,14 +500,20 @@ mod tests {
             )
         };
         let held: Vec<Pass> = (0..MAX_UNVERIFIED_BODIES)
-            .map(|_| admit(10).ok().unwrap())
+            .map(|_| admit(1 << 20).ok().unwrap())
             .collect();
-        let r = admit(10).err().unwrap();
+        let r = admit(1 << 20).err().unwrap();
         assert_eq!(
             (r.status, r.retry_after),
             (StatusCode::SERVICE_UNAVAILABLE, Some(1))
         );
-        drop(held);
+        // Big bodies cannot starve small ones (membership gossip), which have a pool of
+        // their own.
+        let small: Vec<Pass> = (0..MAX_UNVERIFIED_SMALL_BODIES)
+            .map(|_| admit(SMALL_BODY_BYTES).ok().unwrap())
+            .collect();
+        assert!(admit(100).is_err());
+        drop((held, small));
         let big: Vec<Pass> = (0..4).map(|_| admit(16 << 20).ok().unwrap()).collect();
         assert_eq!(
             admit(16 << 20).err().unwrap().status,
@@ -497,7 +521,7 @@ mod tests {
         );
         drop(big);
         assert!(admit(16 << 20).is_ok());
-        assert_eq!(reason_count(&m, Refused::busy), 2);
+        assert_eq!(reason_count(&m, Refused::busy), 3);
     }
 
     #[test]
