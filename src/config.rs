@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::flux::location::parse_instance_ip;
+use crate::addr::parse_instance_ip;
 
 const DEFAULT_DISCOVERY_DOMAIN: &str = "localhost";
 const DEFAULT_BASE_PORT: u16 = 8081;
@@ -636,7 +636,7 @@ fn text(raw: &Option<String>) -> Option<&str> {
 
 /// `value` made safe for a one-line message.
 fn shown(value: &str) -> String {
-    crate::error::one_line(value, SHOWN_VALUE_MAX)
+    crate::text::one_line(value, SHOWN_VALUE_MAX)
 }
 
 /// Parses a whole number in `min..=max` (blank = `default`).

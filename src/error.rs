@@ -3,23 +3,7 @@
 use crate::config::ConfigError;
 use crate::net::ClaimError;
 
-/// `value` made safe to quote in a one-line message: control characters escaped, at most
-/// `max` characters (then `…`). For echoing untrusted input in errors and logs.
-pub fn one_line(value: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in value.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::text::one_line;
 
 /// Why the cluster could not run.
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::await_holding_lock)]
 
+pub mod addr;
 pub mod antientropy;
 pub mod auth;
 pub mod clock;
@@ -32,6 +33,7 @@ pub mod replication;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;
+pub mod text;
 pub mod transport;
 pub mod wire;
 

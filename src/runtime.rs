@@ -4,7 +4,7 @@
 //!   per core, each connection dealt to the next thread in turn. A connection then never
 //!   moves between threads, and a request wakes no other thread: on the shared
 //!   work-stealing runtime every idle moment parked a worker and every event woke one,
-//!   at a cost in server CPU on every GET (README, Performance, has the figures).
+//!   at a cost in server CPU on every GET (docs/performance.md has the figures).
 //! - A node's own long-lived tasks (replication links, catch-up) run on its [`Home`], the
 //!   runtime it was created on, even when a request on a connection thread starts them.
 //!   The exception: delivery to the nodes of the same process runs on each writing

@@ -81,7 +81,7 @@ pub fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, St
 /// At most `max` characters of `s`, control characters escaped, for echoing input in
 /// error messages.
 pub fn truncate(s: &str, max: usize) -> String {
-    crate::error::one_line(s, max)
+    crate::text::one_line(s, max)
 }
 
 #[cfg(test)]
