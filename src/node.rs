@@ -859,6 +859,8 @@ impl Node {
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.membership_changed.notified() => {}
+                // A refused stranger may be a cluster host with a new address.
+                _ = self.gate.stranger_knocked() => next_resolve = Instant::now(),
                 _ = shutdown.changed() => return,
             }
         }

@@ -402,12 +402,15 @@ async fn a_captured_message_is_refused_by_its_sibling_and_by_nodes_it_was_not_si
 const INNER: &str = "REPRAM_GATE_NETNS";
 const HOST_IP: &str = "198.51.100.1";
 const STRANGER_IP: &str = "198.51.100.2";
+/// `DISCOVERY_DOMAIN` inside the namespace, resolved through its own hosts file.
+const DOMAIN: &str = "gate-cluster";
 
-/// Deletes the namespace (and everything in it) when dropped.
+/// Deletes the namespace (and everything in it, and its hosts file) when dropped.
 struct Netns(String);
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.0));
         if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-KILL", pid]).status();
@@ -451,6 +454,14 @@ fn run_in_netns(name: &str) -> bool {
             "lo",
         ]);
     }
+    // `ip netns exec` puts /etc/netns/<name>/hosts over /etc/hosts.
+    let etc = format!("/etc/netns/{}", ns.0);
+    std::fs::create_dir_all(&etc).expect("mkdir /etc/netns/<name>");
+    std::fs::write(
+        format!("{etc}/hosts"),
+        format!("127.0.0.1 localhost\n{HOST_IP} {DOMAIN}\n"),
+    )
+    .expect("write the namespace's hosts file");
     let exe = std::env::current_exe().expect("test binary");
     let status = Command::new("ip")
         .args(["netns", "exec", &ns.0])
@@ -472,7 +483,7 @@ async fn without_a_secret_a_stranger_cannot_write_gossip_or_fill_memory() {
     }
     // Inside the namespace: ports are ours alone.
     let env = vec![
-        ("DISCOVERY_DOMAIN", HOST_IP.to_string()),
+        ("DISCOVERY_DOMAIN", DOMAIN.to_string()),
         ("BIND_ADDR", "0.0.0.0".into()),
         ("BASE_PORT", "8081".into()),
         ("MAX_PORTS", "3".into()),
@@ -523,4 +534,23 @@ async fn without_a_secret_a_stranger_cannot_write_gossip_or_fill_memory() {
         server.log_text().contains("not cluster hosts"),
         "an operator sees strangers knock"
     );
+
+    // The set follows DNS: once the domain also lists the stranger, it is a cluster host
+    // (the nodes resolve every 30 s, and at once, at most every 5 s, when refused).
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open("/etc/hosts")
+        .and_then(|mut f| writeln!(f, "{STRANGER_IP} {DOMAIN}"))
+        .expect("add the stranger to the namespace's hosts file");
+    let late = forged_batch("late", b"welcome");
+    wait_until(Duration::from_secs(45), "the new host is trusted", || {
+        let late = late.clone();
+        async move {
+            let r = post_from(Some(stranger), node, REPLICATE, &[], &late).await;
+            r.is_some_and(|r| r.0 == 200)
+        }
+    })
+    .await;
+    assert_eq!(value_on(ports[0], "late").await.as_deref(), Some("welcome"));
 }

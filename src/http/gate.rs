@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use hyper::header::HeaderMap;
 use hyper::StatusCode;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::auth::{self, AuthError, Signature, Verifier};
@@ -40,6 +41,8 @@ const KIB: usize = 1024;
 /// Least time between two log lines about strangers, and about skewed clocks.
 const STRANGER_NOTICE_MS: u64 = 60_000;
 const SKEW_NOTICE_MS: u64 = 10_000;
+/// Least time between two early re-resolutions of the cluster hosts caused by strangers.
+const KNOCK_RESOLVE_MS: u64 = 5_000;
 
 /// Why a request did not pass: its answer.
 #[derive(Debug)]
@@ -116,6 +119,10 @@ pub struct Gate {
     small_bodies: Arc<Semaphore>,
     strangers: Notice,
     skew: Notice,
+    /// Wakes the nodes' discovery when a stranger knocks (at most every
+    /// [`KNOCK_RESOLVE_MS`]): it may be a cluster host with a new address.
+    knock: Notify,
+    knocks: Notice,
 }
 
 impl Gate {
@@ -132,12 +139,21 @@ impl Gate {
             small_bodies: Arc::new(Semaphore::new(MAX_UNVERIFIED_SMALL_BODIES)),
             strangers: Notice::new(STRANGER_NOTICE_MS),
             skew: Notice::new(SKEW_NOTICE_MS),
+            knock: Notify::new(),
+            knocks: Notice::new(KNOCK_RESOLVE_MS),
         })
     }
 
     /// The cluster hosts, kept current by the nodes' discovery rounds.
     pub fn hosts(&self) -> &ClusterHosts {
         &self.hosts
+    }
+
+    /// Completes when a stranger was refused, at most once per [`KNOCK_RESOLVE_MS`]: the
+    /// cue to resolve the discovery sources again at once, since a host that just got a
+    /// new address (a restarted pod) is a stranger until then.
+    pub fn stranger_knocked(&self) -> Notified<'_> {
+        self.knock.notified()
     }
 
     /// True when node messages must be signed.
@@ -165,6 +181,9 @@ impl Gate {
                 return Ok(Pass::ClusterHost);
             }
             metrics.refused(Refused::stranger);
+            if self.knocks.due(now_ms).is_some() {
+                self.knock.notify_waiters();
+            }
             let ip = canonical(remote.ip());
             debug!(node = %me, remote = %ip, path, "node message refused: not a cluster host");
             if let Some(n) = self.strangers.due(now_ms) {
@@ -522,6 +541,28 @@ mod tests {
         drop(big);
         assert!(admit(16 << 20).is_ok());
         assert_eq!(reason_count(&m, Refused::busy), 3);
+    }
+
+    #[tokio::test]
+    async fn a_stranger_wakes_discovery_at_most_every_few_seconds() {
+        let gate = Gate::new(&Config::for_test());
+        let m = Metrics::new();
+        let knock = |now| {
+            let from = remote("198.51.100.2:1");
+            let _ = gate.admit("n1", &m, from, REPLICATE, &HeaderMap::new(), None, 1, now);
+        };
+        let woken = gate.stranger_knocked();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        knock(NOW);
+        assert!(futures::poll!(woken.as_mut()).is_ready());
+        let again = gate.stranger_knocked();
+        tokio::pin!(again);
+        again.as_mut().enable();
+        knock(NOW + 1_000);
+        assert!(futures::poll!(again.as_mut()).is_pending(), "rate-limited");
+        knock(NOW + KNOCK_RESOLVE_MS);
+        assert!(futures::poll!(again.as_mut()).is_ready());
     }
 
     #[test]
