@@ -394,6 +394,37 @@ async fn a_captured_message_is_refused_by_its_sibling_and_by_nodes_it_was_not_si
     let to_a = post_from(None, to(a), REPLICATE, &headers, &body).await;
     assert_eq!(to_a.map(|r| r.0), Some(200));
     assert_eq!(value_on(a, "meant-for-a").await.as_deref(), Some("a"));
+
+    // Signed by a clock an hour ahead: refused from its headers, with a loud warning that
+    // names the sender and the offset.
+    let body = forged_batch("skewed", b"s");
+    let ahead = now_ms() + 3_600_000;
+    let sig = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, &id_a, ahead, &body);
+    let r = post_from(None, to(a), REPLICATE, &signed_headers(&sig), &body).await;
+    assert_eq!(r.map(|r| r.0), Some(401));
+    assert_eq!(refused(a, "clock_skew").await, 1.0);
+    let offset = |log: &str| -> Option<i64> {
+        let line = log
+            .lines()
+            .find(|l| l.contains("SIGNED NODE MESSAGE REFUSED"))?;
+        assert!(line.contains("sender=127.0.0.1"), "{line}");
+        let rest = line.split("offset_ms=").nth(1)?;
+        rest.split(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .next()?
+            .parse()
+            .ok()
+    };
+    wait_until(Duration::from_secs(5), "the skew warning", || {
+        let found = offset(&process.log_text());
+        async move { found.is_some() }
+    })
+    .await;
+    let measured = offset(&process.log_text()).unwrap_or(0);
+    assert!(
+        (3_500_000..=3_600_000).contains(&measured),
+        "offset {measured} ms"
+    );
+    assert_eq!(value_on(a, "skewed").await, None);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -323,7 +323,7 @@ impl Gate {
                 warn!(
                     node = %me,
                     sender = %ip,
-                    offset_ms = offset_ms.map(|o| o.to_string()).unwrap_or_default(),
+                    offset_ms = %offset_ms.map(|o| o.to_string()).unwrap_or_default(),
                     window_ms = auth::WINDOW_MS,
                     refused = n,
                     "SIGNED NODE MESSAGE REFUSED: the sender's clock differs from ours by more \
