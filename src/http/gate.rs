@@ -65,6 +65,22 @@ impl Refusal {
     }
 }
 
+/// A node message as the gate judges it: to whom, from where, on which route, when.
+#[derive(Clone, Copy)]
+pub struct Arrival<'a> {
+    /// The receiving node's id.
+    pub me: &'a str,
+    /// Its metrics, where refusals are counted.
+    pub metrics: &'a Metrics,
+    /// The sender's address.
+    pub remote: SocketAddr,
+    /// The route.
+    pub path: &'a str,
+    /// The receiver's wall clock (ms) when the request head arrived; the signature
+    /// window is judged at that moment, not after a slow body.
+    pub now_ms: u64,
+}
+
 /// A request that may have its body read.
 pub enum Pass {
     /// No secret: the sender is a cluster host.
@@ -161,21 +177,22 @@ impl Gate {
         self.verifier.is_some()
     }
 
-    /// Judge a node message to the node `me` on `path` before its body is read: its
-    /// sender, its headers, and its declared length against `max` (the body is read
-    /// with that limit too).
-    #[allow(clippy::too_many_arguments)]
+    /// Judge a node message before its body is read: its sender, its headers, and its
+    /// declared length against `max` (the body is read with that limit too).
     pub fn admit(
         &self,
-        me: &str,
-        metrics: &Metrics,
-        remote: SocketAddr,
-        path: &str,
+        at: Arrival<'_>,
         headers: &HeaderMap,
         content_length: Option<u64>,
         max: usize,
-        now_ms: u64,
     ) -> Result<Pass, Refusal> {
+        let Arrival {
+            me,
+            metrics,
+            remote,
+            path,
+            now_ms,
+        } = at;
         let Some(verifier) = &self.verifier else {
             if self.hosts.allows(remote.ip()) {
                 return Ok(Pass::ClusterHost);
@@ -209,17 +226,10 @@ impl Gate {
             header(auth::RECEIVER_HEADER),
         )
         .and_then(|sig| verifier.check_headers(&sig, now_ms).map(|()| sig))
-        .map_err(|e| self.refuse(me, metrics, remote, &e, headers, now_ms))?;
+        .map_err(|e| self.refuse(at, &e, headers))?;
         let addressed = sig.receiver == me;
         if !addressed && path != GOSSIP_PATH {
-            return Err(self.refuse(
-                me,
-                metrics,
-                remote,
-                &AuthError::WrongReceiver,
-                headers,
-                now_ms,
-            ));
+            return Err(self.refuse(at, &AuthError::WrongReceiver, headers));
         }
         if content_length.is_some_and(|len| len > max as u64) {
             return Err(Refusal::new(
@@ -266,23 +276,13 @@ impl Gate {
     /// Check the body of a request that passed [`Gate::admit`]: `Ok(addressed)`, true
     /// when the message may be applied, false when it may only be answered (gossip not
     /// addressed to this node by id).
-    #[allow(clippy::too_many_arguments)]
-    pub fn verify(
-        &self,
-        me: &str,
-        metrics: &Metrics,
-        remote: SocketAddr,
-        path: &str,
-        pass: &Pass,
-        body: &[u8],
-        now_ms: u64,
-    ) -> Result<bool, Refusal> {
+    pub fn verify(&self, at: Arrival<'_>, pass: &Pass, body: &[u8]) -> Result<bool, Refusal> {
         match (pass, &self.verifier) {
             (Pass::ClusterHost, _) => Ok(true),
             (Pass::Signed { sig, addressed, .. }, Some(verifier)) => {
                 verifier
-                    .verify("POST", path, sig, body, now_ms)
-                    .map_err(|e| self.refuse(me, metrics, remote, &e, &HeaderMap::new(), now_ms))?;
+                    .verify("POST", at.path, sig, body, at.now_ms)
+                    .map_err(|e| self.refuse(at, &e, &HeaderMap::new()))?;
                 Ok(*addressed)
             }
             (Pass::Signed { .. }, None) => Err(Refusal::new(
@@ -293,15 +293,14 @@ impl Gate {
     }
 
     /// Count and log a refused signed message; its answer.
-    fn refuse(
-        &self,
-        me: &str,
-        metrics: &Metrics,
-        remote: SocketAddr,
-        e: &AuthError,
-        headers: &HeaderMap,
-        now_ms: u64,
-    ) -> Refusal {
+    fn refuse(&self, at: Arrival<'_>, e: &AuthError, headers: &HeaderMap) -> Refusal {
+        let Arrival {
+            me,
+            metrics,
+            remote,
+            now_ms,
+            ..
+        } = at;
         let reason = match e {
             AuthError::Missing | AuthError::Malformed(_) | AuthError::Version => Refused::unsigned,
             AuthError::Stale(_) => Refused::clock_skew,
@@ -361,6 +360,16 @@ mod tests {
         h
     }
 
+    fn at<'a>(m: &'a Metrics, from: SocketAddr, path: &'a str, now_ms: u64) -> Arrival<'a> {
+        Arrival {
+            me: "n1",
+            metrics: m,
+            remote: from,
+            path,
+            now_ms,
+        }
+    }
+
     fn reason_count(m: &Metrics, reason: Refused) -> u64 {
         m.node_messages_refused
             .get_or_create(&crate::metrics::RefusedLabels { reason })
@@ -382,14 +391,10 @@ mod tests {
         let m = Metrics::new();
         let admit = |from: &str| {
             gate.admit(
-                "n1",
-                &m,
-                remote(from),
-                REPLICATE,
+                at(&m, remote(from), REPLICATE, NOW),
                 &HeaderMap::new(),
                 None,
                 1 << 20,
-                NOW,
             )
         };
         assert!(matches!(admit("127.0.0.1:5000"), Ok(Pass::ClusterHost)));
@@ -417,17 +422,13 @@ mod tests {
         let m = Metrics::new();
         let from = remote("198.51.100.2:5000");
         let admit =
-            |h: &HeaderMap, path: &str| gate.admit("n1", &m, from, path, h, Some(10), 1 << 20, NOW);
+            |h: &HeaderMap, path: &str| gate.admit(at(&m, from, path, NOW), h, Some(10), 1 << 20);
         // Unsigned: 401, even from loopback.
         let r = gate.admit(
-            "n1",
-            &m,
-            remote("127.0.0.1:1"),
-            REPLICATE,
+            at(&m, remote("127.0.0.1:1"), REPLICATE, NOW),
             &HeaderMap::new(),
             None,
             1 << 20,
-            NOW,
         );
         assert_eq!(r.err().unwrap().status, StatusCode::UNAUTHORIZED);
         // Stale.
@@ -467,15 +468,14 @@ mod tests {
             }
         ));
         assert_eq!(
-            gate.verify("n1", &m, from, GOSSIP_PATH, &pass, b"", NOW)
-                .ok(),
+            gate.verify(at(&m, from, GOSSIP_PATH, NOW), &pass, b"").ok(),
             Some(false)
         );
         // Addressed and valid; then replayed (refused from the headers alone).
         let good = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, "n1", NOW, b"body");
         let pass = admit(&headers(&good), REPLICATE).ok().unwrap();
         assert_eq!(
-            gate.verify("n1", &m, from, REPLICATE, &pass, b"body", NOW)
+            gate.verify(at(&m, from, REPLICATE, NOW), &pass, b"body")
                 .ok(),
             Some(true)
         );
@@ -488,14 +488,10 @@ mod tests {
         // Declared too large.
         let big = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, "n1", NOW, b"");
         let r = gate.admit(
-            "n1",
-            &m,
-            from,
-            REPLICATE,
+            at(&m, from, REPLICATE, NOW),
             &headers(&big),
             Some(2 << 20),
             1 << 20,
-            NOW,
         );
         assert_eq!(r.err().unwrap().status, StatusCode::PAYLOAD_TOO_LARGE);
     }
@@ -508,14 +504,10 @@ mod tests {
         let admit = |len: u64| {
             let sig = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, "n1", NOW, b"");
             gate.admit(
-                "n1",
-                &m,
-                from,
-                REPLICATE,
+                at(&m, from, REPLICATE, NOW),
                 &headers(&sig),
                 Some(len),
                 64 << 20,
-                NOW,
             )
         };
         let held: Vec<Pass> = (0..MAX_UNVERIFIED_BODIES)
@@ -549,7 +541,7 @@ mod tests {
         let m = Metrics::new();
         let knock = |now| {
             let from = remote("198.51.100.2:1");
-            let _ = gate.admit("n1", &m, from, REPLICATE, &HeaderMap::new(), None, 1, now);
+            let _ = gate.admit(at(&m, from, REPLICATE, now), &HeaderMap::new(), None, 1);
         };
         let woken = gate.stranger_knocked();
         tokio::pin!(woken);

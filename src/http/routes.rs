@@ -652,32 +652,19 @@ async fn internal_route(
     let max = MAX_BATCH_BYTES + node.config.max_value_bytes + (2 << 20);
     // Judged from the address and headers before a byte of the body is read (hyper
     // reads it only when polled).
+    let at = super::gate::Arrival {
+        me: &node.id,
+        metrics: &node.metrics,
+        remote,
+        path,
+        now_ms: now_ms(),
+    };
     let pass = node
         .gate
-        .admit(
-            &node.id,
-            &node.metrics,
-            remote,
-            path,
-            req.headers(),
-            content_length(&req),
-            max,
-            now_ms(),
-        )
+        .admit(at, req.headers(), content_length(&req), max)
         .map_err(ApiError::from)?;
     let body = read_body(node, req.into_body(), max).await?;
-    let addressed = node
-        .gate
-        .verify(
-            &node.id,
-            &node.metrics,
-            remote,
-            path,
-            &pass,
-            &body,
-            now_ms(),
-        )
-        .map_err(ApiError::from)?;
+    let addressed = node.gate.verify(at, &pass, &body).map_err(ApiError::from)?;
     drop(pass);
     let msg = Message::decode(body).map_err(|e| {
         node.metrics.rejected_messages.inc();
