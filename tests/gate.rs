@@ -456,9 +456,10 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {args:?} failed");
 }
 
-/// Run the test `name` of this binary again inside a fresh namespace; true when it ran
-/// (false: skipped, outside CI, for want of root or `ip`).
-fn run_in_netns(name: &str) -> bool {
+/// Run the test `name` of this binary again inside a fresh namespace, with `BIND_ADDR`
+/// set to `bind` there; true when it ran (false: skipped, outside CI, for want of root
+/// or `ip`).
+fn run_in_netns(name: &str, bind: &str) -> bool {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let root = Command::new("id")
         .arg("-u")
@@ -471,7 +472,8 @@ fn run_in_netns(name: &str) -> bool {
         eprintln!("skipped: {why}");
         return false;
     }
-    let ns = Netns(format!("gate-{}", std::process::id()));
+    let family = if bind.contains(':') { "v6" } else { "v4" };
+    let ns = Netns(format!("gate-{}-{family}", std::process::id()));
     ip(&["netns", "add", &ns.0]);
     ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
     for addr in [HOST_IP, STRANGER_IP] {
@@ -498,7 +500,7 @@ fn run_in_netns(name: &str) -> bool {
         .args(["netns", "exec", &ns.0])
         .arg(exe)
         .args(["--exact", name, "--nocapture", "--test-threads", "1"])
-        .env(INNER, &ns.0)
+        .env(INNER, bind)
         .stdin(Stdio::null())
         .status()
         .expect("run the test inside the namespace");
@@ -508,14 +510,21 @@ fn run_in_netns(name: &str) -> bool {
 
 #[tokio::test]
 async fn without_a_secret_a_stranger_cannot_write_gossip_or_fill_memory() {
-    if std::env::var_os(INNER).is_none() {
-        run_in_netns("without_a_secret_a_stranger_cannot_write_gossip_or_fill_memory");
+    let Some(bind) = std::env::var_os(INNER) else {
+        // Listening on `::` too: IPv4 peers then arrive as `::ffff:a.b.c.d`.
+        for bind in ["0.0.0.0", "::"] {
+            run_in_netns(
+                "without_a_secret_a_stranger_cannot_write_gossip_or_fill_memory",
+                bind,
+            );
+        }
         return;
-    }
+    };
+    let bind = bind.to_string_lossy().into_owned();
     // Inside the namespace: ports are ours alone.
     let env = vec![
         ("DISCOVERY_DOMAIN", DOMAIN.to_string()),
-        ("BIND_ADDR", "0.0.0.0".into()),
+        ("BIND_ADDR", bind.clone()),
         ("BASE_PORT", "8081".into()),
         ("MAX_PORTS", "3".into()),
         ("NODE_COUNT", "3".into()),
