@@ -11,9 +11,17 @@
 //! 3. A fetches the keys it lacks or holds an older version of, and applies them.
 //!
 //! Every node runs rounds against random peers, so differences in both directions heal.
+//!
+//! Clocks ([`worth_fetching`]): a version dated more than [`crate::clock::MAX_SKEW_MS`] ahead of this
+//! node's clock is never fetched (it would be refused), and one this node holds is no
+//! reason to refuse a peer's version (it is treated as absent, and the fetched entry
+//! replaces it), so an entry stored before a clock stepped back cannot keep two replicas
+//! apart for good. A version ahead but within the skew counts as in flight until this
+//! node's clock passes it by [`SETTLE_MS`]: at most `MAX_SKEW_MS + SETTLE_MS` of delay,
+//! never a skip forever.
 //! Hashes are stable across processes and machines (FNV-1a and SplitMix64, no seeds).
 
-use crate::clock::Version;
+use crate::clock::{hlc_ceiling, Version};
 
 /// Number of digest buckets.
 pub const BUCKETS: usize = 1024;
@@ -69,6 +77,30 @@ pub fn wanted(
         .collect()
 }
 
+/// Keys of `remote` this node should fetch when its clock reads `now_ms`: those it lacks
+/// or holds an older version of, leaving out versions beyond the tolerated skew and, when
+/// `settle`, versions not yet [`SETTLE_MS`] old. A local version beyond the skew counts as
+/// absent (see the module doc).
+pub fn worth_fetching(
+    remote: &[(String, Version)],
+    local_version: impl Fn(&str) -> Option<Version>,
+    now_ms: u64,
+    settle: bool,
+) -> Vec<&str> {
+    let ceiling = hlc_ceiling(now_ms);
+    let settled = now_ms.saturating_sub(SETTLE_MS);
+    remote
+        .iter()
+        .filter(|(_, v)| v.hlc <= ceiling && (!settle || v.wall_ms() <= settled))
+        .filter(|(k, v)| {
+            local_version(k)
+                .filter(|mine| mine.hlc <= ceiling)
+                .map_or(true, |mine| mine < *v)
+        })
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
 /// Rounds of anti-entropy skipped in a row, at most, while a node's data keeps changing
 /// (see [`Pacer`]).
 pub const MAX_SKIPPED_ROUNDS: u32 = 7;
@@ -102,6 +134,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::MAX_SKEW_MS;
 
     #[test]
     fn pacer_skips_rounds_while_data_changes_but_not_forever() {
@@ -149,6 +182,43 @@ mod tests {
             digest(&mut entries.iter()),
             digest(&mut entries.iter().rev())
         );
+    }
+
+    #[test]
+    fn future_versions_are_never_fetched_and_never_block_a_repair() {
+        let now = 10_000_000u64;
+        let at = |ms: u64| Version {
+            hlc: ms << 16,
+            origin: 1,
+        };
+        let remote = vec![
+            ("settled".to_string(), at(now - SETTLE_MS - 1)),
+            ("in-flight".to_string(), at(now - 10)),
+            ("ahead-within-skew".to_string(), at(now + MAX_SKEW_MS - 1)),
+            ("beyond-skew".to_string(), at(now + MAX_SKEW_MS + 1)),
+            ("held-from-the-future".to_string(), at(now - SETTLE_MS - 1)),
+        ];
+        let local = |k: &str| (k == "held-from-the-future").then(|| at(now + 3_600_000));
+        // A periodic round: settled versions only; the local entry from the future does
+        // not keep the peer's out.
+        assert_eq!(
+            worth_fetching(&remote, local, now, true),
+            vec!["settled", "held-from-the-future"]
+        );
+        // Catch-up takes what is in flight too, never what lies beyond the skew.
+        assert_eq!(
+            worth_fetching(&remote, local, now, false),
+            vec![
+                "settled",
+                "in-flight",
+                "ahead-within-skew",
+                "held-from-the-future"
+            ]
+        );
+        // An entry ahead within the skew is fetched once the clock has passed it: a
+        // delay, not a skip forever.
+        let later = now + MAX_SKEW_MS + SETTLE_MS;
+        assert!(worth_fetching(&remote, |_| None, later, true).contains(&"ahead-within-skew"));
     }
 
     #[test]

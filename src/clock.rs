@@ -12,6 +12,19 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How far ahead of this node's wall clock a peer's clock, write version, creation time
+/// or HLC timestamp may be (ms). Beyond it an entry is refused (a peer that far ahead
+/// would win every conflict and keep short-lived values for as long as it is ahead),
+/// and the skew is warned about (see the `skew` module). As wide as the signature window
+/// of the `auth` module, so a skew that breaks signatures is also one that is reported.
+pub const MAX_SKEW_MS: u64 = 30_000;
+
+/// `wall_ms` moved by `offset_ms` (a test hook: see `Tuning::clock_offset_ms` in `node`),
+/// saturating at both ends.
+pub fn offset_ms(wall_ms: u64, offset_ms: i64) -> u64 {
+    wall_ms.saturating_add_signed(offset_ms)
+}
+
 /// Bits of an HLC timestamp that hold the logical counter; the rest hold wall-clock ms.
 const COUNTER_BITS: u32 = 16;
 const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
@@ -45,6 +58,15 @@ pub fn origin_tag(node_id: &str) -> u64 {
     h
 }
 
+/// The largest HLC timestamp accepted when this node's wall clock reads `wall_ms`: any
+/// counter value at [`MAX_SKEW_MS`] ahead.
+pub fn hlc_ceiling(wall_ms: u64) -> u64 {
+    wall_ms
+        .saturating_add(MAX_SKEW_MS)
+        .saturating_mul(1 << COUNTER_BITS)
+        .saturating_add(COUNTER_MASK)
+}
+
 /// A hybrid logical clock: timestamps never go backwards, stay close to wall time, and
 /// move past every timestamp this node has seen from others.
 #[derive(Debug)]
@@ -68,10 +90,14 @@ impl Hlc {
 
     /// A fresh timestamp for a local write, given the wall clock in ms.
     pub fn tick(&self, wall_ms: u64) -> u64 {
-        let physical = wall_ms << COUNTER_BITS;
+        let physical = wall_ms.saturating_mul(1 << COUNTER_BITS);
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
-            let next = if physical > prev { physical } else { prev + 1 };
+            let next = if physical > prev {
+                physical
+            } else {
+                prev.saturating_add(1)
+            };
             match self
                 .last
                 .compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Relaxed)

@@ -31,6 +31,7 @@ pub mod net;
 pub mod node;
 pub mod replication;
 pub mod runtime;
+pub mod skew;
 pub mod store;
 pub mod supervisor;
 pub mod text;
@@ -48,7 +49,22 @@ use std::future::Future;
 /// gracefully (they announce leaving and drain) within 5 seconds.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     raise_open_file_limit(&config);
-    let cluster = start(config, Tuning::default())?;
+    flux::environment::log_note(&config);
+    let tuning = match Tuning::from_test_env() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{e}");
+            Tuning::default()
+        }
+    };
+    if tuning.clock_offset_ms != 0 {
+        tracing::warn!(
+            offset_ms = tuning.clock_offset_ms,
+            "TEST HOOK {}: this process's clock is moved, as a host with a wrong clock",
+            node::TEST_CLOCK_OFFSET_VAR
+        );
+    }
+    let cluster = start(config, tuning)?;
     shutdown.await;
     tracing::info!("shutdown signal received");
     cluster.shutdown().await;

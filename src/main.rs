@@ -101,7 +101,8 @@ fn spawn_heap_trimmer() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn spawn_heap_trimmer() {}
 
-/// `repram-flux flux-spec …`: print a Flux v8 app specification (see `flux-spec --help`).
+/// `repram-flux flux-spec …`: print or check a Flux v8 app specification (see
+/// `flux-spec --help`).
 fn flux_spec() -> ExitCode {
     let mut args = Vec::new();
     for arg in std::env::args_os().skip(2) {
@@ -109,24 +110,19 @@ fn flux_spec() -> ExitCode {
             Ok(a) => args.push(a),
             Err(a) => {
                 eprintln!("repram-flux flux-spec: argument {a:?} is not valid UTF-8");
-                return ExitCode::from(2);
+                return ExitCode::from(spec::EXIT_USAGE);
             }
         }
     }
-    let result = spec::parse_args(args).and_then(|cmd| match cmd {
-        spec::SpecCommand::Help => Ok(spec::usage()),
-        spec::SpecCommand::Generate(opts) => spec::generate(&opts).map(|app| spec::to_json(&app)),
-    });
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("repram-flux flux-spec: {e} (see repram-flux flux-spec --help)");
-            ExitCode::from(2)
-        }
-    }
+    let env_secret = std::env::var(spec::SECRET_VAR).ok();
+    let read = |path: &str| match path {
+        "-" => std::io::read_to_string(std::io::stdin()),
+        path => std::fs::read_to_string(path),
+    };
+    let out = spec::run(args, env_secret, &read);
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    ExitCode::from(out.code)
 }
 
 /// `repram-flux healthcheck` (for Docker's HEALTHCHECK): exit 0 when all `NODE_COUNT`

@@ -28,6 +28,27 @@
 //!   each item a bounded number of times; a periodic full exchange with a random member
 //!   repairs anything missed. Dead and left members stay as tombstones for a while so
 //!   stale news cannot resurrect them.
+//!
+//! **Only proof counts.** Anything a message says can be forged by whoever can send one
+//! (on a closed cluster: a buggy or compromised member, or a skewed one), so:
+//!
+//! - A member is *alive* (listed, counted for quorum, sent writes) only after this node
+//!   heard from it **directly**: it answered, under its own id, a probe this node sent to
+//!   its address. A message that merely claims to come from a node (its `from`) is not
+//!   direct: anybody could have sent it. Claims and news about third parties only make an
+//!   address a *candidate* to probe, at most [`MAX_NEW_PER_MESSAGE`] of them per message,
+//!   at most [`MAX_CANDIDATES`] waiting (those never heard from are evicted first); the
+//!   member table holds at most [`MAX_MEMBERS`].
+//! - Only the member itself can say it leaves or refute suspicion: a claim of leaving, a
+//!   new id at a member's address, or news of a higher incarnation makes this node probe
+//!   the member at once, and the answer decides (an answer with `leaving`, or a closed
+//!   port, proves it left). News from others that a member is suspect, dead or left makes
+//!   it at most *suspect* here, at the incarnation this node knows (a larger number in the
+//!   news changes nothing); any direct answer clears the suspicion.
+//! - Incarnations saturate, never wrap; a node refutes with its own incarnation plus one.
+//! - A member not heard from directly for [`Membership::stale_after`] becomes suspect even
+//!   if helpers claim to reach it, and suspects are not counted for quorum (the driver takes
+//!   them off the replication targets until they answer again).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -39,6 +60,19 @@ use rand::SeedableRng;
 use tokio::time::Instant;
 
 use crate::wire::{Gossip, MemberState, NodeInfo, Update};
+
+/// Most unknown addresses one message can make candidates (a sender's own address
+/// included). Big enough that full exchanges still spread a large mesh quickly (every new
+/// member gets a full exchange of its own), small enough that one forged message with
+/// thousands of fake members costs a handful of probes.
+pub const MAX_NEW_PER_MESSAGE: usize = 8;
+/// Most candidate addresses learned from messages (not configured) waiting to be probed.
+/// When full, the oldest candidate that never answered is evicted.
+pub const MAX_CANDIDATES: usize = 256;
+/// Most members (live and tombstones) remembered. When full, the oldest tombstone goes;
+/// with none, a new member is not admitted until one does. Flux runs at most 100
+/// instances of at most 5 nodes each.
+pub const MAX_MEMBERS: usize = 1024;
 
 /// Timing and sizes of the protocol. See [`MembershipConfig::default`].
 #[derive(Clone, Debug)]
@@ -216,6 +250,9 @@ enum Status {
 struct Member {
     peer: Peer,
     status: Status,
+    /// While suspect: when to probe it again (only its own answer clears the suspicion,
+    /// so it gets a probe every interval rather than once per round).
+    next_check: Instant,
 }
 
 impl Member {
@@ -229,6 +266,7 @@ impl Member {
                 last_seen: now,
             },
             status,
+            next_check: now,
         }
     }
 
@@ -264,6 +302,32 @@ struct Target {
     in_flight: bool,
     /// Probed at least once.
     probed: bool,
+    /// Learned from a message (a candidate), not from configuration: bounded, evictable.
+    learned: bool,
+    /// A node answered here at least once.
+    answered: bool,
+    /// When it was added (eviction order of candidates).
+    added: Instant,
+    /// The node there contacted us first: it exchanges full lists with us itself, so its
+    /// answer to our probe needs no full exchange of ours.
+    contacted: bool,
+}
+
+impl Target {
+    fn new(now: Instant, learned: bool) -> Self {
+        Target {
+            next_probe: now,
+            backoff: Duration::ZERO,
+            peer: None,
+            is_self: false,
+            in_flight: false,
+            probed: false,
+            learned,
+            answered: false,
+            added: now,
+            contacted: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -288,6 +352,14 @@ pub struct Membership {
     /// Members found by a small discovery probe: each gets a full exchange at the next
     /// tick, so both sides learn every member at once.
     full_soon: Vec<(String, Instant)>,
+    /// Members to probe at the next tick because a message claimed something only they
+    /// can prove (leaving, a higher incarnation, another id at their address).
+    verify_soon: HashMap<String, Instant>,
+    /// Members that claimed to leave: a closed port at the confirming probe means they did.
+    leave_claims: HashSet<String>,
+    /// Nodes that sent us their full list (and got ours): no full exchange of ours is
+    /// needed when they join.
+    sent_full: HashSet<String>,
     next_member_probe: Instant,
     next_full_sync: Instant,
     health: u32,
@@ -372,6 +444,9 @@ impl Membership {
             probe_order: Vec::new(),
             probing: HashSet::new(),
             full_soon: Vec::new(),
+            verify_soon: HashMap::new(),
+            leave_claims: HashSet::new(),
+            sent_full: HashSet::new(),
             next_member_probe: now,
             next_full_sync: now,
             health: 0,
@@ -433,14 +508,64 @@ impl Membership {
 
     /// Add an address to probe. New addresses are due at once; known ones are untouched.
     pub fn add_target(&mut self, addr: String, now: Instant) {
-        self.targets.entry(addr).or_insert_with(|| Target {
-            next_probe: now,
-            backoff: Duration::ZERO,
-            peer: None,
-            is_self: false,
-            in_flight: false,
-            probed: false,
-        });
+        match self.targets.get_mut(&addr) {
+            // Configured now: no longer an evictable candidate.
+            Some(t) => t.learned = false,
+            None => {
+                self.targets.insert(addr, Target::new(now, false));
+            }
+        }
+    }
+
+    /// Add an address learned from a message (a candidate to probe), if the message still
+    /// has `budget` left and there is room; true when it is known now. A known address
+    /// backing off is probed at once when `hurry` (a node there just sent us a message:
+    /// one probe per message received, never more), else left to its schedule.
+    fn add_candidate(
+        &mut self,
+        addr: String,
+        hurry: bool,
+        budget: &mut usize,
+        now: Instant,
+    ) -> bool {
+        if let Some(t) = self.targets.get_mut(&addr) {
+            if hurry && !t.in_flight && !t.is_self {
+                t.next_probe = t.next_probe.min(now);
+                t.backoff = Duration::ZERO;
+                t.contacted = true;
+            }
+            return true;
+        }
+        if *budget == 0 {
+            return false;
+        }
+        let learned = self.targets.values().filter(|t| t.learned).count();
+        if learned >= MAX_CANDIDATES {
+            let oldest = self
+                .targets
+                .iter()
+                .filter(|(_, t)| t.learned && !t.answered && !t.in_flight)
+                .min_by_key(|(a, t)| (t.added, (*a).clone()))
+                .map(|(a, _)| a.clone());
+            match oldest {
+                Some(a) => {
+                    self.targets.remove(&a);
+                }
+                None => return false,
+            }
+        }
+        *budget -= 1;
+        let mut t = Target::new(now, true);
+        t.contacted = hurry;
+        self.targets.insert(addr, t);
+        true
+    }
+
+    /// Probe member `id` at the next tick (a claim only its answer can prove).
+    fn verify(&mut self, id: &str, now: Instant) {
+        if self.members.get(id).is_some_and(Member::is_live) {
+            self.verify_soon.entry(id.to_string()).or_insert(now);
+        }
     }
 
     /// True once every discovery address has been probed at least once (or belongs to a
@@ -487,6 +612,22 @@ impl Membership {
             .collect();
         for id in expired {
             events.extend(self.mark_down(&id, MemberState::Dead, now));
+        }
+        // Members not heard from directly for too long (helpers may claim to reach them,
+        // but nothing proves it): suspect, so they stop counting for quorum.
+        let stale_after = self.stale_after();
+        let stale: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(id, m)| {
+                matches!(m.status, Status::Alive)
+                    && now.saturating_duration_since(m.peer.last_seen) > stale_after
+                    && !self.shares_fate(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            events.extend(self.suspect(&id, None, now));
         }
         // Forget old tombstones.
         let ttl = self.cfg.tombstone_ttl;
@@ -563,6 +704,31 @@ impl Membership {
                 }
             }
         }
+        // Members whose claims only their own answer can prove, and suspects (whose
+        // own answer is the only way back).
+        let mut verify: Vec<String> = self.verify_soon.drain().map(|(id, _)| id).collect();
+        let interval = self.cfg.probe_interval;
+        for (id, m) in self.members.iter_mut() {
+            if matches!(m.status, Status::Suspect { .. }) && now >= m.next_check {
+                m.next_check = now + interval;
+                verify.push(id.clone());
+            }
+        }
+        verify.dedup();
+        verify.sort();
+        for id in verify {
+            let Some(m) = self.members.get(&id).filter(|m| m.is_live()) else {
+                continue;
+            };
+            if self.probing.insert(id.clone()) {
+                probes.push(Probe {
+                    addr: m.peer.addr(),
+                    member: Some(id),
+                    full: false,
+                    timeout,
+                });
+            }
+        }
         // One member per probe interval, in shuffled round-robin order.
         if now >= self.next_member_probe {
             let full = now >= self.next_full_sync;
@@ -604,17 +770,26 @@ impl Membership {
         None
     }
 
+    /// How long a live member may go without answering this node directly before it is
+    /// suspected: the longest suspicion plus two rounds of member probes (each member is
+    /// probed once a round), stretched like every timeout when local health is poor.
+    pub fn stale_after(&self) -> Duration {
+        let round = self.cfg.probe_interval * (self.len() as u32).saturating_add(1);
+        self.scaled(self.cfg.suspicion_max) + round * 2
+    }
+
     /// Earliest instant at which [`Membership::tick`] may have work.
     pub fn next_deadline(&self) -> Option<Instant> {
         let member_probe = (!self.is_empty())
             .then_some(self.next_member_probe)
             .into_iter()
-            .chain(self.full_soon.iter().map(|(_, at)| *at));
+            .chain(self.full_soon.iter().map(|(_, at)| *at))
+            .chain(self.verify_soon.values().copied());
         let suspicions = self.members.values().filter_map(|m| match &m.status {
             Status::Suspect {
                 since,
                 confirmations,
-            } => Some(*since + self.suspicion_timeout(confirmations.len())),
+            } => Some((*since + self.suspicion_timeout(confirmations.len())).min(m.next_check)),
             _ => None,
         });
         let mut next = member_probe.chain(suspicions).min();
@@ -737,24 +912,49 @@ impl Membership {
                 if self.me.host.is_empty() && !reply.observed.is_empty() {
                     self.me.host = reply.observed.clone();
                 }
-                // Somebody else answers at this member's address: the member is gone.
-                let replaced = probe
-                    .member
-                    .as_ref()
-                    .filter(|id| **id != reply.from.id)
-                    .filter(|id| {
-                        self.members
-                            .get(id.as_str())
-                            .is_some_and(|m| m.is_live() && m.peer.addr() == probe.addr)
+                if let Some(t) = self.targets.get_mut(&probe.addr) {
+                    t.answered = true;
+                }
+                // The member itself says, at its own address, that it leaves: proof.
+                if reply.leaving {
+                    self.leave_claims.remove(&reply.from.id);
+                    let here = self
+                        .members
+                        .get(&reply.from.id)
+                        .is_some_and(|m| m.is_live() && m.peer.addr() == probe.addr);
+                    if here {
+                        return (self.mark_down(&reply.from.id, MemberState::Left, now), None);
+                    }
+                    return (Vec::new(), None);
+                }
+                self.leave_claims.remove(&reply.from.id);
+                // Somebody else answers at a live member's address: the member is gone.
+                let replaced = self
+                    .members
+                    .iter()
+                    .find(|(id, m)| {
+                        **id != reply.from.id && m.is_live() && m.peer.addr() == probe.addr
                     })
-                    .cloned();
+                    .map(|(id, _)| id.clone());
                 let old = replaced.and_then(|id| {
                     let info = self.members.get(&id).map(|m| m.peer.info.clone());
                     self.mark_down(&id, MemberState::Dead, now);
                     info
                 });
                 let direct = self.on_direct(&probe.addr, &reply, now);
+                let contacted = self
+                    .targets
+                    .get_mut(&probe.addr)
+                    .is_some_and(|t| std::mem::take(&mut t.contacted));
+                // Full lists at once only with a node found at a configured address: one
+                // that contacted us sends its own, and one learned from a list came with
+                // the rest of that list.
+                let learned = self.targets.get(&probe.addr).is_some_and(|t| t.learned);
+                let exchanged = self.sent_full.contains(&reply.from.id);
                 if !probe.full
+                    && !contacted
+                    && !learned
+                    && !exchanged
                     && direct
                         .iter()
                         .any(|e| matches!(e, Event::Joined(n) if n.id == reply.from.id))
@@ -791,7 +991,13 @@ impl Membership {
                 if !here {
                     return (Vec::new(), None);
                 }
-                (self.mark_down(&id, MemberState::Dead, now), None)
+                // Nothing listens at its address: after its own claim of leaving, it left.
+                let state = if self.leave_claims.remove(&id) {
+                    MemberState::Left
+                } else {
+                    MemberState::Dead
+                };
+                (self.mark_down(&id, state, now), None)
             }
             ProbeOutcome::Failed => {
                 let id = probe.member.clone().unwrap_or_default();
@@ -799,6 +1005,11 @@ impl Membership {
                     // A member of our own process is slow, not dead: it lives as long as
                     // we do, and a closed port (refused) or a restart (new id at its
                     // address) is what shows it gone.
+                    return (Vec::new(), None);
+                }
+                if self.members.get(&id).is_some_and(|m| m.peer.suspect) {
+                    // Already suspect: it is probed again soon (see `tick`) and its
+                    // suspicion runs; more failures say nothing about our own health.
                     return (Vec::new(), None);
                 }
                 self.health = (self.health + 1).min(self.cfg.max_health);
@@ -826,11 +1037,10 @@ impl Membership {
     }
 
     /// Report whether any helper of an [`IndirectProbe`] reached the member.
+    /// A helper's "reached" is not direct contact: it spares the member suspicion for now
+    /// but does not refresh when it was last heard from (see [`Membership::stale_after`]).
     pub fn indirect_result(&mut self, member: &str, reached: bool, now: Instant) -> Vec<Event> {
         if reached {
-            if let Some(m) = self.members.get_mut(member) {
-                m.peer.last_seen = now;
-            }
             return Vec::new();
         }
         self.suspect(member, None, now)
@@ -838,9 +1048,24 @@ impl Membership {
 
     /// Gossip arrived from another node; `source` is the IP it came from. The caller
     /// answers with [`Membership::message`] (full when the request was full).
+    ///
+    /// Nothing in it is proof (anybody may have sent it): an unknown sender becomes a
+    /// candidate, probed at once; a known member's claims (leaving, a new incarnation, a
+    /// new id at its address) make it probed at once; news of others is weighed by
+    /// `apply_updates`. At most [`MAX_NEW_PER_MESSAGE`] unknown addresses
+    /// are taken from one message.
     pub fn on_gossip(&mut self, msg: &Gossip, source: Option<IpAddr>, now: Instant) -> Vec<Event> {
         if msg.from.id == self.me.id {
             return Vec::new();
+        }
+        let mut budget = MAX_NEW_PER_MESSAGE;
+        if msg.full {
+            // It gets our full list in the answer: no need to send it again.
+            if self.sent_full.len() >= MAX_MEMBERS {
+                self.sent_full.clear();
+            }
+            self.sent_full.insert(msg.from.id.clone());
+            self.full_soon.retain(|(id, _)| *id != msg.from.id);
         }
         // Reach the sender at the address it advertises (locally when that is our own
         // host: its public address may not be reachable from its own host), or else at
@@ -851,37 +1076,50 @@ impl Membership {
         } else {
             match source {
                 Some(ip) => ip.to_string(),
-                None => return self.apply_updates(&msg.updates, &msg.from.id, now),
+                None => return self.apply_updates(&msg.updates, &msg.from.id, &mut budget, now),
             }
         };
         let addr = fmt_addr(&host, msg.from.port);
-        self.add_target(addr.clone(), now);
-        if let Some(t) = self.targets.get_mut(&addr) {
-            t.peer = Some(msg.from.id.clone());
-            t.backoff = Duration::ZERO;
-        }
-        if msg.leaving {
-            if !self.members.contains_key(&msg.from.id) {
-                return Vec::new();
-            }
-            return self.mark_down(&msg.from.id, MemberState::Left, now);
-        }
-        // Another id at this very address is an old incarnation of the same slot.
-        let stale: Option<String> = self
+        let known = self
             .members
-            .iter()
-            .find(|(id, m)| **id != msg.from.id && m.is_live() && m.peer.addr() == addr)
-            .map(|(id, _)| id.clone());
-        let old = stale.and_then(|id| {
-            let info = self.members.get(&id).map(|m| m.peer.info.clone());
-            self.mark_down(&id, MemberState::Dead, now);
-            info
-        });
-        let direct = self.on_direct(&addr, msg, now);
-        merge_replacement(old, direct)
+            .get(&msg.from.id)
+            .filter(|m| m.is_live())
+            .map(|m| (m.peer.addr() == addr, m.peer.incarnation, m.peer.suspect));
+        match known {
+            Some((true, incarnation, suspect)) => {
+                if msg.leaving {
+                    self.leave_claims.insert(msg.from.id.clone());
+                    self.verify(&msg.from.id, now);
+                    return Vec::new();
+                }
+                if suspect || msg.incarnation > incarnation {
+                    self.verify(&msg.from.id, now);
+                }
+            }
+            _ if msg.leaving => return Vec::new(),
+            _ => {
+                // Somebody else claims this address (or the member claims another): the
+                // address is probed, and the answer says who is there.
+                let owner = self
+                    .members
+                    .iter()
+                    .find(|(id, m)| **id != msg.from.id && m.is_live() && m.peer.addr() == addr)
+                    .map(|(id, _)| id.clone());
+                match owner {
+                    Some(id) => self.verify(&id, now),
+                    None => {
+                        self.add_candidate(addr, true, &mut budget, now);
+                    }
+                }
+            }
+        }
+        self.apply_updates(&msg.updates, &msg.from.id, &mut budget, now)
     }
 
-    /// Direct contact with `msg.from` at `addr`, then its news.
+    /// Direct contact with `msg.from` at `addr` (it answered our probe there), then its
+    /// news. Proof that it is alive: it joins, or recovers from suspicion, whatever the
+    /// incarnation (only its own answer could say so), or comes back after we declared it
+    /// dead. A member that left stays gone (a leaving node answers `leaving`).
     fn on_direct(&mut self, addr: &str, msg: &Gossip, now: Instant) -> Vec<Event> {
         let Some((host, port)) = split_addr(addr) else {
             return Vec::new();
@@ -896,37 +1134,33 @@ impl Membership {
         let inc = msg.incarnation;
         match self.members.get_mut(&info.id) {
             None => {
-                let mut member = Member::new(info.clone(), inc, Status::Alive, now);
-                member.peer.reach_host = reach;
-                self.members.insert(info.id.clone(), member);
-                self.broadcast(Update {
-                    node: info.clone(),
-                    incarnation: inc,
-                    state: MemberState::Alive,
-                });
-                events.push(Event::Joined(info));
+                if self.make_room() {
+                    let mut member = Member::new(info.clone(), inc, Status::Alive, now);
+                    member.peer.reach_host = reach;
+                    self.members.insert(info.id.clone(), member);
+                    self.broadcast(Update {
+                        node: info.clone(),
+                        incarnation: inc,
+                        state: MemberState::Alive,
+                    });
+                    events.push(Event::Joined(info));
+                }
             }
             Some(m) => {
                 m.peer.last_seen = now;
+                m.peer.incarnation = m.peer.incarnation.max(inc);
                 match &mut m.status {
-                    Status::Alive => m.peer.incarnation = m.peer.incarnation.max(inc),
-                    Status::Suspect { since, .. } => {
-                        if inc > m.peer.incarnation {
-                            m.peer.incarnation = inc;
-                            m.peer.suspect = false;
-                            m.status = Status::Alive;
-                            let u = m.update();
-                            let info = m.peer.info.clone();
-                            self.broadcast(u);
-                            events.push(Event::Recovered(info));
-                        } else {
-                            // Evidently alive: give it time to refute (it hears our news).
-                            *since = now;
-                        }
+                    Status::Alive => {}
+                    Status::Suspect { .. } => {
+                        m.peer.suspect = false;
+                        m.status = Status::Alive;
+                        let u = m.update();
+                        let info = m.peer.info.clone();
+                        self.broadcast(u);
+                        events.push(Event::Recovered(info));
                     }
                     Status::Down { state, .. } => {
-                        if inc > m.peer.incarnation && *state == MemberState::Dead {
-                            m.peer.incarnation = inc;
+                        if *state == MemberState::Dead {
                             m.peer.info = info.clone();
                             m.peer.reach_host = reach;
                             m.peer.suspect = false;
@@ -939,12 +1173,45 @@ impl Membership {
                 }
             }
         }
-        events.extend(self.apply_updates(&msg.updates, &msg.from.id, now));
+        let mut budget = MAX_NEW_PER_MESSAGE;
+        events.extend(self.apply_updates(&msg.updates, &msg.from.id, &mut budget, now));
         events
     }
 
-    /// Apply news received from `sender`.
-    fn apply_updates(&mut self, updates: &[Update], sender: &str, now: Instant) -> Vec<Event> {
+    /// Room for one more member: true unless the table is full of live members (then the
+    /// oldest tombstone goes first).
+    fn make_room(&mut self) -> bool {
+        if self.members.len() < MAX_MEMBERS {
+            return true;
+        }
+        let oldest = self
+            .members
+            .iter()
+            .filter_map(|(id, m)| match m.status {
+                Status::Down { since, .. } => Some((since, id.clone())),
+                _ => None,
+            })
+            .min();
+        match oldest {
+            Some((_, id)) => {
+                self.members.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Apply news received from `sender` (never proof, see the module doc): unknown live
+    /// members become candidates (while `budget` lasts), claims only a member can make
+    /// (alive again, a higher incarnation) get it probed, and accusations (suspect, dead,
+    /// left) make it suspect here at most, at the incarnation this node knows.
+    fn apply_updates(
+        &mut self,
+        updates: &[Update],
+        sender: &str,
+        budget: &mut usize,
+        now: Instant,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         for u in updates {
             if u.node.id == self.me.id {
@@ -952,118 +1219,55 @@ impl Membership {
                 continue;
             }
             let Some(m) = self.members.get_mut(&u.node.id) else {
-                events.extend(self.learn(u, sender, now));
+                self.learn(u, budget, now);
                 continue;
             };
+            let known = m.peer.incarnation;
             match (u.state, &mut m.status) {
-                (MemberState::Alive, status) if u.incarnation > m.peer.incarnation => {
-                    let was = std::mem::replace(status, Status::Alive);
-                    m.peer.incarnation = u.incarnation;
-                    m.peer.suspect = false;
-                    let info = m.peer.info.clone();
-                    match was {
-                        Status::Suspect { .. } => events.push(Event::Recovered(info)),
-                        Status::Down {
-                            state: MemberState::Dead,
-                            ..
-                        } if !u.node.host.is_empty() => {
-                            m.peer.info = u.node.clone();
-                            m.peer.reach_host =
-                                reach_host(&self.me.host, &self.local_host, &u.node.host);
-                            events.push(Event::Joined(u.node.clone()));
-                        }
-                        Status::Down { state, since } => {
-                            // Left for good, or no address to reach it: stay down.
-                            m.status = Status::Down { state, since };
-                            continue;
-                        }
-                        Status::Alive => {}
-                    }
-                    self.broadcast(u.clone());
+                // Back after we declared it dead? Its address is retried anyway (its
+                // backoff is short after a death), and only its answer brings it back.
+                (MemberState::Alive, Status::Suspect { .. }) if u.incarnation > known => {
+                    self.verify(&u.node.id, now);
                 }
-                (MemberState::Suspect, Status::Alive) if u.incarnation >= m.peer.incarnation => {
-                    m.peer.incarnation = u.incarnation;
-                    events.extend(self.suspect(&u.node.id, Some(sender), now));
-                }
-                (MemberState::Suspect, Status::Suspect { confirmations, .. })
-                    if u.incarnation == m.peer.incarnation =>
-                {
+                (MemberState::Alive, _) => {}
+                (_, Status::Down { .. }) => {}
+                (_, _) if u.incarnation < known => {}
+                (_, Status::Suspect { confirmations, .. }) => {
                     confirmations.insert(sender.to_string());
                 }
-                (MemberState::Suspect, Status::Suspect { .. })
-                    if u.incarnation > m.peer.incarnation =>
-                {
-                    m.peer.incarnation = u.incarnation;
-                    m.status = Status::Alive;
+                (_, Status::Alive) => {
                     events.extend(self.suspect(&u.node.id, Some(sender), now));
+                    self.verify(&u.node.id, now);
                 }
-                (MemberState::Dead | MemberState::Left, status)
-                    if u.incarnation >= m.peer.incarnation
-                        && !matches!(status, Status::Down { .. }) =>
-                {
-                    m.peer.incarnation = u.incarnation;
-                    events.extend(self.mark_down(&u.node.id, u.state, now));
-                }
-                _ => {}
             }
         }
         events
     }
 
-    /// News about a member we did not know.
-    fn learn(&mut self, u: &Update, sender: &str, now: Instant) -> Vec<Event> {
-        // A member advertising our own host lives on this host: reach it locally, but
-        // keep telling others the address it advertises.
-        let reach = self.reach_host(&u.node.host);
-        match u.state {
-            MemberState::Alive | MemberState::Suspect if !u.node.host.is_empty() => {
-                let host = reach.as_deref().unwrap_or(&u.node.host);
-                let addr = fmt_addr(host, u.node.port);
-                if self.targets.get(&addr).is_some_and(|t| t.is_self) {
-                    return Vec::new();
-                }
-                self.add_target(addr.clone(), now);
-                if let Some(t) = self.targets.get_mut(&addr) {
-                    t.peer = Some(u.node.id.clone());
-                }
-                let mut member = Member::new(u.node.clone(), u.incarnation, Status::Alive, now);
-                member.peer.reach_host = reach;
-                self.members.insert(u.node.id.clone(), member);
-                self.broadcast(Update {
-                    state: MemberState::Alive,
-                    ..u.clone()
-                });
-                let mut events = vec![Event::Joined(u.node.clone())];
-                if u.state == MemberState::Suspect {
-                    events.extend(self.suspect(&u.node.id, Some(sender), now));
-                }
-                events
-            }
-            MemberState::Dead | MemberState::Left => {
-                // Remember it, so stale news cannot bring it back.
-                self.members.insert(
-                    u.node.id.clone(),
-                    Member::new(
-                        u.node.clone(),
-                        u.incarnation,
-                        Status::Down {
-                            state: u.state,
-                            since: now,
-                        },
-                        now,
-                    ),
-                );
-                Vec::new()
-            }
-            _ => Vec::new(),
+    /// News about a member we did not know: its address becomes a candidate to probe (it
+    /// is a member only once it answers). News of its death or leaving is not kept.
+    fn learn(&mut self, u: &Update, budget: &mut usize, now: Instant) {
+        if !matches!(u.state, MemberState::Alive | MemberState::Suspect) || u.node.host.is_empty() {
+            return;
         }
+        // A member advertising our own host lives on this host: reach it locally.
+        let reach = self.reach_host(&u.node.host);
+        let host = reach.as_deref().unwrap_or(&u.node.host);
+        let addr = fmt_addr(host, u.node.port);
+        self.add_candidate(addr, false, budget, now);
     }
 
     /// News about ourselves: refute suspicion or death by raising our incarnation.
     fn refute(&mut self, u: &Update) {
-        let accused = matches!(u.state, MemberState::Suspect | MemberState::Dead);
+        let accused = matches!(
+            u.state,
+            MemberState::Suspect | MemberState::Dead | MemberState::Left
+        );
         if accused && u.incarnation >= self.incarnation {
-            self.incarnation = u.incarnation + 1;
+            // Our own number plus one, not the accuser's: a forged accusation at a huge
+            // incarnation must not push ours to the end of the range. Saturating: at
+            // u64::MAX we still answer probes, which is what refutes (see `on_direct`).
+            self.incarnation = self.incarnation.saturating_add(1);
             self.health = (self.health + 1).min(self.cfg.max_health);
             self.broadcast(Update {
                 node: self.me.clone(),
@@ -1177,6 +1381,42 @@ mod tests {
         }
     }
 
+    /// `id` answers a probe of ours at 127.0.0.1:`port`: direct contact, so it is a
+    /// member now.
+    fn meet(m: &mut Membership, id: &str, port: u16, now: Instant) -> Vec<Event> {
+        let probe = Probe {
+            addr: format!("127.0.0.1:{port}"),
+            member: None,
+            full: true,
+            timeout: Duration::from_millis(500),
+        };
+        m.probe_result(
+            &probe,
+            ProbeOutcome::Reply(gossip(id, port, 0, vec![])),
+            now,
+        )
+        .0
+    }
+
+    /// `g` arrives, and its sender answers the discovery probe that makes us send: how a
+    /// node that contacts us becomes a member.
+    fn hear_from(
+        m: &mut Membership,
+        g: &Gossip,
+        source: Option<IpAddr>,
+        now: Instant,
+    ) -> Vec<Event> {
+        let mut events = m.on_gossip(g, source, now);
+        let (probes, ev) = m.tick(now);
+        events.extend(ev);
+        for p in probes.iter().filter(|p| p.member.is_none()) {
+            let mut reply = g.clone();
+            reply.updates.clear();
+            events.extend(m.probe_result(p, ProbeOutcome::Reply(reply), now).0);
+        }
+        events
+    }
+
     fn node() -> (Membership, Instant) {
         let now = Instant::now();
         (
@@ -1192,8 +1432,8 @@ mod tests {
         let me = "flux-node-1-aaaaaa";
         let (same, other) = ("flux-node-2-aaaaaa", "flux-node-3-bbbbbb");
         let mut m = Membership::new(info(me, 8081), MembershipConfig::default(), 1, now);
-        m.on_gossip(&gossip(same, 8082, 0, vec![]), None, now);
-        m.on_gossip(&gossip(other, 8083, 0, vec![]), None, now);
+        meet(&mut m, same, 8082, now);
+        meet(&mut m, other, 8083, now);
         assert_eq!(m.len(), 2);
 
         // Probes of both time out: only the other process's node goes to indirect probes.
@@ -1216,7 +1456,7 @@ mod tests {
         assert_eq!(m.len(), 2);
         // ... while the same news about a node of that other process is believed.
         let third = "flux-node-4-cccccc";
-        m.on_gossip(&gossip(third, 8084, 0, vec![]), None, now);
+        meet(&mut m, third, 8084, now);
         let news = vec![upd(third, 8084, 0, MemberState::Suspect)];
         let events = m.on_gossip(&gossip(other, 8083, 0, news), None, now);
         assert!(
@@ -1283,7 +1523,7 @@ mod tests {
     fn a_node_found_by_a_small_discovery_probe_gets_a_full_exchange_at_once() {
         let (mut m, t0) = node();
         for i in 0..5u16 {
-            m.on_gossip(&gossip(&format!("n{i}"), 9000 + i, 0, vec![]), None, t0);
+            meet(&mut m, &format!("n{i}"), 9000 + i, t0);
         }
         m.add_target("127.0.0.1:8082".into(), t0);
         let (probes, _) = m.tick(t0);
@@ -1397,7 +1637,7 @@ mod tests {
     fn one_member_is_probed_per_interval_in_round_robin() {
         let (mut m, t0) = node();
         for (id, port) in [("b", 8082), ("c", 8083), ("d", 8084)] {
-            m.on_gossip(&gossip(id, port, 0, vec![]), None, t0);
+            meet(&mut m, id, port, t0);
         }
         let mut seen = Vec::new();
         let mut now = t0;
@@ -1447,7 +1687,7 @@ mod tests {
     #[test]
     fn a_timeout_asks_others_then_suspects_then_declares_dead() {
         let (mut m, t0) = with_b();
-        m.on_gossip(&gossip("c", 8083, 0, vec![]), None, t0);
+        meet(&mut m, "c", 8083, t0);
         // Probe until b is the target.
         let mut now = t0;
         let p = loop {
@@ -1477,10 +1717,10 @@ mod tests {
     #[test]
     fn confirmations_from_others_shorten_suspicion() {
         let (mut m, t0) = with_b();
-        m.on_gossip(&gossip("c", 8083, 0, vec![]), None, t0);
-        m.on_gossip(&gossip("d", 8084, 0, vec![]), None, t0);
-        m.on_gossip(&gossip("e", 8085, 0, vec![]), None, t0);
-        m.on_gossip(&gossip("f", 8086, 0, vec![]), None, t0);
+        meet(&mut m, "c", 8083, t0);
+        meet(&mut m, "d", 8084, t0);
+        meet(&mut m, "e", 8085, t0);
+        meet(&mut m, "f", 8086, t0);
         let s = |inc| vec![upd("b", 8082, inc, MemberState::Suspect)];
         assert_eq!(
             m.on_gossip(&gossip("c", 8083, 0, s(0)), None, t0),
@@ -1499,8 +1739,9 @@ mod tests {
     }
 
     #[test]
-    fn a_suspect_refutes_with_a_higher_incarnation() {
-        // Seen from the accused: news of its own suspicion raises its incarnation.
+    fn a_suspect_refutes_and_only_its_own_answer_clears_the_suspicion() {
+        // Seen from the accused: news of its own suspicion raises its incarnation by one,
+        // whatever number the accuser used (saturating, never wrapping).
         let (mut b, t0) = node();
         b.on_gossip(
             &gossip("c", 8083, 0, vec![upd("me", 8081, 0, MemberState::Suspect)]),
@@ -1513,9 +1754,34 @@ mod tests {
             news.contains(&upd("me", 8081, 1, MemberState::Alive)),
             "{news:?}"
         );
+        b.on_gossip(
+            &gossip(
+                "c",
+                8083,
+                0,
+                vec![upd("me", 8081, u64::MAX, MemberState::Dead)],
+            ),
+            None,
+            t0,
+        );
+        assert_eq!(b.incarnation(), 2, "own number plus one, not the accuser's");
+        b.incarnation = u64::MAX;
+        b.on_gossip(
+            &gossip(
+                "c",
+                8083,
+                0,
+                vec![upd("me", 8081, u64::MAX, MemberState::Dead)],
+            ),
+            None,
+            t0,
+        );
+        assert_eq!(b.incarnation(), u64::MAX, "saturates");
 
-        // Seen from an accuser: the refutation clears the suspicion.
+        // Seen from an accuser: news of a refutation is only a reason to probe b; b's
+        // own answer clears the suspicion.
         let (mut m, t0) = with_b();
+        meet(&mut m, "c", 8083, t0);
         m.on_gossip(
             &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Suspect)]),
             None,
@@ -1527,6 +1793,14 @@ mod tests {
             None,
             t0,
         );
+        assert!(ev.is_empty(), "{ev:?}");
+        assert_eq!(m.peer("b").unwrap().state(), "suspect");
+        let (probes, _) = m.tick(t0);
+        let p = probes
+            .iter()
+            .find(|p| p.member.as_deref() == Some("b"))
+            .expect("b is probed at once");
+        let (ev, _) = m.probe_result(p, ProbeOutcome::Reply(gossip("b", 8082, 1, vec![])), t0);
         assert_eq!(ev, vec![Event::Recovered(info("b", 8082))]);
         assert_eq!(m.peer("b").unwrap().state(), "alive");
         // Old suspicion (incarnation 0) cannot come back.
@@ -1536,6 +1810,27 @@ mod tests {
             t0,
         );
         assert_eq!(m.peer("b").unwrap().state(), "alive");
+        // A huge incarnation in an accusation is taken as the one we know: the member's
+        // answer (at whatever incarnation) still clears it.
+        m.on_gossip(
+            &gossip(
+                "c",
+                8083,
+                0,
+                vec![upd("b", 8082, u64::MAX, MemberState::Dead)],
+            ),
+            None,
+            t0,
+        );
+        assert_eq!(m.peer("b").unwrap().state(), "suspect");
+        assert_eq!(m.peer("b").unwrap().incarnation, 1);
+        let (probes, _) = m.tick(t0);
+        let p = probes
+            .iter()
+            .find(|p| p.member.as_deref() == Some("b"))
+            .expect("b is probed at once");
+        let (ev, _) = m.probe_result(p, ProbeOutcome::Reply(gossip("b", 8082, 2, vec![])), t0);
+        assert_eq!(ev, vec![Event::Recovered(info("b", 8082))]);
     }
 
     #[test]
@@ -1555,76 +1850,145 @@ mod tests {
     }
 
     #[test]
-    fn dead_news_is_not_undone_by_stale_alive_news() {
+    fn news_of_a_death_or_leaving_from_others_is_only_suspicion() {
         let (mut m, t0) = with_b();
+        meet(&mut m, "c", 8083, t0);
+        for state in [MemberState::Dead, MemberState::Left] {
+            let ev = m.on_gossip(
+                &gossip("c", 8083, 0, vec![upd("b", 8082, 0, state)]),
+                None,
+                t0,
+            );
+            assert!(
+                ev.is_empty() || ev == vec![Event::Suspected(info("b", 8082))],
+                "{ev:?}"
+            );
+            assert_eq!(m.peer("b").unwrap().state(), "suspect", "{state:?}");
+            assert_eq!(m.len(), 2);
+        }
+        // The suspicion runs its course: declared dead by us only if b never answers.
+        let (_, ev) = m.tick(t0 + Duration::from_secs(7));
+        assert!(ev.contains(&Event::Dead(info("b", 8082))), "{ev:?}");
+        // Alive news does not bring it back; only its own answer does.
         let ev = m.on_gossip(
-            &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Dead)]),
-            None,
-            t0,
-        );
-        assert_eq!(
-            ev,
-            vec![Event::Joined(info("c", 8083)), Event::Dead(info("b", 8082))]
-        );
-        let ev = m.on_gossip(
-            &gossip("c", 8083, 0, vec![upd("b", 8082, 0, MemberState::Alive)]),
+            &gossip("c", 8083, 0, vec![upd("b", 8082, 5, MemberState::Alive)]),
             None,
             t0,
         );
         assert!(ev.is_empty());
         assert!(m.peer("b").is_none());
-        // A higher incarnation (it refuted) brings it back.
-        let ev = m.on_gossip(
-            &gossip("c", 8083, 0, vec![upd("b", 8082, 1, MemberState::Alive)]),
-            None,
-            t0,
+        assert_eq!(
+            meet(&mut m, "b", 8082, t0 + Duration::from_secs(8)),
+            vec![Event::Joined(info("b", 8082))]
         );
-        assert_eq!(ev, vec![Event::Joined(info("b", 8082))]);
     }
 
     #[test]
-    fn news_of_unknown_members_adds_them_and_teaches_their_address() {
+    fn news_of_unknown_members_only_makes_candidates_and_a_message_adds_few() {
         let (mut m, t0) = node();
-        let ev = m.on_gossip(
-            &gossip("b", 8082, 0, vec![upd("c", 8083, 2, MemberState::Alive)]),
-            None,
-            t0,
+        // An unknown sender and the members it lists: candidates to probe, not members.
+        let fakes: Vec<Update> = (0..2000u16)
+            .map(|i| upd(&format!("fake-{i}"), 10_000 + i, 0, MemberState::Alive))
+            .collect();
+        let ev = m.on_gossip(&gossip("b", 8082, 0, fakes.clone()), None, t0);
+        assert!(ev.is_empty(), "{ev:?}");
+        assert!(m.is_empty());
+        assert_eq!(m.target_count(), MAX_NEW_PER_MESSAGE);
+        // They become members only by answering probes; the ones nobody answers for die
+        // off as unused addresses.
+        let (probes, _) = m.tick(t0);
+        assert_eq!(probes.len(), MAX_NEW_PER_MESSAGE);
+        for p in &probes {
+            let reply = if p.addr == "127.0.0.1:8082" {
+                ProbeOutcome::Reply(gossip("b", 8082, 0, vec![]))
+            } else {
+                ProbeOutcome::Refused
+            };
+            m.probe_result(p, reply, t0);
+        }
+        assert_eq!(m.len(), 1);
+        assert!(m.peer("b").is_some());
+        // Flooding with many messages never grows the candidates beyond the bound.
+        for round in 0..100u16 {
+            let batch: Vec<Update> = (0..8u16)
+                .map(|i| {
+                    let n = round * 8 + i;
+                    upd(&format!("f{n}"), 20_000 + n, 0, MemberState::Alive)
+                })
+                .collect();
+            m.on_gossip(&gossip("b", 8082, 0, batch), None, t0);
+        }
+        assert!(
+            m.target_count() <= MAX_CANDIDATES + 1,
+            "{}",
+            m.target_count()
         );
-        assert_eq!(
-            ev,
-            vec![
-                Event::Joined(info("b", 8082)),
-                Event::Joined(info("c", 8083))
-            ]
-        );
-        assert_eq!(m.peer("c").unwrap().incarnation, 2);
         // News without an address is useless and ignored.
         let mut nohost = upd("d", 8084, 0, MemberState::Alive);
         nohost.node.host.clear();
+        let before = m.target_count();
         assert!(m
             .on_gossip(&gossip("b", 8082, 0, vec![nohost]), None, t0)
             .is_empty());
+        assert_eq!(m.target_count(), before);
     }
 
     #[test]
-    fn leaving_removes_at_once_and_is_spread() {
+    fn leaving_is_believed_from_the_member_itself_and_spread() {
         let (mut m, t0) = with_b();
         let mut bye = gossip("b", 8082, 0, vec![]);
         bye.leaving = true;
-        assert_eq!(
-            m.on_gossip(&bye, None, t0),
-            vec![Event::Left(info("b", 8082))]
-        );
+        // A claim (anybody could send it): b is probed at once.
+        assert!(m.on_gossip(&bye, None, t0).is_empty());
+        assert_eq!(m.len(), 1);
+        let (probes, _) = m.tick(t0);
+        let p = probes
+            .iter()
+            .find(|p| p.member.as_deref() == Some("b"))
+            .expect("b is probed at once");
+        // A forged claim: b answers as usual and stays.
+        let (ev, _) = m.probe_result(p, ProbeOutcome::Reply(gossip("b", 8082, 0, vec![])), t0);
+        assert!(ev.is_empty());
+        assert_eq!(m.len(), 1);
+        // Its own leaving answer is proof.
+        m.on_gossip(&bye, None, t0);
+        let (probes, _) = m.tick(t0);
+        let p = probes
+            .iter()
+            .find(|p| p.member.as_deref() == Some("b"))
+            .expect("b is probed at once");
+        let (ev, _) = m.probe_result(p, ProbeOutcome::Reply(bye.clone()), t0);
+        assert_eq!(ev, vec![Event::Left(info("b", 8082))]);
         assert!(m.is_empty());
         assert!(m.on_gossip(&bye, None, t0).is_empty());
         let news = m.message(false, None).updates;
         assert!(news.contains(&upd("b", 8082, 0, MemberState::Left)));
+        // So is a closed port after its claim.
+        let (mut m, t0) = with_b();
+        m.on_gossip(&bye, None, t0);
+        let (probes, _) = m.tick(t0);
+        let p = probes
+            .iter()
+            .find(|p| p.member.as_deref() == Some("b"))
+            .expect("b is probed at once");
+        let (ev, _) = m.probe_result(p, ProbeOutcome::Refused, t0);
+        assert_eq!(ev, vec![Event::Left(info("b", 8082))]);
     }
 
     #[test]
-    fn a_new_id_at_a_member_address_replaces_it() {
+    fn a_new_id_at_a_member_address_replaces_it_once_it_answers_there() {
+        // A message claiming another id at b's address only gets b's address probed.
         let (mut m, t0) = with_b();
-        let ev = m.on_gossip(&gossip("b2", 8082, 0, vec![]), None, t0);
+        assert!(m
+            .on_gossip(&gossip("b2", 8082, 0, vec![]), None, t0)
+            .is_empty());
+        assert_eq!(m.len(), 1);
+        let (probes, _) = m.tick(t0);
+        let p = probes
+            .iter()
+            .find(|p| p.member.as_deref() == Some("b"))
+            .expect("b is probed at once");
+        let (ev, _) = m.probe_result(p, ProbeOutcome::Reply(gossip("b2", 8082, 0, vec![])), t0);
         assert_eq!(
             ev,
             vec![Event::Replaced {
@@ -1652,11 +2016,11 @@ mod tests {
         let mut g = gossip("b", 9000, 0, vec![]);
         g.from.host.clear();
         assert!(m.on_gossip(&g, None, t0).is_empty(), "no way to reach it");
-        m.on_gossip(&g, Some("10.1.2.3".parse().unwrap()), t0);
+        hear_from(&mut m, &g, Some("10.1.2.3".parse().unwrap()), t0);
         assert_eq!(m.peer("b").unwrap().addr(), "10.1.2.3:9000");
         let mut g6 = gossip("c", 9001, 0, vec![]);
         g6.from.host.clear();
-        m.on_gossip(&g6, Some("::1".parse().unwrap()), t0);
+        hear_from(&mut m, &g6, Some("::1".parse().unwrap()), t0);
         assert_eq!(m.peer("c").unwrap().addr(), "[::1]:9001");
     }
 
@@ -1667,19 +2031,19 @@ mod tests {
         // A same-host sender advertising the public address.
         let mut g = gossip("b", 8082, 0, vec![]);
         g.from.host = "203.0.113.9".into();
-        m.on_gossip(&g, Some("127.0.0.1".parse().unwrap()), t0);
+        hear_from(&mut m, &g, Some("127.0.0.1".parse().unwrap()), t0);
         assert_eq!(m.peer("b").unwrap().addr(), "127.0.0.1:8082");
         // Another host on loopback addresses (as in tests): its own address, not the
         // source the kernel picked for the connection.
         let mut l = gossip("l", 8085, 0, vec![]);
         l.from.host = "127.0.0.3".into();
-        m.on_gossip(&l, Some("127.0.0.1".parse().unwrap()), t0);
+        hear_from(&mut m, &l, Some("127.0.0.1".parse().unwrap()), t0);
         assert_eq!(m.peer("l").unwrap().addr(), "127.0.0.3:8085");
         // Nodes listening on one address are reached there.
         m.set_local_host("127.0.0.2".into());
         let mut h = gossip("h", 8086, 0, vec![]);
         h.from.host = "203.0.113.9".into();
-        m.on_gossip(&h, Some("127.0.0.1".parse().unwrap()), t0);
+        hear_from(&mut m, &h, Some("127.0.0.1".parse().unwrap()), t0);
         assert_eq!(m.peer("h").unwrap().addr(), "127.0.0.2:8086");
         m.set_local_host("127.0.0.1".into());
         // News of another same-host member, and of one on another host.
@@ -1688,16 +2052,30 @@ mod tests {
         let mut other = upd("d", 8081, 0, MemberState::Alive);
         other.node.host = "198.51.100.4".into();
         m.on_gossip(
-            &gossip("b", 8082, 0, vec![same, other]),
+            &gossip("b", 8082, 0, vec![same.clone(), other.clone()]),
             Some("127.0.0.1".parse().unwrap()),
             t0,
         );
+        // News makes candidates; they answer our probes under their own ids.
+        let (probes, _) = m.tick(t0);
+        for p in probes.iter().filter(|p| p.member.is_none()) {
+            let u = if p.addr.ends_with(":8083") {
+                &same
+            } else {
+                &other
+            };
+            let reply = Gossip {
+                from: u.node.clone(),
+                ..Gossip::default()
+            };
+            m.probe_result(p, ProbeOutcome::Reply(reply), t0);
+        }
         assert_eq!(m.peer("c").unwrap().addr(), "127.0.0.1:8083");
         assert_eq!(m.peer("d").unwrap().addr(), "198.51.100.4:8081");
         // A remote sender keeps its advertised address.
         let mut r = gossip("e", 8081, 0, vec![]);
         r.from.host = "198.51.100.5".into();
-        m.on_gossip(&r, Some("10.0.0.5".parse().unwrap()), t0);
+        hear_from(&mut m, &r, Some("10.0.0.5".parse().unwrap()), t0);
         assert_eq!(m.peer("e").unwrap().addr(), "198.51.100.5:8081");
 
         // Other hosts are told the advertised addresses, never our local ones.
@@ -1715,7 +2093,7 @@ mod tests {
         // announced at our host.
         let mut f = gossip("f", 8087, 0, vec![]);
         f.from.host.clear();
-        m.on_gossip(&f, Some("127.0.0.1".parse().unwrap()), t0);
+        hear_from(&mut m, &f, Some("127.0.0.1".parse().unwrap()), t0);
         assert_eq!(m.peer("f").unwrap().addr(), "127.0.0.1:8087");
         let told = m.message(true, None).updates;
         let f = told.iter().find(|u| u.node.id == "f").unwrap();
@@ -1751,7 +2129,7 @@ mod tests {
     fn full_messages_carry_every_member_and_piggyback_is_bounded() {
         let (mut m, t0) = node();
         for i in 0..40u16 {
-            m.on_gossip(&gossip(&format!("n{i}"), 9000 + i, 0, vec![]), None, t0);
+            meet(&mut m, &format!("n{i}"), 9000 + i, t0);
         }
         assert_eq!(m.message(true, None).updates.len(), 40);
         assert_eq!(m.message(false, None).updates.len(), 16);
@@ -1769,7 +2147,8 @@ mod tests {
         let (mut m, t0) = with_b();
         let p = member_probe(&mut m, t0);
         m.probe_result(&p, ProbeOutcome::Reply(gossip("b", 8082, 0, vec![])), t0);
-        let later = t0 + Duration::from_secs(10);
+        // (Within the time b may go unheard before it is suspected.)
+        let later = t0 + Duration::from_secs(5);
         // b's address is owned by the member schedule: only the member probe is due.
         assert_eq!(m.next_deadline(), Some(t0 + Duration::from_millis(200)));
         let (probes, _) = m.tick(later);

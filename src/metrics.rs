@@ -77,6 +77,30 @@ pub struct RefusedLabels {
     pub reason: Refused,
 }
 
+/// Why an entry from a peer was refused (a closed set).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Refusal {
+    /// Its version, HLC or creation time is beyond the tolerated skew ahead of our clock.
+    future,
+    /// Already expired by our clock on arrival: it would not be readable here.
+    expired,
+}
+
+/// Labels of the refused-entries counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why.
+    pub reason: Refusal,
+}
+
+/// Labels of the per-peer clock skew gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer's node id.
+    pub peer: String,
+}
+
 /// Every metric of one node.
 pub struct Metrics {
     registry: Registry,
@@ -129,6 +153,10 @@ pub struct Metrics {
     pub rejected_messages: Counter,
     /// Node-to-node messages refused by the gate before their body was read or applied.
     pub node_messages_refused: Family<RefusedLabels, Counter>,
+    /// Entries from peers refused, by reason (never acknowledged).
+    pub entries_refused: Family<RefusalLabels, Counter>,
+    /// Each live peer's clock minus ours, ms, as last measured by a probe.
+    pub peer_clock_skew_ms: Family<PeerLabels, Gauge>,
     /// Live peers (set at scrape time).
     pub peers: Gauge,
     /// Keys held (set at scrape time).
@@ -165,8 +193,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Count a node message refused for `reason`.
-    pub fn refused(&self, reason: Refused) {
+    /// Count a node message refused by the gate for `reason`.
+    pub fn node_message_refused(&self, reason: Refused) {
         self.node_messages_refused
             .get_or_create(&RefusedLabels { reason })
             .inc();
@@ -208,6 +236,8 @@ impl Metrics {
             replication_queue: Gauge::default(),
             rejected_messages: Counter::default(),
             node_messages_refused: Family::default(),
+            entries_refused: Family::default(),
+            peer_clock_skew_ms: Family::default(),
             peers: Gauge::default(),
             keys: Gauge::default(),
             bytes: Gauge::default(),
@@ -303,6 +333,16 @@ impl Metrics {
             m.node_messages_refused.clone(),
         );
         registry.register(
+            "entries_refused",
+            "Entries from peers refused and not acknowledged, by reason (future: dated beyond the tolerated clock skew ahead; expired: already expired on arrival)",
+            m.entries_refused.clone(),
+        );
+        registry.register(
+            "peer_clock_skew_ms",
+            "Each live peer's clock minus this node's, milliseconds, as measured by its last probe",
+            m.peer_clock_skew_ms.clone(),
+        );
+        registry.register(
             "anti_entropy_rounds",
             "Anti-entropy rounds completed",
             m.anti_entropy_rounds.clone(),
@@ -371,6 +411,13 @@ impl Metrics {
                 .inc(),
             None => counter(route, status).inc(),
         };
+    }
+
+    /// Count one entry refused for `reason`.
+    pub fn refused(&self, reason: Refusal) {
+        self.entries_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

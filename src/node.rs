@@ -13,15 +13,16 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::antientropy::{self, FETCH_CHUNK, SETTLE_MS};
-use crate::clock::{now_ms, origin_tag, Hlc, Version};
+use crate::antientropy::{self, FETCH_CHUNK};
+use crate::clock::{hlc_ceiling, now_ms, origin_tag, Hlc, Version, MAX_SKEW_MS};
 use crate::config::Config;
 use crate::membership::{
     fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PeerLabels, Refusal};
 use crate::replication::{Acks, Fanout, Replicator};
 use crate::runtime::{Dispatch, Home};
+use crate::skew::{PeerSkew, SkewTable};
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
 use crate::wire::{self, Entry, Message, NodeInfo};
@@ -44,6 +45,29 @@ pub struct Tuning {
     /// Wall clock in ms since the Unix epoch (write versions and expiry). Tests swap in a
     /// clock that follows tokio's paused time.
     pub wall_ms: fn() -> u64,
+    /// **Test hook**: ms added to `wall_ms` (negative: behind), so one process can play a
+    /// host whose clock is wrong. The binary sets it from `REPRAM_TEST_CLOCK_OFFSET_MS`
+    /// (see [`Tuning::from_test_env`]); 0 in production.
+    pub clock_offset_ms: i64,
+}
+
+/// The environment variable of the clock test hook ([`Tuning::clock_offset_ms`]).
+pub const TEST_CLOCK_OFFSET_VAR: &str = "REPRAM_TEST_CLOCK_OFFSET_MS";
+
+impl Tuning {
+    /// The default tuning with the test hooks the environment sets: only
+    /// [`TEST_CLOCK_OFFSET_VAR`], a whole number of ms. A process-wide variable because a
+    /// wrong clock belongs to a host, not a node; it is how black-box tests run a real
+    /// binary an hour ahead or behind. An invalid value is an error naming it.
+    pub fn from_test_env() -> Result<Tuning, String> {
+        let mut tuning = Tuning::default();
+        if let Ok(raw) = std::env::var(TEST_CLOCK_OFFSET_VAR) {
+            tuning.clock_offset_ms = raw.trim().parse().map_err(|_| {
+                format!("{TEST_CLOCK_OFFSET_VAR}={raw}: expected a whole number of milliseconds")
+            })?;
+        }
+        Ok(tuning)
+    }
 }
 
 impl Default for Tuning {
@@ -56,12 +80,10 @@ impl Default for Tuning {
             body_timeout: Duration::from_secs(30),
             anti_entropy_interval: Duration::from_secs(2),
             wall_ms: now_ms,
+            clock_offset_ms: 0,
         }
     }
 }
-
-/// Clock skew tolerated from peers when merging their HLC timestamps.
-const MAX_SKEW_MS: u64 = 60_000;
 
 /// How nodes of this host reach each other: loopback when they listen on every address,
 /// else the address they listen on.
@@ -76,6 +98,14 @@ fn local_host(bind: IpAddr) -> String {
 const CATCH_UP_IDLE: u8 = 0;
 const CATCH_UP_RUNNING: u8 = 1;
 const CATCH_UP_DONE: u8 = 2;
+
+/// True when an applied entry is held here, readable (or superseded by a newer one).
+fn holds(applied: Option<Applied>) -> bool {
+    matches!(
+        applied,
+        Some(Applied::Inserted | Applied::Replaced | Applied::Stale)
+    )
+}
 
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -115,6 +145,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Judges node messages before their body is read; shared by the nodes of a process.
     pub gate: Arc<crate::http::gate::Gate>,
+    /// Clock skew of each peer, as measured by probes.
+    pub skew: SkewTable,
     /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off).
     pub limiter: Option<crate::http::ratelimit::RateLimiter>,
     /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
@@ -232,6 +264,7 @@ impl Node {
             hlc: Hlc::new(),
             client,
             metrics,
+            skew: SkewTable::default(),
             limiter: crate::http::ratelimit::RateLimiter::new(config.rate_limit),
             connections: crate::http::conns::Connections::new(config.max_connections),
             gate,
@@ -276,6 +309,11 @@ impl Node {
         *self.shutdown.borrow()
     }
 
+    /// This node's wall clock, ms since the Unix epoch (with the test offset, if any).
+    pub fn wall_ms(&self) -> u64 {
+        crate::clock::offset_ms((self.tuning.wall_ms)(), self.tuning.clock_offset_ms)
+    }
+
     /// Seconds since start.
     pub fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -289,7 +327,7 @@ impl Node {
         value: Bytes,
         ttl_s: u64,
     ) -> Result<PutOutcome, StoreError> {
-        let created_ms = (self.tuning.wall_ms)();
+        let created_ms = self.wall_ms();
         let ttl = Duration::from_secs(ttl_s);
         let version = Version {
             hlc: self.hlc.tick(created_ms),
@@ -310,7 +348,10 @@ impl Node {
             expires_at: Instant::now() + ttl,
             version,
         };
-        self.store.apply(&key, record)?;
+        // A held version dated beyond the tolerated skew (our clock stepped back since)
+        // must not beat this write: see `Store::apply_over`.
+        self.store
+            .apply_over(&key, record, hlc_ceiling(created_ms))?;
         let deadline = Instant::now() + self.config.write_timeout;
         let acks = Acks::new();
         let fanout = match to_send {
@@ -345,10 +386,12 @@ impl Node {
 
     /// Apply a replication batch from a peer (received over HTTP or handed over in
     /// memory): how many of its entries this node now holds (or holds something newer of).
+    /// That count is the acknowledgement, so it never includes an entry this node will not
+    /// serve: refused, or already expired here on arrival (acks mean readable).
     pub fn apply_batch<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) -> u32 {
         entries
             .into_iter()
-            .map(|e| u32::from(self.apply_remote(e).is_some()))
+            .map(|e| u32::from(holds(self.apply_remote(e))))
             .sum()
     }
 
@@ -375,15 +418,28 @@ impl Node {
         holders
     }
 
-    /// Apply one entry received from a peer. `None` when refused (invalid, or storage
-    /// full); otherwise what the store did (this node then holds it or something newer).
-    /// The value is shared with `e`, not copied.
+    /// Apply one entry received from a peer. `None` when refused (invalid, dated beyond
+    /// [`MAX_SKEW_MS`] ahead of our clock, or storage full); otherwise what the store did
+    /// ([`Applied::Expired`] when it had expired by our clock: counted, not held). The
+    /// value is shared with `e`, not copied.
     pub fn apply_remote(&self, e: &Entry) -> Option<Applied> {
         if crate::http::check_key(&e.key).is_err() || e.value.len() > self.config.max_value_bytes {
             self.metrics.rejected_messages.inc();
             return None;
         }
-        let now = (self.tuning.wall_ms)();
+        let now = self.wall_ms();
+        // From a clock (or a forger) too far ahead: it would win every conflict of its key
+        // and outlive its TTL by the skew. Refused, and its HLC not adopted.
+        let ceiling = now.saturating_add(MAX_SKEW_MS);
+        let ahead = e.version.wall_ms().max(e.created_ms);
+        if ahead > ceiling {
+            self.refused(e, Refusal::future, ahead - now);
+            return None;
+        }
+        if e.expires_ms <= now {
+            self.refused(e, Refusal::expired, now - e.expires_ms);
+            return Some(Applied::Expired);
+        }
         self.hlc.observe(e.version.hlc, now, MAX_SKEW_MS);
         // Trust the origin's expiry, but never beyond what our own policy allows.
         let max_ms = self
@@ -406,8 +462,11 @@ impl Node {
             expires_at: Instant::now() + Duration::from_millis(remaining),
             version: e.version,
         };
-        match self.store.apply(&e.key, record) {
+        match self.store.apply_over(&e.key, record, hlc_ceiling(now)) {
             Ok(applied) => {
+                if applied == Applied::Expired {
+                    self.metrics.refused(Refusal::expired);
+                }
                 if matches!(applied, Applied::Inserted | Applied::Replaced) {
                     self.metrics.entries_applied.inc();
                     self.metrics
@@ -419,6 +478,33 @@ impl Node {
             Err(err) => {
                 debug!(node = %self.id, port = self.port, key = %e.key, error = %err, "replica refused");
                 None
+            }
+        }
+    }
+
+    /// Count and (rate-limited) log an entry refused for `reason`, `by_ms` beyond the
+    /// limit, naming the peer that wrote it when it is a member we know.
+    fn refused(&self, e: &Entry, reason: Refusal, by_ms: u64) {
+        self.metrics.refused(reason);
+        let what = match reason {
+            Refusal::future => "future",
+            Refusal::expired => "expired",
+        };
+        if !self.skew.warn_due(what, Instant::now()) {
+            return;
+        }
+        let origin = self
+            .membership()
+            .peers()
+            .find(|p| origin_tag(&p.info.id) == e.version.origin)
+            .map(|p| format!("{} at {}", p.info.id, p.addr()))
+            .unwrap_or_else(|| format!("unknown writer (origin tag {:016x})", e.version.origin));
+        match reason {
+            Refusal::future => {
+                warn!(node = %self.id, port = self.port, peer = %origin, key = %e.key, ahead_ms = by_ms, max_skew_ms = MAX_SKEW_MS, "refused entries dated beyond the tolerated clock skew ahead of this node's clock: check the writer's clock (more such refusals are counted in repram_entries_refused, logged again in 30 s)")
+            }
+            Refusal::expired => {
+                warn!(node = %self.id, port = self.port, peer = %origin, key = %e.key, expired_ms_ago = by_ms, "refused (not acknowledged) entries already expired by this node's clock: is the writer's clock behind? (counted in repram_entries_refused, logged again in 30 s)")
             }
         }
     }
@@ -461,7 +547,7 @@ impl Node {
     ) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let digest = Message::Digest(self.store.digest());
-        let mut versions = match self
+        let versions = match self
             .client
             .call(addr, Some(peer), SYNC_PATH, &digest, ROUND_TIMEOUT)
             .await?
@@ -474,14 +560,12 @@ impl Node {
                 )))
             }
         };
-        if settle {
-            let settled = (self.tuning.wall_ms)().saturating_sub(SETTLE_MS);
-            versions.retain(|(_, v)| v.wall_ms() <= settled);
-        }
-        let wanted: Vec<String> = antientropy::wanted(&versions, |k| self.store.version(k))
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let now = self.wall_ms();
+        let wanted: Vec<String> =
+            antientropy::worth_fetching(&versions, |k| self.store.version(k), now, settle)
+                .into_iter()
+                .map(String::from)
+                .collect();
         let mut repaired = 0;
         for chunk in wanted.chunks(FETCH_CHUNK) {
             let fetch = Message::Fetch(chunk.to_vec());
@@ -621,6 +705,8 @@ impl Node {
             (events, reply)
         };
         self.handle_events(events);
+        // Its claims may have made a probe due at once (see Membership::on_gossip).
+        self.membership_changed.notify_one();
         reply.observed = source.to_string();
         reply.relay_ok = relay_ok;
         Message::Gossip(reply)
@@ -654,26 +740,32 @@ impl Node {
                 Event::Left(p) => {
                     info!(node = %self.id, port = self.port, event = "left", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer left");
                     self.metrics.peer_leaves.inc();
-                    self.replicator.remove_peer(&p.id);
+                    self.peer_gone(&p.id);
                 }
                 Event::Dead(p) => {
                     warn!(node = %self.id, port = self.port, event = "dead", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
                     self.metrics.peer_deaths.inc();
-                    self.replicator.remove_peer(&p.id);
+                    self.peer_gone(&p.id);
                 }
                 Event::Replaced { old, new } => {
                     info!(node = %self.id, port = self.port, event = "replaced", peer = %new.id, old = %old.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
                     self.metrics.peer_deaths.inc();
-                    self.replicator.remove_peer(&old.id);
+                    self.peer_gone(&old.id);
                     self.peer_up(new);
                 }
                 Event::Suspected(p) => {
                     info!(node = %self.id, port = self.port, event = "suspected", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer suspected");
                     self.metrics.peer_suspicions.inc();
+                    // Not counted for quorum (nor sent writes) until it answers again:
+                    // a member that never answers must not cost every write its quorum.
+                    self.replicator.remove_peer(&p.id);
                     continue;
                 }
                 Event::Recovered(p) => {
                     info!(node = %self.id, port = self.port, event = "recovered", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "suspected peer is alive");
+                    let addr = self.membership().peer(&p.id).map(|m| m.addr());
+                    self.replicator
+                        .add_peer(&p.id, addr.unwrap_or_else(|| fmt_addr(&p.host, p.port)));
                     continue;
                 }
             }
@@ -721,6 +813,39 @@ impl Node {
         });
     }
 
+    /// A peer left or died: no more writes to it, and its skew is forgotten.
+    fn peer_gone(&self, id: &str) {
+        self.replicator.remove_peer(id);
+        self.skew.remove(id);
+        self.metrics.peer_clock_skew_ms.remove(&PeerLabels {
+            peer: id.to_string(),
+        });
+    }
+
+    /// Note the clock of the member `peer` at `addr`, read from the answer to a probe sent
+    /// at `sent_ms` and received at `received_ms` (our clock); warn when it splits the
+    /// cluster.
+    fn note_clock(&self, peer: &str, addr: &str, sent_ms: u64, received_ms: u64, peer_ms: u64) {
+        let (skew_ms, error_ms) = crate::skew::measure(sent_ms, received_ms, peer_ms);
+        self.metrics
+            .peer_clock_skew_ms
+            .get_or_create(&PeerLabels {
+                peer: peer.to_string(),
+            })
+            .set(skew_ms);
+        let measured = PeerSkew {
+            skew_ms,
+            error_ms,
+            at: Instant::now(),
+        };
+        if self.skew.record(peer, measured) {
+            let side = if skew_ms > 0 { "ahead of" } else { "behind" };
+            warn!(node = %self.id, port = self.port, peer = %peer, addr = %addr, skew_ms, max_skew_ms = MAX_SKEW_MS,
+                "CLOCK SKEW: peer's clock is {}s {side} this node's, beyond the {}s tolerated: its writes or ours are refused (and with a cluster secret, signatures fail), so the cluster is split; fix the clocks (NTP)",
+                skew_ms.unsigned_abs() / 1000, MAX_SKEW_MS / 1000);
+        }
+    }
+
     fn peer_up(self: &Arc<Self>, p: NodeInfo) {
         // Where we reach it: for a node on our own host, the local address rather than the
         // public one it advertises (and that events carry).
@@ -740,16 +865,37 @@ impl Node {
             self.membership()
                 .message(probe.full, probe.member.as_deref()),
         );
-        let result = self
+        let sent_ms = self.wall_ms();
+        let (result, peer_clock) = self
             .client
-            .call(
+            .call_clocked(
                 &probe.addr,
                 probe.member.as_deref(),
                 GOSSIP_PATH,
-                &msg,
+                msg.encode(),
                 probe.timeout,
             )
             .await;
+        if let Some(peer_ms) = peer_clock {
+            let received_ms = self.wall_ms();
+            match (&result, &probe.member) {
+                // Measured on direct answers only: the answering id at the address we chose.
+                (Ok(Message::Gossip(g)), _) => {
+                    self.note_clock(&g.from.id, &probe.addr, sent_ms, received_ms, peer_ms)
+                }
+                // A refusal (a signature outside the window?) still tells its clock.
+                (Err(CallError::Status(status)), Some(member)) => {
+                    let (skew_ms, _) = crate::skew::measure(sent_ms, received_ms, peer_ms);
+                    if skew_ms.unsigned_abs() > MAX_SKEW_MS
+                        && self.skew.warn_due(member, Instant::now())
+                    {
+                        warn!(node = %self.id, port = self.port, peer = %member, addr = %probe.addr, status = status.as_u16(), skew_ms,
+                            "CLOCK SKEW: peer refused our probe and its clock is beyond the tolerated skew: signatures fail and the cluster is split; fix the clocks (NTP)");
+                    }
+                }
+                _ => {}
+            }
+        }
         let outcome = match result {
             Ok(Message::Gossip(reply)) => ProbeOutcome::Reply(reply),
             Err(CallError::Refused) => ProbeOutcome::Refused,

@@ -768,6 +768,14 @@ impl Store {
     /// refusing with [`StoreError::Full`], due entries are purged. Replacing a key frees
     /// its old bytes first.
     pub fn apply(&self, key: &str, rec: Record) -> Result<Applied, StoreError> {
+        self.apply_over(key, rec, u64::MAX)
+    }
+
+    /// [`Store::apply`], except that a held version whose HLC is above `ceiling` (dated
+    /// beyond the clock skew this node tolerates: stored before its clock stepped back,
+    /// or by an older build) never wins: `rec` replaces it. Without this, such an entry
+    /// would beat every real write of its key for as long as it lives.
+    pub fn apply_over(&self, key: &str, rec: Record, ceiling: u64) -> Result<Applied, StoreError> {
         let now = Instant::now();
         if rec.expires_at <= now {
             return Ok(Applied::Expired);
@@ -794,7 +802,7 @@ impl Store {
             let mut old_cost = None;
             if let Some(old) = state.get(key.as_bytes(), tag) {
                 if old.deadline > now {
-                    if rec.version <= old.version {
+                    if rec.version <= old.version && old.version.hlc <= ceiling {
                         return Ok(Applied::Stale);
                     }
                     old_cost = Some(old.cost());
@@ -1133,6 +1141,26 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert!(!store.is_empty());
         assert_eq!(store.max_bytes(), 1024);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_version_beyond_the_ceiling_never_wins() {
+        let store = Store::new(1024);
+        store
+            .apply("k", rec("from-the-future", 10_000, 1_000))
+            .unwrap();
+        // Under the plain rule the newer version stays ...
+        assert_eq!(store.apply("k", rec("now", 10_000, 10)), Ok(Applied::Stale));
+        // ... but not when it lies above the ceiling: then any version replaces it.
+        assert_eq!(
+            store.apply_over("k", rec("now", 10_000, 10), 999),
+            Ok(Applied::Replaced)
+        );
+        assert_eq!(value(&store, "k").as_deref(), Some(&b"now"[..]));
+        assert_eq!(
+            store.apply_over("k", rec("older", 10_000, 9), 999),
+            Ok(Applied::Stale)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,6 +23,10 @@ pub const REPLICATE_PATH: &str = "/internal/v1/replicate";
 pub const SYNC_PATH: &str = "/internal/v1/sync";
 /// Content type of wire messages.
 pub const CONTENT_TYPE: &str = "application/x-repram-wire";
+/// Response header of every `/internal/` answer: the answering node's wall clock, ms
+/// since the Unix epoch. Probes read it to measure each peer's clock skew (see
+/// [`crate::skew`]); an extra header, so nodes without it interoperate.
+pub const CLOCK_HEADER: &str = "x-repram-clock-ms";
 /// Largest reply accepted from a peer.
 const MAX_REPLY_BYTES: usize = 256 << 20;
 
@@ -101,9 +105,25 @@ impl PeerClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Message, CallError> {
-        tokio::time::timeout(timeout, self.call_inner(addr, to, path, body))
-            .await
-            .map_err(|_| CallError::Timeout)?
+        self.call_clocked(addr, to, path, body, timeout).await.0
+    }
+
+    /// Like [`PeerClient::call_encoded`], with the peer's clock ([`CLOCK_HEADER`]) when
+    /// its answer carried one, also when the answer is an error status.
+    pub async fn call_clocked(
+        &self,
+        addr: &str,
+        to: Option<&str>,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> (Result<Message, CallError>, Option<u64>) {
+        let mut clock = None;
+        let result =
+            tokio::time::timeout(timeout, self.call_inner(addr, to, path, body, &mut clock))
+                .await
+                .unwrap_or(Err(CallError::Timeout));
+        (result, clock)
     }
 
     async fn call_inner(
@@ -112,6 +132,7 @@ impl PeerClient {
         to: Option<&str>,
         path: &str,
         body: Bytes,
+        clock: &mut Option<u64>,
     ) -> Result<Message, CallError> {
         let mut req = Request::post(format!("http://{addr}{path}"))
             .header(header::CONTENT_TYPE, CONTENT_TYPE);
@@ -135,6 +156,11 @@ impl PeerClient {
             }
         })?;
         let status = resp.status();
+        *clock = resp
+            .headers()
+            .get(CLOCK_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
             .collect()
             .await

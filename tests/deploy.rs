@@ -64,7 +64,6 @@ fn flux_app_json_matches_the_plan() {
         ("REPLICATION_FACTOR", "3"),
         ("REPRAM_CLEANUP_INTERVAL", "30"),
         ("REPRAM_RATE_LIMIT", "100"),
-        ("REPRAM_TRUST_PROXY", "true"),
     ] {
         assert_eq!(
             env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()),
@@ -72,10 +71,22 @@ fn flux_app_json_matches_the_plan() {
             "{key}"
         );
     }
-    // Flux sets these itself; the spec must not override them.
-    for key in ["FLUX_APP_NAME", "FLUX_NODE_HOST_IP", "ADVERTISE_HOST"] {
+    // Flux sets these itself; the spec must not override them. A public spec carries
+    // no secret, and no trusted-proxy setting (Flux documents no proxy addresses).
+    for key in [
+        "FLUX_APP_NAME",
+        "FLUX_NODE_HOST_IP",
+        "ADVERTISE_HOST",
+        "REPRAM_CLUSTER_SECRET",
+        "REPRAM_TRUST_PROXY",
+        "REPRAM_TRUSTED_PROXIES",
+    ] {
         assert!(env.iter().all(|(k, _)| k != key), "{key} must not be set");
     }
+    assert_eq!(
+        c["hdd"], 1,
+        "1 GB is FluxOS's minimum; the data lives in RAM"
+    );
     // Nodes × memory budget stay well inside the component's RAM.
     let config = Config::from_iter(env).unwrap();
     let ram_bytes = c["ram"].as_u64().unwrap() * 1024 * 1024;
@@ -198,7 +209,6 @@ fn flux_env_over_image_env_is_a_valid_config() {
         (config.node_count, config.max_ports, config.base_port),
         (3, 5, 8081)
     );
-    assert!(config.trust_proxy);
 }
 
 #[test]
@@ -314,4 +324,22 @@ fn dockerfile_env() -> Vec<(String, String)> {
         }
     }
     env
+}
+
+#[test]
+fn flux_app_json_and_generator_write_keys_in_the_formatter_order() {
+    // FluxOS verifies the registration signature over JSON.stringify of the spec as its
+    // specificationFormatter rebuilt it: keys out of that order cannot be signed as written.
+    let generated = spec::to_json(&spec::generate(&SpecOptions::fade()).unwrap());
+    for (what, text) in [
+        ("flux-app.json", read("flux-app.json")),
+        ("generator output", generated),
+    ] {
+        let found: Vec<String> = spec::key_order_violations(&text)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect();
+        assert!(found.is_empty(), "{what}: {found:#?}");
+    }
 }

@@ -112,6 +112,88 @@ fn flux_spec_bad_input_exits_2_with_one_line() {
     assert_eq!(spec["compose"].as_array().unwrap().len(), 3);
 }
 
+#[test]
+fn flux_spec_check_exit_statuses() {
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/flux-app.json");
+    let out = binary()
+        .args(["flux-spec", "--check", committed])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    // Valid, with the example's placeholders: the warnings status, not the error one.
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .count(),
+        3
+    );
+
+    // Standard input, a spec of one's own: clean.
+    let own = binary()
+        .args([
+            "flux-spec",
+            "--name",
+            "kv",
+            "--owner",
+            "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+            "--image",
+            "me/repram-flux:1.0.0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(own.status.code(), Some(0));
+    assert!(
+        own.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let mut child = binary()
+        .args(["flux-spec", "--check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &own.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "-: valid v8 app\n")
+    );
+
+    // A secret in a public spec is an error.
+    let text = String::from_utf8(own.stdout).unwrap().replace(
+        "\"REPRAM_RATE_LIMIT=100\",",
+        "\"REPRAM_RATE_LIMIT=100\", \"REPRAM_CLUSTER_SECRET=0123456789abcdef\",",
+    );
+    let mut child = binary()
+        .args(["flux-spec", "--check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("REPRAM_CLUSTER_SECRET in a public spec"),
+        "{report}"
+    );
+
+    let help = binary().args(["flux-spec", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit status: 0 printed"), "{help}");
+    assert!(
+        help.contains("3 the\nchecked spec is valid but has warnings"),
+        "{help}"
+    );
+}
+
 fn healthcheck(env: &[(&str, String)]) -> (i32, String) {
     let mut cmd = binary();
     cmd.arg("healthcheck")
@@ -135,6 +217,14 @@ async fn healthcheck_reports_the_local_nodes() {
     let env = common::env_for(base, 4, 2);
     let mut proc = Process::start(&env);
     let ports = proc.claimed_ports(2).await;
+    // Not on Flux (or an older FluxOS): said once, before the nodes start.
+    let log = proc.log_text();
+    assert_eq!(
+        log.matches("FLUX_APP_NAME is not set: the Flux location API is not asked")
+            .count(),
+        1,
+        "{log}"
+    );
     for p in &ports {
         let url = format!("http://127.0.0.1:{p}/health");
         wait_until(Duration::from_secs(10), "health", || {
@@ -254,6 +344,11 @@ async fn two_instances_mesh_through_the_flux_location_api() {
     let mut b = Process::start(&instance("127.0.0.3"));
     let a_ports = a.claimed_ports(2).await;
     let b_ports = b.claimed_ports(2).await;
+    for (p, ip) in [(&a, "127.0.0.2"), (&b, "127.0.0.3")] {
+        let log = p.log_text();
+        let note = format!("on Flux as app repram on {ip}: other instances are found");
+        assert_eq!(log.matches(&note).count(), 1, "{log}");
+    }
     let a_addrs: Vec<String> = a_ports.iter().map(|p| format!("127.0.0.2:{p}")).collect();
     let b_addrs: Vec<String> = b_ports.iter().map(|p| format!("127.0.0.3:{p}")).collect();
     let everyone: Vec<String> = a_addrs.iter().chain(&b_addrs).cloned().collect();

@@ -393,7 +393,23 @@ async fn a_restarted_node_gets_writes_in_memory_under_its_new_id_only() {
             let Some(h) = get(&format!("http://127.0.0.1:{}/health", ports[1])).await else {
                 return false;
             };
-            h.json()["node_id"] == new_id.as_str() && full_mesh(&ports).await
+            if h.json()["node_id"] != new_id.as_str() || !full_mesh(&ports).await {
+                return false;
+            }
+            // The others know it under its new id (proven by its answer to a probe of
+            // theirs, one round trip after it contacts them).
+            for p in [ports[0], ports[2]] {
+                let Some(r) = get(&format!("http://127.0.0.1:{p}/peers")).await else {
+                    return false;
+                };
+                let listed = r.json()["peers"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|x| x["node_id"] == new_id.as_str()));
+                if !listed {
+                    return false;
+                }
+            }
+            true
         }
     })
     .await;

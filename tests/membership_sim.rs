@@ -392,8 +392,10 @@ fn hundred_nodes_starting_over_a_quarter_second_in_a_range_of_200_converge_cheap
     eprintln!("mesh after {took:?}; work to mesh {to_mesh:?}; member entries in the next 2 s: {entries_after}");
     assert!(took <= Duration::from_secs(1), "took {took:?}");
     // Whole lists on every discovery probe (as before) carried 1.4 million entries to
-    // form this mesh and 1.7 million in the 2 s after.
-    assert!(to_mesh.entries < 500_000, "{to_mesh:?}");
+    // form this mesh and 1.7 million in the 2 s after. Since members are admitted only
+    // once they answer a probe of ours (not from lists or their own messages), some pairs
+    // exchange full lists from both sides: 563k entries at this seed.
+    assert!(to_mesh.entries < 650_000, "{to_mesh:?}");
     assert!(entries_after < 100_000, "{entries_after}");
     assert!(sim.agreed(None));
     assert!(sim.deaths_of_running_nodes().is_empty());

@@ -1,8 +1,9 @@
 //! Flux instance discovery: the IPs of every instance of this app, from the Flux location
 //! API (`GET {REPRAM_FLUX_API}/apps/location/{FLUX_APP_NAME}`).
 //!
-//! The list only *seeds* discovery: it lags (a dead instance can stay listed for hours, a
-//! new one appears once it broadcasts), so liveness always comes from probing. A failing
+//! The list only *seeds* discovery: it lags (an instance that shut down cleanly stays
+//! listed about 7 minutes, one that crashed about 125; a new one appears once it
+//! broadcasts), so liveness always comes from probing. A failing
 //! or malformed API is a warning, never an error: the other discovery sources carry on.
 //!
 //! One process runs several nodes, so answers are cached per (API, app) and shared: at

@@ -164,6 +164,10 @@ pub struct PeerView {
     pub address: String,
     /// Membership state (`alive`, `suspect`, …).
     pub state: String,
+    /// Its clock minus this node's, ms, as this node last measured it (see
+    /// [`crate::skew`]); absent until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skew_ms: Option<i64>,
 }
 
 /// Counters a node has accumulated since it started; the page turns their differences
@@ -245,6 +249,7 @@ pub fn local_report(node: &Node, key: Option<&str>) -> NodeReport {
             node_id: p.info.id.clone(),
             address: p.addr(),
             state: peer_state(p).to_string(),
+            skew_ms: node.skew.get(&p.info.id).map(|s| s.skew_ms),
         })
         .collect();
     let host = node
@@ -496,6 +501,12 @@ pub fn assemble(
     now_ms: u64,
 ) -> Value {
     let self_id = me.node_id.clone();
+    // Clock skew of each node as this node measured it.
+    let skews: HashMap<String, i64> = me
+        .peers
+        .iter()
+        .filter_map(|p| Some((p.node_id.clone(), p.skew_ms?)))
+        .collect();
     // How the others reach this node is a better address than a wildcard bind address.
     let self_address = fetched
         .values()
@@ -678,6 +689,7 @@ pub fn assemble(
         .zip(&sees)
         .map(|(r, sees)| {
             let rep = r.report.as_ref();
+            let skew = skews.get(r.node_id.as_str()).copied();
             json!({
                 "node_id": r.node_id,
                 "address": r.address,
@@ -698,6 +710,8 @@ pub fn assemble(
                 "has_key": rep.and_then(|x| x.has_key),
                 "peer_count": rep.map(|x| x.peers.len()),
                 "sees": sees,
+                "skew_ms": skew,
+                "skew_beyond_max": skew.is_some_and(|ms| ms.unsigned_abs() > crate::clock::MAX_SKEW_MS),
             })
         })
         .collect();
@@ -736,6 +750,7 @@ mod tests {
                     node_id: (*p).into(),
                     address: format!("127.0.0.1:{port}"),
                     state: "alive".into(),
+                    skew_ms: None,
                 })
                 .collect(),
             ..NodeReport::default()

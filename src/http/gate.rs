@@ -197,7 +197,7 @@ impl Gate {
             if self.hosts.allows(remote.ip()) {
                 return Ok(Pass::ClusterHost);
             }
-            metrics.refused(Refused::stranger);
+            metrics.node_message_refused(Refused::stranger);
             if self.knocks.due(now_ms).is_some() {
                 self.knock.notify_waiters();
             }
@@ -256,7 +256,7 @@ impl Gate {
             }
         };
         let Ok(permits) = permits else {
-            metrics.refused(Refused::busy);
+            metrics.node_message_refused(Refused::busy);
             debug!(node = %me, remote = %canonical(remote.ip()), "node message refused: too many unverified bodies being read");
             return Err(Refusal {
                 retry_after: Some(1),
@@ -309,7 +309,7 @@ impl Gate {
             AuthError::BadSignature => Refused::bad_signature,
             AuthError::Overloaded => Refused::busy,
         };
-        metrics.refused(reason);
+        metrics.node_message_refused(reason);
         let ip = canonical(remote.ip());
         debug!(node = %me, remote = %ip, error = %e, "node message refused");
         if let AuthError::Stale(_) = e {

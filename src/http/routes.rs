@@ -171,7 +171,13 @@ impl Head {
     /// The response to send: CORS and security headers on public routes, counted, logged.
     fn finish(self, node: &Node, remote: SocketAddr, route: Route, result: Result<Resp>) -> Resp {
         let mut resp = result.unwrap_or_else(ApiError::into_response);
-        if route != Route::Internal {
+        if route == Route::Internal {
+            // Every node answer, refusals included, tells our clock (see crate::skew).
+            resp.headers_mut().insert(
+                crate::transport::CLOCK_HEADER,
+                HeaderValue::from(node.wall_ms()),
+            );
+        } else {
             cors::decorate(
                 &node.config.cors_origins,
                 self.origin.as_ref(),
@@ -352,8 +358,42 @@ fn peers(node: &Node) -> Resp {
     )
 }
 
+/// Each live peer's clock skew as this node last measured it (see [`crate::skew`]).
+fn clock_json(node: &Node) -> serde_json::Value {
+    let now = Instant::now();
+    let mut peers: Vec<(String, String, bool)> = node
+        .membership()
+        .peers()
+        .map(|p| (p.info.id.clone(), p.addr(), p.suspect))
+        .collect();
+    peers.sort();
+    let peers: Vec<serde_json::Value> = peers
+        .into_iter()
+        .map(|(id, address, _)| {
+            let s = node.skew.get(&id);
+            json!({
+                "node_id": id,
+                "address": address,
+                "skew_ms": s.as_ref().map(|s| s.skew_ms),
+                "error_ms": s.as_ref().map(|s| s.error_ms),
+                "measured_ms_ago": s.as_ref().map(|s| now.saturating_duration_since(s.at).as_millis() as u64),
+                "beyond_max_skew": s.as_ref().is_some_and(|s| s.splits()),
+            })
+        })
+        .collect();
+    json!({
+        "now_ms": node.wall_ms(),
+        "max_skew_ms": crate::clock::MAX_SKEW_MS,
+        "test_offset_ms": node.tuning.clock_offset_ms,
+        "peers": peers,
+    })
+}
+
 fn status(node: &Node) -> Resp {
-    let peers = node.membership().len();
+    let (peers, counted) = {
+        let m = node.membership();
+        (m.len(), m.peers().filter(|p| !p.suspect).count())
+    };
     let host = node
         .config
         .advertise_host
@@ -372,10 +412,12 @@ fn status(node: &Node) -> Resp {
             "keys": node.store.len(),
             "bytes": node.store.bytes(),
             "max_bytes": node.store.max_bytes(),
-            "quorum": node.config.quorum(peers + 1),
+            // Suspects are not counted (see crate::membership).
+            "quorum": node.config.quorum(counted + 1),
             "replication_factor": node.config.replication_factor,
             "version": env!("CARGO_PKG_VERSION"),
             "config": node.config.effective_json(),
+            "clock": clock_json(node),
         }),
     )
 }

@@ -2,6 +2,8 @@
 //! and a guard around the real `repram-flux` binary.
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
