@@ -244,7 +244,8 @@ impl Node {
             port,
         };
         let metrics = Arc::new(Metrics::new());
-        let client = PeerClient::new(config.cluster_secret.as_deref());
+        let client = PeerClient::new(config.cluster_secret.as_deref())
+            .with_clock_offset(tuning.clock_offset_ms);
         Arc::new(Node {
             origin: origin_tag(&id),
             membership: Mutex::new({

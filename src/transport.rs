@@ -56,6 +56,9 @@ pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
     /// The cluster secret: when set, every request is signed with it.
     secret: Option<Arc<[u8]>>,
+    /// Added to the wall clock of signatures (the clock test hook, see
+    /// `Tuning::clock_offset_ms`): a host with a wrong clock signs with it.
+    clock_offset_ms: i64,
 }
 
 impl Default for PeerClient {
@@ -78,7 +81,14 @@ impl PeerClient {
         PeerClient {
             http,
             secret: secret.map(|s| Arc::from(s.as_bytes())),
+            clock_offset_ms: 0,
         }
+    }
+
+    /// This client with its signatures' clock moved by `ms` (a test hook).
+    pub fn with_clock_offset(mut self, ms: i64) -> Self {
+        self.clock_offset_ms = ms;
+        self
     }
 
     /// POST `msg` to `http://{addr}{path}` and decode the reply, all within `timeout`.
@@ -138,7 +148,8 @@ impl PeerClient {
             .header(header::CONTENT_TYPE, CONTENT_TYPE);
         if let Some(secret) = &self.secret {
             let receiver = to.unwrap_or(auth::ANY_RECEIVER);
-            let sig = auth::sign(secret, "POST", path, receiver, now_ms(), &body);
+            let signed_at = crate::clock::offset_ms(now_ms(), self.clock_offset_ms);
+            let sig = auth::sign(secret, "POST", path, receiver, signed_at, &body);
             req = req
                 .header(auth::TIMESTAMP_HEADER, sig.timestamp_ms)
                 .header(auth::NONCE_HEADER, sig.nonce)

@@ -236,22 +236,31 @@ fn signed_headers(s: &auth::Signature) -> Vec<(String, String)> {
     ]
 }
 
-/// A replication batch writing `value` under `key` with a version ten years ahead (so it
-/// would win against every real write).
-fn forged_batch(key: &str, value: &'static [u8]) -> Bytes {
+/// A replication batch writing `value` under `key` with a version `ahead_ms` ahead of now.
+fn batch(key: &str, value: &'static [u8], ahead_ms: u64) -> Bytes {
     let now = now_ms();
-    let ten_years = 10 * 365 * 24 * 3_600_000;
     Message::Replicate(vec![Entry {
         key: key.into(),
         value: Bytes::from_static(value),
         created_ms: now,
         expires_ms: now + 600_000,
         version: Version {
-            hlc: (now + ten_years) << 16,
+            hlc: (now + ahead_ms) << 16,
             origin: 7,
         },
     }])
     .encode()
+}
+
+/// A batch whose version is ten years ahead, so it would win against every real write
+/// (where the gate lets it in; the skew bound refuses it since issue 17's clock work).
+fn forged_batch(key: &str, value: &'static [u8]) -> Bytes {
+    batch(key, value, 10 * 365 * 24 * 3_600_000)
+}
+
+/// A batch of an ordinary, current write.
+fn fresh_batch(key: &str, value: &'static [u8]) -> Bytes {
+    batch(key, value, 0)
 }
 
 /// A gossip message from a member that does not exist.
@@ -384,7 +393,7 @@ async fn a_captured_message_is_refused_by_its_sibling_and_by_nodes_it_was_not_si
 
     // Signed for A, sent to B first: B refuses it (it names A) and stores nothing; A
     // still takes it, so only the receiver was wrong.
-    let body = forged_batch("meant-for-a", b"a");
+    let body = fresh_batch("meant-for-a", b"a");
     let sig = auth::sign(SECRET.as_bytes(), "POST", REPLICATE, &id_a, now_ms(), &body);
     let headers = signed_headers(&sig);
     let to_b = post_from(None, to(b), REPLICATE, &headers, &body).await;
@@ -583,7 +592,7 @@ async fn without_a_secret_a_stranger_cannot_write_gossip_or_fill_memory() {
         .open("/etc/hosts")
         .and_then(|mut f| writeln!(f, "{STRANGER_IP} {DOMAIN}"))
         .expect("add the stranger to the namespace's hosts file");
-    let late = forged_batch("late", b"welcome");
+    let late = fresh_batch("late", b"welcome");
     wait_until(Duration::from_secs(45), "the new host is trusted", || {
         let late = late.clone();
         async move {
@@ -593,4 +602,55 @@ async fn without_a_secret_a_stranger_cannot_write_gossip_or_fill_memory() {
     })
     .await;
     assert_eq!(value_on(ports[0], "late").await.as_deref(), Some("welcome"));
+}
+
+/// The offset in the first `SIGNED NODE MESSAGE REFUSED` line of `log`, checking that the
+/// line names `sender`.
+fn skew_warning(log: &str, sender: &str) -> Option<i64> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("SIGNED NODE MESSAGE REFUSED"))?;
+    assert!(line.contains(&format!("sender={sender}")), "{line}");
+    line.split("offset_ms=")
+        .nth(1)?
+        .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn with_a_secret_a_host_an_hour_off_is_refused_with_a_warning_naming_it() {
+    let base = free_range(2);
+    let mut env = env_for(base, 2, 1);
+    env.push(("REPRAM_CLUSTER_SECRET", SECRET.into()));
+    let on_time = Process::start(&env);
+    let mut ahead = env.clone();
+    ahead.push(("REPRAM_TEST_CLOCK_OFFSET_MS", "3600000".into()));
+    let skewed = Process::start(&ahead);
+    let port = on_time.claimed_ports(1).await[0];
+    skewed.claimed_ports(1).await;
+    // Each probes the other; each signature is an hour off for its receiver.
+    wait_until(Duration::from_secs(20), "both warn", || {
+        let found = skew_warning(&on_time.log_text(), "127.0.0.1").is_some()
+            && skew_warning(&skewed.log_text(), "127.0.0.1").is_some();
+        async move { found }
+    })
+    .await;
+    let seen_ahead = skew_warning(&on_time.log_text(), "127.0.0.1").unwrap_or(0);
+    assert!(
+        (3_500_000..=3_600_000).contains(&seen_ahead),
+        "{seen_ahead}"
+    );
+    let seen_behind = skew_warning(&skewed.log_text(), "127.0.0.1").unwrap_or(0);
+    assert!(
+        (-3_700_000..=-3_500_000).contains(&seen_behind),
+        "{seen_behind}"
+    );
+    assert!(refused(port, "clock_skew").await >= 1.0);
+    assert_eq!(
+        peer_ports(port).await,
+        Some(vec![]),
+        "no mesh across the skew"
+    );
 }
