@@ -6,7 +6,7 @@
 #                              bench/tmp/results-quick.json; uses the debug build unless
 #                              --release is given, so CI needs no release build
 #
-# Other options: --release, --out FILE, --only get,put,mesh,visible,memory,catchup
+# Other options: --release, --out FILE, --only get,put,mesh,visible,memory,catchup,listing
 #
 # It builds repram-flux and repram-bench (honouring CARGO_TARGET_DIR), installs wrk and
 # nginx-light with apt-get when they are missing (needs root), starts nginx on a free high

@@ -69,6 +69,26 @@ impl LogFormat {
     }
 }
 
+/// What a node serves at `/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HomePage {
+    /// The cluster dashboard (the default).
+    Dashboard,
+    /// The Fade board (also always at `/fade`).
+    Fade,
+}
+
+impl HomePage {
+    /// The name used in `REPRAM_HOME_PAGE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HomePage::Dashboard => "dashboard",
+            HomePage::Fade => "fade",
+        }
+    }
+}
+
 /// The whole configuration of one repram-flux process.
 ///
 /// Build it with [`Config::from_env`] (or [`Config::from_iter`] in tests); a value built
@@ -148,6 +168,8 @@ pub struct Config {
     pub log_filter: String,
     /// `REPRAM_LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// `REPRAM_HOME_PAGE`: the page at `/`, `dashboard` (default) or `fade`.
+    pub home_page: HomePage,
 }
 
 /// A configuration problem. `to_string()` is one line naming the variable, the value
@@ -259,7 +281,7 @@ fn bad_item_suffix(value: &str, item: &str) -> String {
 
 /// Every variable read: the names `--help` lists, and the filter applied before `envy`
 /// sees the environment.
-pub const VARS: [&str; 26] = [
+pub const VARS: [&str; 27] = [
     "DISCOVERY_DOMAIN",
     "BASE_PORT",
     "MAX_PORTS",
@@ -286,10 +308,11 @@ pub const VARS: [&str; 26] = [
     "REPRAM_LOG",
     "RUST_LOG",
     "REPRAM_LOG_FORMAT",
+    "REPRAM_HOME_PAGE",
 ];
 
 /// `(variable, default, meaning)` rows of the help table, in [`VARS`] order.
-fn help_rows() -> [(&'static str, String, String); 26] {
+fn help_rows() -> [(&'static str, String, String); 27] {
     [
         (
             "DISCOVERY_DOMAIN",
@@ -434,6 +457,11 @@ fn help_rows() -> [(&'static str, String, String); 26] {
             LogFormat::Text.as_str().to_string(),
             "text, or json for JSON lines".to_string(),
         ),
+        (
+            "REPRAM_HOME_PAGE",
+            HomePage::Dashboard.as_str().to_string(),
+            "page at /: dashboard, or fade for the Fade board (always at /fade)".to_string(),
+        ),
     ]
 }
 
@@ -467,6 +495,7 @@ struct Raw {
     repram_log: Option<String>,
     rust_log: Option<String>,
     repram_log_format: Option<String>,
+    repram_home_page: Option<String>,
 }
 
 impl Raw {
@@ -622,6 +651,18 @@ impl Raw {
                         var: "REPRAM_LOG_FORMAT",
                         value: shown(s),
                         expected: "text or json",
+                    })
+                }
+            },
+            home_page: match text(&self.repram_home_page) {
+                None => HomePage::Dashboard,
+                Some(s) if s.eq_ignore_ascii_case("dashboard") => HomePage::Dashboard,
+                Some(s) if s.eq_ignore_ascii_case("fade") => HomePage::Fade,
+                Some(s) => {
+                    return Err(ConfigError::Invalid {
+                        var: "REPRAM_HOME_PAGE",
+                        value: shown(s),
+                        expected: "dashboard or fade",
                     })
                 }
             },
@@ -1087,6 +1128,7 @@ impl Config {
             "REPRAM_CORS_ORIGINS": self.cors_origins,
             "REPRAM_LOG": self.log_filter,
             "REPRAM_LOG_FORMAT": self.log_format,
+            "REPRAM_HOME_PAGE": self.home_page,
         })
     }
 
@@ -1165,6 +1207,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             log_filter: DEFAULT_LOG_FILTER.to_string(),
             log_format: LogFormat::Text,
+            home_page: HomePage::Dashboard,
         }
     }
 }
@@ -1197,6 +1240,7 @@ impl fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("log_filter", &self.log_filter)
             .field("log_format", &self.log_format)
+            .field("home_page", &self.home_page)
             .finish()
     }
 }

@@ -24,6 +24,7 @@ pub mod error;
 pub mod flux;
 pub mod http;
 pub mod ids;
+pub mod listing;
 pub mod local;
 pub mod membership;
 pub mod metrics;

@@ -114,8 +114,14 @@ pub struct Metrics {
     pub peer_deaths: Counter,
     /// Times a peer became suspect.
     pub peer_suspicions: Counter,
-    /// Probes that got no valid answer (includes empty ports of the range).
+    /// Probes of members that got no valid answer.
     pub probe_failures: Counter,
+    /// Probes of discovery addresses (ports of the range, seeds) where no node answered:
+    /// empty ports, so rising on a healthy cluster.
+    pub discovery_misses: Counter,
+    /// Reads that missed locally while catching up and were read through from a peer
+    /// that held the key.
+    pub read_throughs: Counter,
     /// Replication batches a peer confirmed.
     pub replication_batches: Counter,
     /// Entries in confirmed batches.
@@ -165,6 +171,8 @@ pub struct Metrics {
     pub bytes: Gauge,
     /// Expired entries purged (set at scrape time).
     pub purged: Gauge,
+    /// Index entries read by listings (`/keys`, `/scan`; set at scrape time).
+    pub listed: Gauge,
     /// Seconds since the node started (set at scrape time).
     pub uptime: Gauge,
     /// Open client connections (set at scrape time).
@@ -221,6 +229,8 @@ impl Metrics {
             peer_deaths: Counter::default(),
             peer_suspicions: Counter::default(),
             probe_failures: Counter::default(),
+            discovery_misses: Counter::default(),
+            read_throughs: Counter::default(),
             replication_batches: Counter::default(),
             replication_entries: Counter::default(),
             replication_failures: Counter::default(),
@@ -242,6 +252,7 @@ impl Metrics {
             keys: Gauge::default(),
             bytes: Gauge::default(),
             purged: Gauge::default(),
+            listed: Gauge::default(),
             uptime: Gauge::default(),
             connections: Gauge::default(),
             connections_evicted: Counter::default(),
@@ -269,8 +280,18 @@ impl Metrics {
         );
         registry.register(
             "probe_failures",
-            "Membership probes without a valid answer",
+            "Probes of members without a valid answer",
             m.probe_failures.clone(),
+        );
+        registry.register(
+            "read_throughs",
+            "Reads missing locally during catch-up, answered from a peer",
+            m.read_throughs.clone(),
+        );
+        registry.register(
+            "discovery_misses",
+            "Probes of discovery addresses (empty ports of the range) without an answer",
+            m.discovery_misses.clone(),
         );
         registry.register(
             "replication_batches",
@@ -389,6 +410,11 @@ impl Metrics {
             "purged_entries",
             "Expired entries purged since start",
             m.purged.clone(),
+        );
+        registry.register(
+            "listing_entries_read",
+            "Index entries read by /keys and /scan since start (a listing costs O(limit))",
+            m.listed.clone(),
         );
         registry.register(
             "uptime_seconds",

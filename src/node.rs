@@ -1,10 +1,14 @@
 //! One REPRAM node: its store, membership driver, replication and HTTP server, all
 //! serving on the listener the supervisor claimed for it.
 
+pub mod catchup;
+
+pub use catchup::ReadThrough;
+
 use rand::Rng;
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,7 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::antientropy::{self, FETCH_CHUNK};
+use crate::antientropy;
 use crate::clock::{hlc_ceiling, now_ms, origin_tag, Hlc, Version, MAX_SKEW_MS};
 use crate::config::Config;
 use crate::membership::{
@@ -21,10 +25,10 @@ use crate::membership::{
 };
 use crate::metrics::{Metrics, PeerLabels, Refusal};
 use crate::replication::{Acks, Fanout, Replicator};
-use crate::runtime::{Dispatch, Home};
+use crate::runtime::Dispatch;
 use crate::skew::{PeerSkew, SkewTable};
 use crate::store::{Applied, Record, Store, StoreError};
-use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
+use crate::transport::{CallError, PeerClient, GOSSIP_PATH};
 use crate::wire::{self, Entry, Message, NodeInfo};
 
 /// Timing knobs that are not part of the public configuration.
@@ -95,10 +99,6 @@ fn local_host(bind: IpAddr) -> String {
     }
 }
 
-const CATCH_UP_IDLE: u8 = 0;
-const CATCH_UP_RUNNING: u8 = 1;
-const CATCH_UP_DONE: u8 = 2;
-
 /// True when an applied entry is held here, readable (or superseded by a newer one).
 fn holds(applied: Option<Applied>) -> bool {
     matches!(
@@ -156,12 +156,10 @@ pub struct Node {
     ready: AtomicBool,
     /// True while the node serves (see [`crate::local`]).
     serving: AtomicBool,
-    /// Catch-up after start: [`CATCH_UP_IDLE`], [`CATCH_UP_RUNNING`] or [`CATCH_UP_DONE`].
-    caught_up: AtomicU8,
+    /// Catch-up after start or a pause (see [`catchup`]).
+    catchup: catchup::CatchUp,
     shutdown: watch::Receiver<bool>,
     events: Mutex<VecDeque<MembershipEvent>>,
-    /// Where its long-lived tasks run.
-    home: Home,
     /// Where its client connections are served.
     pub(crate) conn_threads: Dispatch,
 }
@@ -272,9 +270,8 @@ impl Node {
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
-            caught_up: AtomicU8::new(CATCH_UP_IDLE),
+            catchup: Default::default(),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
-            home: Home::here(),
             conn_threads,
             id,
             index,
@@ -290,7 +287,8 @@ impl Node {
         self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True once the first discovery round has finished.
+    /// True once the first discovery round has finished (see [`Node::is_caught_up`]
+    /// for holding the data too).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -303,6 +301,20 @@ impl Node {
 
     pub(crate) fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Release);
+    }
+
+    /// A host clients can reach this node at: the advertised one, else the address peers
+    /// see it at, else the bind address (loopback when that is every address).
+    pub fn reachable_host(&self) -> String {
+        if let Some(h) = &self.config.advertise_host {
+            return h.clone();
+        }
+        let seen = self.membership().me().host.clone();
+        if seen.is_empty() {
+            local_host(self.config.bind_addr)
+        } else {
+            seen
+        }
     }
 
     /// True once shutdown has begun.
@@ -510,97 +522,6 @@ impl Node {
         }
     }
 
-    /// Anti-entropy step 2: our (key, version) pairs in the buckets where `remote` differs.
-    pub fn versions_for(&self, remote: &[u64]) -> Message {
-        let diff = antientropy::differing(&self.store.digest(), remote);
-        Message::Versions(self.store.versions_in(&diff, u64::MAX))
-    }
-
-    /// Anti-entropy step 3: the live entries among `keys` (at most [`FETCH_CHUNK`]).
-    pub fn fetch(&self, keys: &[String]) -> Message {
-        let entries = keys
-            .iter()
-            .take(FETCH_CHUNK)
-            .filter_map(|k| {
-                let r = self.store.get(k)?;
-                Some(Entry {
-                    key: k.clone(),
-                    value: r.value,
-                    created_ms: r.created_ms,
-                    expires_ms: r.expires_ms,
-                    version: r.version,
-                })
-            })
-            .collect();
-        Message::Replicate(entries)
-    }
-
-    /// One anti-entropy round: pull from the peer `peer` at `addr` every entry we lack or
-    /// hold an older version of. Returns how many entries changed here.
-    ///
-    /// Periodic rounds (`settle`) leave out writes younger than [`SETTLE_MS`], which
-    /// replication is still delivering; catch-up after start takes everything.
-    pub async fn sync_with(
-        &self,
-        peer: &str,
-        addr: &str,
-        settle: bool,
-    ) -> Result<usize, CallError> {
-        const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
-        let digest = Message::Digest(self.store.digest());
-        let versions = match self
-            .client
-            .call(addr, Some(peer), SYNC_PATH, &digest, ROUND_TIMEOUT)
-            .await?
-        {
-            Message::Versions(v) => v,
-            other => {
-                return Err(CallError::Http(format!(
-                    "unexpected reply {}",
-                    other.kind()
-                )))
-            }
-        };
-        let now = self.wall_ms();
-        let wanted: Vec<String> =
-            antientropy::worth_fetching(&versions, |k| self.store.version(k), now, settle)
-                .into_iter()
-                .map(String::from)
-                .collect();
-        let mut repaired = 0;
-        for chunk in wanted.chunks(FETCH_CHUNK) {
-            let fetch = Message::Fetch(chunk.to_vec());
-            match self
-                .client
-                .call(addr, Some(peer), SYNC_PATH, &fetch, ROUND_TIMEOUT)
-                .await?
-            {
-                Message::Replicate(entries) => {
-                    for e in &entries {
-                        if matches!(
-                            self.apply_remote(e),
-                            Some(Applied::Inserted | Applied::Replaced)
-                        ) {
-                            repaired += 1;
-                        }
-                    }
-                }
-                other => {
-                    return Err(CallError::Http(format!(
-                        "unexpected reply {}",
-                        other.kind()
-                    )))
-                }
-            }
-            if self.is_stopping() {
-                break;
-            }
-        }
-        self.metrics.anti_entropy_rounds.inc();
-        self.metrics.anti_entropy_repairs.inc_by(repaired as u64);
-        Ok(repaired)
-    }
-
     /// Anti-entropy rounds against a random live peer, forever (until shutdown).
     async fn anti_entropy_loop(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
@@ -617,18 +538,13 @@ impl Node {
             }
             let peer = {
                 let m = self.membership();
-                let peers: Vec<_> = m
-                    .peers()
-                    .filter(|p| !p.suspect)
-                    .map(|p| (p.info.id.clone(), p.addr()))
-                    .collect();
+                let peers: Vec<_> = m.peers().filter(|p| !p.suspect).map(|p| p.addr()).collect();
                 if peers.is_empty() {
                     continue;
                 }
                 peers[rand::thread_rng().gen_range(0..peers.len())].clone()
             };
-            let (id, peer) = peer;
-            match self.sync_with(&id, &peer, true).await {
+            match self.sync_with(&peer, true).await {
                 Ok(0) => {}
                 Ok(n) => {
                     info!(node = %self.id, port = self.port, peer = %peer, repaired = n, "anti-entropy repaired entries")
@@ -636,32 +552,6 @@ impl Node {
                 Err(e) => {
                     debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "anti-entropy round failed")
                 }
-            }
-        }
-    }
-
-    /// After start, pull everything from the first peer that answers. Only one catch-up
-    /// runs at a time: peers that join meanwhile are left to periodic anti-entropy.
-    async fn catch_up_from(self: Arc<Self>, peer: String, addr: String) {
-        let claimed = self.caught_up.compare_exchange(
-            CATCH_UP_IDLE,
-            CATCH_UP_RUNNING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        if claimed.is_err() {
-            return;
-        }
-        let started = Instant::now();
-        match self.sync_with(&peer, &addr, false).await {
-            Ok(n) => {
-                self.caught_up.store(CATCH_UP_DONE, Ordering::Release);
-                info!(node = %self.id, port = self.port, peer = %peer, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from peer");
-            }
-            Err(e) => {
-                // Let the next peer that joins try again.
-                self.caught_up.store(CATCH_UP_IDLE, Ordering::Release);
-                debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "catch-up failed; anti-entropy will retry")
             }
         }
     }
@@ -747,6 +637,7 @@ impl Node {
                     warn!(node = %self.id, port = self.port, event = "dead", peer = %p.id, addr = %fmt_addr(&p.host, p.port), "peer declared dead");
                     self.metrics.peer_deaths.inc();
                     self.peer_gone(&p.id);
+                    self.catch_up_peer_lost(&p.id);
                 }
                 Event::Replaced { old, new } => {
                     info!(node = %self.id, port = self.port, event = "replaced", peer = %new.id, old = %old.id, addr = %fmt_addr(&new.host, new.port), "peer restarted with a new id");
@@ -854,10 +745,8 @@ impl Node {
         let addr = reach.unwrap_or_else(|| fmt_addr(&p.host, p.port));
         info!(node = %self.id, port = self.port, event = "joined", peer = %p.id, addr = %addr, "peer joined");
         self.metrics.peer_joins.inc();
-        self.replicator.add_peer(&p.id, addr.clone());
-        let node = self.clone();
-        self.home
-            .spawn(async move { node.catch_up_from(p.id, addr).await });
+        self.replicator.add_peer(&p.id, addr);
+        self.catch_up_peer_joined(&p.id);
     }
 
     /// Send one probe and feed the outcome back into membership.
@@ -912,7 +801,11 @@ impl Node {
             }
         };
         if !matches!(outcome, ProbeOutcome::Reply(_)) {
-            self.metrics.probe_failures.inc();
+            // Empty ports of the range miss forever: kept apart from members' failures.
+            match probe.member {
+                Some(_) => self.metrics.probe_failures.inc(),
+                None => self.metrics.discovery_misses.inc(),
+            };
         }
         let (events, indirect) = self
             .membership()
@@ -1045,6 +938,7 @@ impl Node {
             ),
             AbortOnDrop(tokio::spawn(self.clone().drive_membership())),
             AbortOnDrop(tokio::spawn(self.clone().anti_entropy_loop())),
+            AbortOnDrop(tokio::spawn(self.clone().catch_up_loop())),
         ];
         // Peers of this process hand replication batches over in memory while this
         // registration lives: it ends with this future, like the tasks above.

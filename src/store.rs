@@ -6,9 +6,11 @@
 //! [`SHARDS`] independently locked shards so that no write waits behind another shard's
 //! table growing (a pause of tens of milliseconds for one table of 200k keys).
 
-use std::collections::{btree_map, BTreeMap, BinaryHeap};
+use std::cmp::Reverse;
+use std::collections::{btree_map, BTreeMap};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::antientropy;
 use crate::clock::Version;
+use crate::listing::{self, Order, Resume, Run};
 
 /// One stored value and its metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +121,8 @@ struct Shared {
     epoch: Instant,
     /// Hashes keys to tags; outside the lock, it never changes.
     tags: Tags,
+    /// Index entries read by listings ([`Store::keys`], [`Store::scan`]).
+    listed: AtomicU64,
 }
 
 /// What the shards add up together.
@@ -154,6 +159,8 @@ struct State {
     map: HashTable<Box<Node>>,
     /// When each entry expires: the purge's work list.
     index: Expiry,
+    /// Key order and creation order, for listings.
+    order: Order,
     purged_total: u64,
 }
 
@@ -606,6 +613,9 @@ impl State {
         node.key.set_place(place);
         if let Some(old) = &old {
             totals.toggle(old);
+            self.order.recreate(old.created_ms, node.created_ms, tag);
+        } else {
+            self.order.add(node.key.as_bytes(), node.created_ms, tag);
         }
         totals.toggle(&node);
         self.map
@@ -621,6 +631,7 @@ impl State {
         let (node, _) = found.ok()?.remove();
         totals.release(&node);
         self.index.unfile(&node, tag, &mut self.map);
+        self.order.remove(key, node.created_ms, tag);
         Some(node)
     }
 
@@ -681,6 +692,8 @@ impl State {
         let removed = freed.len() - first_freed;
         for node in &freed[first_freed..] {
             totals.release(node);
+            let key = node.key.as_bytes();
+            self.order.remove(key, node.created_ms, tags.of(key));
         }
         self.purged_total += removed as u64;
         (removed, done)
@@ -692,6 +705,7 @@ impl State {
     /// Asserts that the expiry index files exactly the entries of the map, each where
     /// its [`Key::place`] says.
     fn check_index(&self, tags: &Tags) {
+        assert_eq!(self.order.lens(), (self.map.len(), self.map.len()));
         let index = &self.index;
         let mut near = BTreeMap::new();
         let mut far = BTreeMap::new();
@@ -756,6 +770,7 @@ impl Store {
                 max_bytes,
                 epoch: Instant::now(),
                 tags,
+                listed: AtomicU64::new(0),
             }),
         }
     }
@@ -870,7 +885,8 @@ impl Store {
     /// at most `limit` of them. The second item is the last key returned when more keys
     /// remain (the cursor for the next page), else `None`; `limit == 0` returns nothing.
     ///
-    /// Scans every entry (O(n log limit)); the map has no key order to save memory.
+    /// O(limit) (times log n): each shard's key index is read a batch at a time, under
+    /// its lock for a few microseconds, and the shards' runs are merged.
     pub fn keys(
         &self,
         prefix: &str,
@@ -880,38 +896,88 @@ impl Store {
         if limit == 0 {
             return (Vec::new(), None);
         }
-        let now = self.shared.offset(Instant::now());
-        let keep = limit.saturating_add(1);
-        // Max-heap of the `limit + 1` smallest matching keys seen so far.
-        let (prefix, after) = (prefix.as_bytes(), after.map(str::as_bytes));
-        let mut best: BinaryHeap<Box<[u8]>> = BinaryHeap::new();
-        for shard in self.shared.shards.iter() {
-            let state = shard.lock();
-            for node in state.map.iter() {
-                let key = node.key.as_bytes();
-                if node.deadline <= now
-                    || !key.starts_with(prefix)
-                    || after.is_some_and(|a| key <= a)
-                {
-                    continue;
-                }
-                if best.len() < keep {
-                    best.push(key.into());
-                } else if best.peek().is_some_and(|top| key < &**top) {
-                    best.pop();
-                    best.push(key.into());
-                }
-            }
-        }
-        let more = best.len() > limit;
-        let mut sorted = best.into_sorted_vec();
-        sorted.truncate(limit);
-        let keys: Vec<String> = sorted
+        let shared = &*self.shared;
+        let now = shared.offset(Instant::now());
+        let want = limit.saturating_add(1);
+        let batch = listing::batch(want, SHARDS);
+        let prefix = prefix.as_bytes();
+        // The first key that can be listed: after the cursor, and at or after the prefix.
+        let start = match after.map(str::as_bytes) {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let fetch = |i: usize, run: &mut Run<Box<[u8]>>| {
+            let from = match &run.resume {
+                Some(Resume::AfterKey(k)) => Bound::Excluded(&**k),
+                _ => start,
+            };
+            let state = shared.shards[i].lock();
+            let live = |key: &[u8]| {
+                let tag = shared.tags.of(key);
+                state.get(key, tag).is_some_and(|n| n.deadline > now)
+            };
+            let order = &state.order;
+            let (next, read) = order.keys_page(from, prefix, batch, live, &mut run.buf);
+            shared
+                .listed
+                .fetch_add(read as u64, AtomicOrdering::Relaxed);
+            run.resume = next.map(Resume::AfterKey);
+        };
+        let mut keys = listing::merge(SHARDS, want, fetch);
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        // Keys were built from `&str`: the bytes become the string without a copy.
+        let keys: Vec<String> = keys
             .into_iter()
-            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .map(|k| {
+                String::from_utf8(k.into_vec())
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            })
             .collect();
         let next = if more { keys.last().cloned() } else { None };
         (keys, next)
+    }
+
+    /// The `limit` most recently created live keys, oldest first (by the origin's
+    /// creation time, ties by key). O(limit) like [`Store::keys`].
+    pub fn scan(&self, limit: usize) -> Vec<String> {
+        let shared = &*self.shared;
+        let now = shared.offset(Instant::now());
+        let batch = listing::batch(limit, SHARDS);
+        // Newest first: the merge takes the smallest, so the order is reversed.
+        let fetch = |i: usize, run: &mut Run<Reverse<(u64, String)>>| {
+            let before = match run.resume {
+                Some(Resume::BeforeMs(ms)) => Some(ms),
+                _ => None,
+            };
+            let state = shared.shards[i].lock();
+            let mut page = Vec::new();
+            let mut read = 0;
+            let next = state.order.created_page(before, batch, |ms, tag| {
+                read += 1;
+                let same = state.map.iter_hash(spread(tag));
+                let live = same.filter(|n| n.created_ms == ms && n.deadline > now);
+                page.extend(live.map(|n| Reverse((ms, n.key.string()))));
+            });
+            drop(state);
+            shared.listed.fetch_add(read, AtomicOrdering::Relaxed);
+            // Within a millisecond, by key (the index orders it by tag).
+            page.sort_unstable();
+            run.buf.extend(page);
+            run.resume = next.map(Resume::BeforeMs);
+        };
+        let newest = listing::merge(SHARDS, limit, fetch);
+        newest
+            .into_iter()
+            .rev()
+            .map(|Reverse((_, key))| key)
+            .collect()
+    }
+
+    /// Index entries read by listings so far: what [`Store::keys`] and [`Store::scan`]
+    /// cost, shown in `/metrics`.
+    pub fn listed_total(&self) -> u64 {
+        self.shared.listed.load(AtomicOrdering::Relaxed)
     }
 
     /// Number of stored keys, live or expired-but-not-yet-purged.
@@ -1656,7 +1722,100 @@ mod tests {
         let mut keys: Vec<_> = model.keys().cloned().collect();
         keys.sort();
         assert_eq!(store.keys("", None, usize::MAX).0, keys);
+        assert_eq!(pages(&store, "", 3), keys);
+        let k1: Vec<_> = keys
+            .iter()
+            .filter(|k| k.starts_with("k1"))
+            .cloned()
+            .collect();
+        assert_eq!(pages(&store, "k1", 2), k1);
+        let mut scanned = store.scan(usize::MAX);
+        scanned.sort();
+        assert_eq!(scanned, keys);
         assert_eq!(check_all(&store), model.len());
+    }
+
+    /// Every key under `prefix`, a page of `limit` at a time, following the cursors.
+    fn pages(store: &Store, prefix: &str, limit: usize) -> Vec<String> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10_000 {
+            let (page, next) = store.keys(prefix, cursor.as_deref(), limit);
+            assert!(page.len() <= limit);
+            all.extend(page);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return all,
+            }
+        }
+        panic!("paging did not end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_page_in_order_and_skip_expired_entries() {
+        let store = Store::new(u64::MAX);
+        let mut live = Vec::new();
+        for i in 0..2000u64 {
+            let key = format!("p{}/{i:05}", i % 3);
+            // Every fifth key expires before the listing.
+            let ttl = if i % 5 == 0 { 1_000 } else { 60_000 };
+            store.apply(&key, rec("v", ttl, 1)).unwrap();
+            if i % 5 != 0 {
+                live.push(key);
+            }
+        }
+        advance(Duration::from_secs(2)).await;
+        live.sort();
+        assert_eq!(pages(&store, "", 100), live);
+        assert_eq!(pages(&store, "", 1), live);
+        let p1: Vec<_> = live
+            .iter()
+            .filter(|k| k.starts_with("p1/"))
+            .cloned()
+            .collect();
+        assert_eq!(pages(&store, "p1/", 7), p1);
+        // A cursor before the prefix starts at the prefix; one after it ends the list.
+        assert_eq!(store.keys("p1/", Some("a"), 5).0, p1[..5]);
+        assert_eq!(store.keys("p1/", Some("p2"), 5), (vec![], None));
+        assert_eq!(store.keys("p1/", Some(&p1[9]), 1).0, [p1[10].clone()]);
+        assert_eq!(store.keys("q", None, 5), (vec![], None));
+        let (page, next) = store.keys("", None, live.len());
+        assert_eq!((page.len(), next), (live.len(), None));
+        store.purge_expired();
+        check_all(&store);
+        assert_eq!(pages(&store, "", 64), live);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scan_gives_the_most_recent_keys_oldest_first() {
+        let store = Store::new(u64::MAX);
+        let mut want = Vec::new();
+        for i in 0..500u64 {
+            let mut r = rec("v", if i % 7 == 0 { 1_000 } else { 60_000 }, 1);
+            // Creation times out of insertion order, several keys per millisecond.
+            r.created_ms = 1_000_000 + (i * 37 % 500) / 3;
+            let key = format!("k{i}");
+            store.apply(&key, r.clone()).unwrap();
+            if i % 7 != 0 {
+                want.push((r.created_ms, key));
+            }
+        }
+        // A rewrite moves a key to its new creation time.
+        let mut r = rec("w", 60_000, 2);
+        r.created_ms = 2_000_000;
+        store.apply("k1", r).unwrap();
+        want.retain(|(_, k)| k != "k1");
+        want.push((2_000_000, "k1".to_string()));
+        advance(Duration::from_secs(2)).await;
+        want.sort();
+        let keys: Vec<String> = want.iter().map(|(_, k)| k.clone()).collect();
+        assert_eq!(store.scan(10_000), keys);
+        assert_eq!(store.scan(20), keys[keys.len() - 20..]);
+        assert_eq!(store.scan(1), ["k1"]);
+        assert!(store.scan(0).is_empty());
+        store.purge_expired();
+        check_all(&store);
+        assert_eq!(store.scan(100), keys[keys.len() - 100..]);
     }
 
     #[tokio::test(start_paused = true)]

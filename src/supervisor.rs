@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -25,6 +25,8 @@ const MIN_RESTART_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(5);
 /// A node that ran this long before failing restarts with the minimum delay again.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// How often nodes that found no free port try to claim one again.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
 /// A running cluster: its nodes and the means to stop it.
 pub struct Cluster {
@@ -71,12 +73,14 @@ struct Slot {
 /// Claim ports for `config.node_count` nodes and start them all.
 ///
 /// Fails if a port cannot be bound for a reason other than "in use", or if no node
-/// could claim any port. Nodes that find the range full are skipped with an error log.
+/// could claim any port. Nodes that find the range full are logged and keep trying to
+/// claim a port (one freed later) every [`CLAIM_RETRY`]; they start when they get one.
 pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
     let config = Arc::new(config);
     let range = config.port_range();
     let (first, last) = (*range.start(), *range.end());
     let mut slots = Vec::new();
+    let mut pending = Vec::new();
     let mut last_err = None;
     for index in 1..=usize::from(config.node_count) {
         let preferred = first.saturating_add(index as u16 - 1);
@@ -93,8 +97,9 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
                 });
             }
             Err(e @ ClaimError::NoFreePort { .. }) => {
-                error!(index, error = %e, "node not started");
+                error!(index, error = %e, "node not started; it keeps trying to claim a port");
                 last_err = Some(e.to_string());
+                pending.push(index);
             }
             Err(e) => return Err(e.into()),
         }
@@ -136,7 +141,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         conn_threads: ConnThreads::per_core(),
         gate,
     };
-    let task = tokio::spawn(supervisor.run(slots));
+    let task = tokio::spawn(supervisor.run(slots, pending));
     Ok(Cluster {
         ports,
         nodes,
@@ -204,14 +209,51 @@ impl Supervisor {
         self.tasks.insert(handle.id(), position);
     }
 
+    /// Try again to claim a port for node `index`, which found none at start.
+    fn claim_later(&self, index: usize) -> Option<Slot> {
+        let range = self.config.port_range();
+        let (first, last) = (*range.start(), *range.end());
+        let preferred = first.saturating_add(index as u16 - 1);
+        match claim_port(self.config.bind_addr, port_order(first, last, preferred)) {
+            Ok((listener, port)) => {
+                info!(index, port, bind = %self.config.bind_addr, "claimed port (freed since start)");
+                Some(Slot {
+                    index,
+                    restarts: 0,
+                    port,
+                    listener,
+                    failures: 0,
+                    started: Instant::now(),
+                })
+            }
+            Err(e) => {
+                debug!(index, error = %e, "still no port for this node");
+                None
+            }
+        }
+    }
+
     /// Restart nodes as they fail, until shutdown; then wait for all under the deadline.
-    async fn run(mut self, mut slots: Vec<Slot>) {
+    async fn run(mut self, mut slots: Vec<Slot>, mut pending: Vec<usize>) {
         for (position, slot) in slots.iter_mut().enumerate() {
             self.launch(slot, position, Duration::ZERO);
         }
         let mut stop = self.shutdown.clone();
+        let mut retry = tokio::time::interval(CLAIM_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = retry.tick(), if !pending.is_empty() => {
+                    pending.retain(|&index| match self.claim_later(index) {
+                        Some(mut slot) => {
+                            let position = slots.len();
+                            self.launch(&mut slot, position, Duration::ZERO);
+                            slots.push(slot);
+                            false
+                        }
+                        None => true,
+                    });
+                }
                 joined = self.set.join_next_with_id() => {
                     let Some(joined) = joined else { break };
                     let (id, why) = match joined {

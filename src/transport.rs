@@ -118,6 +118,37 @@ impl PeerClient {
         self.call_clocked(addr, to, path, body, timeout).await.0
     }
 
+    /// GET `http://{addr}{path}` of a peer's public API and parse its JSON answer (any
+    /// status), within `timeout`: the status and the document.
+    pub async fn get_json(
+        &self,
+        addr: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, serde_json::Value), CallError> {
+        let get = async {
+            let req = Request::get(format!("http://{addr}{path}"))
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| CallError::Http(e.to_string()))?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| CallError::Http(e.to_string()))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), 64 << 10)
+                .collect()
+                .await
+                .map_err(|e| CallError::Http(e.to_string()))?
+                .to_bytes();
+            let doc = serde_json::from_slice(&body).map_err(|e| CallError::Http(e.to_string()))?;
+            Ok((status, doc))
+        };
+        tokio::time::timeout(timeout, get)
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+
     /// Like [`PeerClient::call_encoded`], with the peer's clock ([`CLOCK_HEADER`]) when
     /// its answer carried one, also when the answer is an error status.
     pub async fn call_clocked(

@@ -19,7 +19,7 @@ fn flux_app() -> Value {
 
 const REGENERATE: &str = "regenerate it with: cargo run -q -- flux-spec --name repram \
      --owner 1ReplaceWithYourFluxZelID --image repram/repram-flux:0.1.0 \
-     --domain fade.repram.io --nodes 3 --instances 3 > flux-app.json";
+     --domain fade.repram.io --nodes 3 --instances 3 --home-page fade > flux-app.json";
 
 #[test]
 fn flux_app_json_is_the_generator_output() {
@@ -64,6 +64,7 @@ fn flux_app_json_matches_the_plan() {
         ("REPLICATION_FACTOR", "3"),
         ("REPRAM_CLEANUP_INTERVAL", "30"),
         ("REPRAM_RATE_LIMIT", "100"),
+        ("REPRAM_HOME_PAGE", "fade"),
     ] {
         assert_eq!(
             env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()),

@@ -29,6 +29,8 @@ fn flux_spec_prints_the_committed_spec() {
             "3",
             "--instances",
             "3",
+            "--home-page",
+            "fade",
         ])
         .output()
         .unwrap();

@@ -4,7 +4,8 @@
 //! binary as separate processes on free loopback port ranges and measures, in one run:
 //! GET and replicated-PUT throughput with `wrk` (side by side with an nginx that
 //! `scripts/bench.sh` started), mesh formation time, write-to-visible-everywhere latency,
-//! memory per key and catch-up time of a late node. It prints a table and writes a JSON
+//! memory per key, catch-up time of a late node, and GET latency while clients page
+//! through all keys (`listing.rs`). It prints a table and writes a JSON
 //! report. Every loop is bounded in count and time; every child process is killed when
 //! the run ends, fails, or receives SIGINT/SIGTERM.
 //!
@@ -13,6 +14,8 @@
 //! `repram-bench soak --server PATH [--seconds 60]` runs the bounded soak of
 //! `scripts/soak.sh` (see `soak.rs`).
 
+#[path = "repram-bench/listing.rs"]
+mod listing;
 #[path = "repram-bench/soak.rs"]
 mod soak;
 
@@ -90,7 +93,7 @@ struct Args {
 const USAGE: &str = "usage:
   repram-bench all --server PATH [--out FILE] [--tmp DIR] [--lua-dir DIR] [--wrk PATH]
                    [--nginx-port PORT] [--nginx-bin PATH] [--quick] [--profile NAME]
-                   [--only get,put,mesh,visible,memory,catchup] [--build-seconds S]
+                   [--only get,put,mesh,visible,memory,catchup,listing] [--build-seconds S]
   repram-bench free-port [--from PORT]
   repram-bench table [FILE]      print the table of a saved report (bench/results.json)
   repram-bench soak --server PATH [--seconds 60] [--nodes 3] [--tmp DIR] [--out FILE]
@@ -579,6 +582,8 @@ impl Bench {
                 catchup_keys: 2_000,
                 catchup_timeout: 20,
                 converge_timeout: 10,
+                listing_keys: 5_000,
+                listing_wrk_seconds: 2,
             }
         } else {
             Settings {
@@ -595,6 +600,8 @@ impl Bench {
                 catchup_keys: 100_000,
                 catchup_timeout: 60,
                 converge_timeout: 30,
+                listing_keys: 200_000,
+                listing_wrk_seconds: 8,
             }
         }
     }
@@ -1327,6 +1334,8 @@ impl Bench {
         };
         let stop_b = second.stop().await;
         let stop_a = first.stop().await;
+        let three = self.catchup_three_joins_three(s).await;
+        let rolling = self.catchup_rolling_restart(s).await;
         Ok(json!({
             "keys": keys,
             "caught_up": outcome.is_some(),
@@ -1336,6 +1345,160 @@ impl Bench {
             "first_answer_s": first_answer.map(round3),
             "write": write,
             "stop": [stop_a, stop_b],
+            "three_joins_three": three.unwrap_or_else(|e| json!({ "error": e })),
+            "rolling_restart": rolling.unwrap_or_else(|e| json!({ "error": e })),
+        }))
+    }
+
+    /// Wait until every node of `ports` holds `keys` keys, while reading random keys of
+    /// `prefix` (written by [`Bench::write_keys`]) on them: the seconds since `since` (or
+    /// `None` at the timeout) and the count of GET answers 200 and 404 meanwhile.
+    async fn catch_up_reading(
+        &self,
+        server: &mut Server,
+        ports: &[u16],
+        prefix: &str,
+        keys: usize,
+        since: Instant,
+        timeout: Duration,
+    ) -> Result<(Option<f64>, u64, u64, Vec<u64>), String> {
+        let (mut found, mut missing) = (0u64, 0u64);
+        let mut pick = 0x9e37_79b9_7f4a_7c15u64;
+        loop {
+            server.check_alive()?;
+            let counts = self.key_counts(ports).await;
+            if counts.iter().all(|c| *c >= keys as u64) {
+                return Ok((Some(since.elapsed().as_secs_f64()), found, missing, counts));
+            }
+            if since.elapsed() > timeout {
+                return Ok((None, found, missing, counts));
+            }
+            let reads = (0..24).map(|n| {
+                pick = pick.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let key = (pick >> 33) as usize % keys;
+                let port = ports[n % ports.len()];
+                let path = format!("/data/{prefix}{key:07}");
+                async move { self.http.get(port, &path).await }
+            });
+            for r in join_all(reads.collect::<Vec<_>>()).await {
+                match r {
+                    Ok((StatusCode::OK, _)) => found += 1,
+                    Ok((StatusCode::NOT_FOUND, _)) => missing += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// A 3-node process joins a 3-node process holding `catchup_keys` keys.
+    async fn catchup_three_joins_three(&mut self, s: &Settings) -> Result<Value, String> {
+        let keys = s.catchup_keys;
+        let base = self.free_range(6)?;
+        let mut first = self.spawn_server("catchup-3a", 3, 6, Some(base))?;
+        self.wait_mesh(&mut first, Duration::from_secs(10)).await?;
+        let old: Vec<u16> = (base..base + 3).collect();
+        let write = self.write_keys(&old, "c3-", keys, 3600, 32).await;
+        let (ok, _, counts) = self
+            .wait_keys(
+                &mut first,
+                &old,
+                keys as u64,
+                Duration::from_secs(s.catchup_timeout),
+            )
+            .await?;
+        if !ok {
+            return Err(format!(
+                "first process holds only {counts:?} of {keys} keys"
+            ));
+        }
+        let mut second = self.spawn_server("catchup-3b", 3, 6, Some(base))?;
+        let new: Vec<u16> = (base + 3..base + 6).collect();
+        let started = second.started;
+        let timeout = Duration::from_secs(s.catchup_timeout);
+        let outcome = self
+            .catch_up_reading(&mut second, &new, "c3-", keys, started, timeout)
+            .await;
+        let stop_b = second.stop().await;
+        let stop_a = first.stop().await;
+        let (seconds, found, missing, counts) = outcome?;
+        Ok(json!({
+            "keys": keys,
+            "caught_up": seconds.is_some(),
+            "seconds": seconds.map(round3),
+            "keys_held_at_end": counts,
+            "reads_200_during": found,
+            "reads_404_during": missing,
+            "write": write,
+            "stop": [stop_a, stop_b],
+        }))
+    }
+
+    /// Three processes of 2 nodes hold `catchup_keys` keys; each is stopped and started
+    /// again in turn, the next as soon as the replacement's nodes hold every key.
+    async fn catchup_rolling_restart(&mut self, s: &Settings) -> Result<Value, String> {
+        let keys = s.catchup_keys;
+        let base = self.free_range(6)?;
+        let timeout = Duration::from_secs(s.catchup_timeout);
+        let mut procs = Vec::new();
+        for i in 0..3u16 {
+            let mut p = self.spawn_server(&format!("rolling-{i}"), 2, 6, Some(base))?;
+            // Started one after another, each claims the next two ports.
+            let ports: Vec<u16> = vec![base + 2 * i, base + 2 * i + 1];
+            let t0 = Instant::now();
+            while join_all(ports.iter().map(|q| self.http.json(*q, "/ready")))
+                .await
+                .iter()
+                .any(Result::is_err)
+            {
+                p.check_alive()?;
+                if t0.elapsed() > Duration::from_secs(20) {
+                    return Err(format!("process {i} not ready on {ports:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            procs.push((p, ports));
+        }
+        let all: Vec<u16> = (base..base + 6).collect();
+        let write = self.write_keys(&all, "rr-", keys, 3600, 32).await;
+        let (ok, _, counts) = self
+            .wait_keys(&mut procs[0].0, &all, keys as u64, timeout)
+            .await?;
+        if !ok {
+            return Err(format!("the cluster holds only {counts:?} of {keys} keys"));
+        }
+        let mut restarts = Vec::new();
+        let (mut found, mut missing) = (0u64, 0u64);
+        for (i, (proc, ports)) in procs.iter_mut().enumerate() {
+            let stop = proc.stop().await;
+            let mut fresh = self.spawn_server(&format!("rolling-{i}-again"), 2, 6, Some(base))?;
+            let started = fresh.started;
+            let (seconds, f, m, counts) = self
+                .catch_up_reading(&mut fresh, ports, "rr-", keys, started, timeout)
+                .await?;
+            found += f;
+            missing += m;
+            restarts.push(json!({
+                "seconds": seconds.map(round3),
+                "keys_held": counts,
+                "stop": stop,
+            }));
+            *proc = fresh;
+            if seconds.is_none() {
+                break;
+            }
+        }
+        let held = self.key_counts(&all).await;
+        for (p, _) in procs.iter_mut() {
+            p.stop().await;
+        }
+        Ok(json!({
+            "keys": keys,
+            "restarts": restarts,
+            "every_node_holds_every_key": held.iter().all(|c| *c >= keys as u64),
+            "keys_held_at_end": held,
+            "reads_200_during": found,
+            "reads_404_during": missing,
+            "write": write,
         }))
     }
 }
@@ -1355,6 +1518,9 @@ struct Settings {
     catchup_keys: usize,
     catchup_timeout: u64,
     converge_timeout: u64,
+    /// Keys paged through by the listing phase, and its wrk runs' length.
+    listing_keys: usize,
+    listing_wrk_seconds: u64,
 }
 
 async fn run_all(args: Args) -> ExitCode {
@@ -1365,14 +1531,16 @@ async fn run_all(args: Args) -> ExitCode {
     let budget = if args.quick {
         Duration::from_secs(50)
     } else {
-        Duration::from_secs(320)
+        Duration::from_secs(380)
     };
     let mut bench = Bench::new(args.clone(), budget);
     let settings = bench.settings();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut figures = serde_json::Map::new();
     let mut skipped: Vec<&str> = Vec::new();
-    let phases = ["get", "put", "mesh", "visible", "memory", "catchup"];
+    let phases = [
+        "get", "put", "mesh", "visible", "memory", "catchup", "listing",
+    ];
     for phase in phases {
         if !bench.wants(phase) {
             continue;
@@ -1393,6 +1561,7 @@ async fn run_all(args: Args) -> ExitCode {
             "mesh" => bench.phase_mesh(&settings).await,
             "visible" => bench.phase_visible(&settings).await,
             "memory" => bench.phase_memory(&settings).await,
+            "listing" => bench.phase_listing(&settings).await,
             _ => bench.phase_catchup(&settings).await,
         };
         kill_all_children(); // nothing of a phase outlives it, even after an error
@@ -1428,6 +1597,7 @@ async fn run_all(args: Args) -> ExitCode {
             "visible_writes": settings.visible_writes,
             "memory_keys": settings.memory_keys,
             "catchup_keys": settings.catchup_keys,
+            "listing_keys": settings.listing_keys,
         },
         "build_seconds": args.build_s,
         "run_seconds": round1(bench.started.elapsed().as_secs_f64()),
@@ -1583,6 +1753,9 @@ fn ratios_and_goals(f: &Value) -> (Value, Value) {
           "met": le(rps("/memory/n1/overhead_bytes_per_key"), 150.0) },
         { "figure": "catch-up of a late node (s)", "goal": "<= 5",
           "value": rps("/catchup/seconds"), "met": le(rps("/catchup/seconds"), 5.0) },
+        { "figure": "GET p99 with 4 clients paging /keys vs without", "goal": "within 2x",
+          "value": rps("/listing/get_p99_ratio_with_pagers"),
+          "met": le(rps("/listing/get_p99_ratio_with_pagers"), 2.0) },
     ]);
     (ratios, goals)
 }
@@ -1749,6 +1922,44 @@ fn render_table(report: &Value) -> String {
         String::new(),
         "<= 5 s".into(),
         met(8).into(),
+    ]);
+    rows.push([
+        format!(
+            "GET p99 ms, alone / 4 pagers ({} keys)",
+            fmt_num(f.pointer("/listing/keys").and_then(Value::as_f64), 0)
+        ),
+        format!(
+            "{} / {}",
+            fmt_num(num("/listing/get_alone/p99_ms"), 2),
+            fmt_num(num("/listing/get_with_pagers/p99_ms"), 2)
+        ),
+        format!(
+            "GET req/s {} / {}",
+            fmt_num(num("/listing/get_alone/requests_per_s"), 0),
+            fmt_num(num("/listing/get_with_pagers/requests_per_s"), 0)
+        ),
+        format!(
+            "{}x (within 2x)",
+            fmt_num(num("/listing/get_p99_ratio_with_pagers"), 2)
+        ),
+        met(9).into(),
+    ]);
+    rows.push([
+        "one client pages all keys".into(),
+        format!(
+            "{} pages, {} s",
+            fmt_num(num("/listing/one_client_pages_through_all_keys/pages"), 0),
+            fmt_num(num("/listing/one_client_pages_through_all_keys/seconds"), 2)
+        ),
+        format!(
+            "/keys p99 {} ms",
+            fmt_num(
+                num("/listing/one_client_pages_through_all_keys/call_ms/p99_ms"),
+                2
+            )
+        ),
+        String::new(),
+        String::new(),
     ]);
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

@@ -2,8 +2,10 @@
 //!
 //! Asks `GET /health` on every port of the range (a node may have claimed any of them)
 //! over plain `std` sockets, and reports healthy when `NODE_COUNT` nodes answer
-//! `200 {"status":"healthy",…}`. Flux itself ignores Docker health; Docker and compose
-//! use it.
+//! `200 {"status":"healthy",…}`. Only the nodes of one process count (the process tag
+//! in their node ids): other processes sharing the range (another instance on the same
+//! host) are not this container's nodes. Flux itself ignores Docker health; Docker and
+//! compose use it.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -57,21 +59,45 @@ pub fn local_addr(bind: IpAddr) -> IpAddr {
 /// at once).
 pub fn check(config: &Config, per_port: Duration) -> HealthReport {
     let host = local_addr(config.bind_addr);
-    let healthy_ports = config
+    let healthy = config
         .port_range()
-        .filter(|port| node_healthy(SocketAddr::new(host, *port), per_port))
+        .filter_map(|port| Some((port, healthy_node(SocketAddr::new(host, port), per_port)?)))
         .collect();
     HealthReport {
-        healthy_ports,
+        healthy_ports: one_process(healthy),
         expected: config.node_count,
     }
 }
 
+/// The ports of the process with the most healthy nodes among `(port, node id)` (on a
+/// tie, the one holding the lowest port): the process this check stands for.
+pub fn one_process(mut healthy: Vec<(u16, String)>) -> Vec<u16> {
+    healthy.sort();
+    let mut best: Vec<u16> = Vec::new();
+    for (_, id) in &healthy {
+        let domain = crate::ids::failure_domain(id);
+        let ports: Vec<u16> = healthy
+            .iter()
+            .filter(|(_, other)| crate::ids::failure_domain(other) == domain)
+            .map(|(p, _)| *p)
+            .collect();
+        if ports.len() > best.len() {
+            best = ports;
+        }
+    }
+    best
+}
+
 /// True when `GET /health` at `addr` answers 200 with `"status":"healthy"`.
 pub fn node_healthy(addr: SocketAddr, timeout: Duration) -> bool {
+    healthy_node(addr, timeout).is_some()
+}
+
+/// The node id of the node at `addr` when it answers `GET /health` healthy.
+fn healthy_node(addr: SocketAddr, timeout: Duration) -> Option<String> {
     let deadline = Instant::now() + timeout;
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
-        return false;
+        return None;
     };
     let remaining = || {
         deadline
@@ -79,32 +105,37 @@ pub fn node_healthy(addr: SocketAddr, timeout: Duration) -> bool {
             .max(Duration::from_millis(1))
     };
     if stream.set_write_timeout(Some(remaining())).is_err() {
-        return false;
+        return None;
     }
     let request = format!(
         "GET /health HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: repram-flux-healthcheck\r\nConnection: close\r\n\r\n"
     );
     if stream.write_all(request.as_bytes()).is_err() {
-        return false;
+        return None;
     }
     let mut reply = Vec::new();
     let mut buf = [0u8; 2048];
     loop {
         if Instant::now() >= deadline || stream.set_read_timeout(Some(remaining())).is_err() {
-            return false;
+            return None;
         }
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 reply.extend_from_slice(&buf[..n]);
                 if reply.len() > 64 * 1024 {
-                    return false;
+                    return None;
                 }
             }
             Err(_) => break,
         }
     }
-    is_healthy_reply(&reply)
+    if !is_healthy_reply(&reply) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&reply);
+    let id = text.split_once("\"node_id\":\"")?.1.split('"').next()?;
+    Some(id.to_string())
 }
 
 /// True for an HTTP 200 answer whose body says `"status":"healthy"`.
@@ -137,6 +168,20 @@ mod tests {
         assert!(!is_healthy_reply(b""));
         assert!(!is_healthy_reply(b"\xff\xfe garbage"));
         assert!(!is_healthy_reply(b"SSH-2.0-OpenSSH\r\n"));
+    }
+
+    #[test]
+    fn only_the_nodes_of_one_process_count() {
+        let healthy = vec![
+            (8084, "flux-node-1-bbbbbb".to_string()),
+            (8081, "flux-node-1-aaaaaa".to_string()),
+            (8082, "flux-node-2-aaaaaa-r1".to_string()),
+            (8085, "flux-node-2-bbbbbb".to_string()),
+            (8083, "flux-node-3-aaaaaa".to_string()),
+            (8086, "other".to_string()),
+        ];
+        assert_eq!(one_process(healthy), vec![8081, 8082, 8083]);
+        assert_eq!(one_process(Vec::new()), Vec::<u16>::new());
     }
 
     #[test]

@@ -67,13 +67,19 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 /// `GET /`: the dashboard page, with a strict Content-Security-Policy (scripts and styles
 /// only from this response, by nonce; network only to this origin).
 pub fn page() -> Resp {
+    html_page(PAGE)
+}
+
+/// A self-contained page from `template`, its `{{NONCE}}` marks replaced by a fresh
+/// nonce that the Content-Security-Policy names.
+pub fn html_page(template: &str) -> Resp {
     let nonce: String = {
         let mut rng = rand::thread_rng();
         (0..16)
             .map(|_| format!("{:02x}", rng.gen::<u8>()))
             .collect()
     };
-    let html = PAGE.replace(NONCE_MARK, &nonce);
+    let html = template.replace(NONCE_MARK, &nonce);
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
          connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \

@@ -5,7 +5,9 @@
 pub mod conns;
 pub mod cors;
 pub mod dashboard;
+pub mod fade;
 pub mod gate;
+pub mod listing;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

@@ -19,8 +19,9 @@ use super::cors::{self, Preflight};
 use super::ratelimit::client_ip;
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
 use crate::clock::now_ms;
+use crate::config::HomePage;
 use crate::metrics::Route;
-use crate::node::Node;
+use crate::node::{Node, ReadThrough};
 use crate::replication::MAX_BATCH_BYTES;
 use crate::store::StoreError;
 use crate::transport::{CONTENT_TYPE, GOSSIP_PATH, REPLICATE_PATH, SYNC_PATH};
@@ -135,6 +136,10 @@ pub fn answer_now(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> O
         return None;
     }
     let segment = public_path(req.uri().path()).strip_prefix("/data/")?;
+    // While catching up, a miss is read through from a peer: that waits, so not here.
+    if !node.is_caught_up() {
+        return None;
+    }
     let head = Head::of(node, req);
     let (route, result) = match rate_limited(node, remote, req) {
         Some(refusal) => (Route::Other, Err(refusal)),
@@ -253,7 +258,15 @@ async fn route(
         }
     };
     match public {
-        "/" => read_only(Route::Other, &super::dashboard::page),
+        "/" => match node.config.home_page {
+            HomePage::Dashboard => read_only(Route::Other, &super::dashboard::page),
+            HomePage::Fade => read_only(Route::Other, &super::fade::page),
+        },
+        "/fade" => read_only(Route::Other, &super::fade::page),
+        "/dashboard" => read_only(Route::Other, &super::dashboard::page),
+        "/scan" => scan(node, &method, uri.query()),
+        "/cluster/scan" => scan(node, &method, uri.query()),
+        p if p.starts_with("/cluster/") => (Route::Data, seed_data(node, p, req).await),
         "/cluster" => (
             Route::Other,
             Ok(super::dashboard::cluster(node, &method, uri.query()).await),
@@ -324,8 +337,12 @@ fn health(node: &Node) -> Resp {
     )
 }
 
+/// Ready once the first discovery round is done and the node holds the cluster's data:
+/// what a load balancer should check. `caught_up` and `uptime_s` tell a late peer where
+/// to catch up from.
 fn ready(node: &Node) -> Resp {
-    let ready = node.is_ready() && !node.is_stopping();
+    let caught_up = node.is_caught_up();
+    let ready = node.is_ready() && caught_up && !node.is_stopping();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -333,7 +350,13 @@ fn ready(node: &Node) -> Resp {
     };
     json_response(
         status,
-        &json!({ "ready": ready, "node_id": node.id, "peers": node.membership().len() }),
+        &json!({
+            "ready": ready,
+            "caught_up": caught_up,
+            "node_id": node.id,
+            "peers": node.membership().len(),
+            "uptime_s": node.uptime_s(),
+        }),
     )
 }
 
@@ -394,11 +417,7 @@ fn status(node: &Node) -> Resp {
         let m = node.membership();
         (m.len(), m.peers().filter(|p| !p.suspect).count())
     };
-    let host = node
-        .config
-        .advertise_host
-        .clone()
-        .unwrap_or_else(|| node.config.bind_addr.to_string());
+    let host = node.reachable_host();
     json_response(
         StatusCode::OK,
         &json!({
@@ -407,7 +426,7 @@ fn status(node: &Node) -> Resp {
             "address": crate::membership::fmt_addr(&host, node.port),
             "port": node.port,
             "uptime_s": node.uptime_s(),
-            "ready": node.is_ready(),
+            "ready": node.is_ready() && node.is_caught_up(),
             "peers": peers,
             "keys": node.store.len(),
             "bytes": node.store.bytes(),
@@ -428,6 +447,7 @@ fn metrics(node: &Node) -> Resp {
     m.keys.set(node.store.len() as i64);
     m.bytes.set(node.store.bytes() as i64);
     m.purged.set(node.store.purged_total() as i64);
+    m.listed.set(node.store.listed_total() as i64);
     m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
     m.connections.set(node.connections.open() as i64);
@@ -464,11 +484,58 @@ fn keys(node: &Node, query: Option<&str>) -> Result<Resp> {
     ))
 }
 
+fn scan(node: &Node, method: &Method, query: Option<&str>) -> (Route, Result<Resp>) {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD")));
+    }
+    let answer = super::listing::scan(node, query).map_err(ApiError::bad_request);
+    (
+        Route::Keys,
+        answer.map(|a| json_response(StatusCode::OK, &a)),
+    )
+}
+
+/// The seed-era REPRAM routes `PUT /cluster/put/{key}` and `GET`/`HEAD
+/// /cluster/get/{key}`: `/data/{key}` under other names.
+async fn seed_data(node: &Arc<Node>, path: &str, req: Request<Incoming>) -> Result<Resp> {
+    if let Some(segment) = path.strip_prefix("/cluster/put/") {
+        return match *req.method() {
+            Method::PUT => data(node, segment, req).await,
+            _ => Err(ApiError::method_not_allowed("PUT")),
+        };
+    }
+    if let Some(segment) = path.strip_prefix("/cluster/get/") {
+        return match *req.method() {
+            Method::GET | Method::HEAD => data(node, segment, req).await,
+            _ => Err(ApiError::method_not_allowed("GET, HEAD")),
+        };
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", truncate(path, 100)),
+    ))
+}
+
 async fn data(node: &Arc<Node>, segment: &str, req: Request<Incoming>) -> Result<Resp> {
     match *req.method() {
         Method::GET | Method::HEAD => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
-            get_value(node, &key)
+            match get_value(node, &key) {
+                Err(e) if e.status == StatusCode::NOT_FOUND && !node.is_caught_up() => {
+                    match node.read_through(&key).await {
+                        ReadThrough::Found => get_value(node, &key),
+                        ReadThrough::Missing => Err(e),
+                        ReadThrough::Busy => Err(ApiError {
+                            retry_after: Some(1),
+                            ..ApiError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "catching up with the cluster; retry shortly",
+                            )
+                        }),
+                    }
+                }
+                other => other,
+            }
         }
         Method::PUT => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;

@@ -6,43 +6,18 @@
 # node can be SIGKILLed alone), writes a key through the API, then drives headless Chromium
 # (tests/browser/dashboard_check.py, DevTools protocol) to check that the page shows 3 alive
 # nodes and the key on every node, that its form writes and reads a key, saves a screenshot
-# (docs/dashboard.png, or $SCREENSHOT), kills the 1-node process and checks that the open
-# page marks that node dead. Every process it starts is stopped on exit.
+# ($SCREENSHOT, default target/screenshots/dashboard.png; `--update-docs` also copies it to
+# docs/dashboard.png), kills the 1-node process and checks that the open page marks that
+# node dead. Every process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-SCREENSHOT=${SCREENSHOT:-$ROOT/docs/dashboard.png}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 say() { echo "browser-test: $*"; }
 
-# --- tools -----------------------------------------------------------------------------
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    say "need root to run: $*"; exit 1; fi; }
-CHROMIUM=$(command -v chromium || true)
-if [ -z "$CHROMIUM" ]; then
-    say "installing chromium from Debian"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
-    CHROMIUM=$(command -v chromium)
-fi
-for tool in python3 curl; do
-    if ! command -v "$tool" >/dev/null; then
-        say "installing $tool"
-        as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$tool" python3-venv >/dev/null
-    fi
-done
-VENV=$TARGET_DIR/browser-venv
-if ! "$VENV/bin/python" -c 'import websocket' 2>/dev/null; then
-    say "preparing a Python venv with websocket-client in $VENV"
-    rm -rf "$VENV"
-    if ! python3 -m venv "$VENV" 2>/dev/null; then
-        as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
-        python3 -m venv "$VENV"
-    fi
-    "$VENV/bin/pip" install -q --disable-pip-version-check websocket-client
-fi
+# shellcheck source=tests/browser/setup.sh
+source "$ROOT/tests/browser/setup.sh"
+SCREENSHOT=${SCREENSHOT:-$SHOTS/dashboard.png}
 
 say "building repram-flux"
 cargo build --quiet --bin repram-flux
@@ -114,3 +89,4 @@ OTHER_A=$(echo "$A_PORTS" | awk '{print $2}')
     --chromium "$CHROMIUM" --url "http://127.0.0.1:$VIEW_PORT/" --nodes 3 --key "$KEY" \
     --screenshot "$SCREENSHOT" --traffic-port "$OTHER_A" --traffic-port "$VICTIM_PORT" \
     --kill-pid "$VICTIM_PID" --kill-port "$VICTIM_PORT"
+publish "$SCREENSHOT" dashboard.png

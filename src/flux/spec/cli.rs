@@ -10,6 +10,7 @@ use super::names::shown;
 use super::order::key_order_violations;
 use super::placeholders::placeholder_warnings;
 use super::validate::{check_repram_env, validate_v8, Violation, SECRET_VAR};
+use crate::config::HomePage;
 
 /// Exit status: printed, or the checked spec is valid without warnings.
 pub const EXIT_OK: u8 = 0;
@@ -68,6 +69,7 @@ pub fn usage() -> String {
          \x20 --base-port PORT    first port (default 8081)\n\
          \x20 --description TEXT  app description (at most 256 characters)\n\
          \x20 --expire BLOCKS     subscription in blocks, 1 to {MAX_EXPIRE_BLOCKS} (default {DEFAULT_EXPIRE_BLOCKS}, about a month)\n\
+         \x20 --home-page PAGE   page at /: dashboard (default) or fade (the Fade board)\n\
          \x20 -h, --help          print this help\n\
          \n\
          A normal app's spec, environment included, is public: it never carries a secret, and\n\
@@ -230,7 +232,7 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    const FLAGS: [&str; 12] = [
+    const FLAGS: [&str; 13] = [
         "--name",
         "--owner",
         "--image",
@@ -243,8 +245,9 @@ where
         "--cluster-secret",
         "--enterprise-blob",
         "--check",
+        "--home-page",
     ];
-    let mut values: [Option<String>; 12] = Default::default();
+    let mut values: [Option<String>; 13] = Default::default();
     let mut enterprise = false;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
@@ -277,12 +280,22 @@ where
             return Err(SpecError::Repeated(FLAGS[i]));
         }
     }
-    let [name, owner, image, domain, nodes, instances, base_port, description, expire, secret, blob, check] =
+    let [name, owner, image, domain, nodes, instances, base_port, description, expire, secret, blob, check, home_page] =
         values;
     if let Some(path) = check {
         let others = [&name, &owner, &image, &domain, &nodes, &instances]
             .iter()
-            .chain([&base_port, &description, &expire, &secret, &blob].iter())
+            .chain(
+                [
+                    &base_port,
+                    &description,
+                    &expire,
+                    &secret,
+                    &blob,
+                    &home_page,
+                ]
+                .iter(),
+            )
             .any(|v| v.is_some());
         if others || enterprise {
             return Err(SpecError::Conflict("--check takes no other flag"));
@@ -318,6 +331,17 @@ where
         base_port: number("--base-port", base_port, defaults.base_port, 1, 65535)?,
         description: description.unwrap_or(defaults.description),
         expire: number("--expire", expire, defaults.expire, 1, MAX_EXPIRE_BLOCKS)?,
+        home_page: match home_page.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("dashboard") => HomePage::Dashboard,
+            Some("fade") => HomePage::Fade,
+            Some(_) => {
+                return Err(SpecError::Invalid {
+                    flag: "--home-page",
+                    value: shown(&home_page.unwrap_or_default()),
+                    expected: "dashboard or fade".to_string(),
+                })
+            }
+        },
     };
     if enterprise {
         let secret = match secret {
@@ -393,6 +417,25 @@ mod tests {
             panic!()
         };
         assert_eq!((o.nodes, o.instances, o.domain.as_str()), (3, 3, ""));
+        assert_eq!(o.home_page, HomePage::Dashboard);
+        let SpecCommand::Generate(o) = parse_args([
+            "--name",
+            "a",
+            "--owner",
+            "b",
+            "--image",
+            "c:1",
+            "--home-page=Fade",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.home_page, HomePage::Fade);
+        let env = &generate(&o).unwrap().compose[0].environment_parameters;
+        assert!(
+            env.contains(&"REPRAM_HOME_PAGE=fade".to_string()),
+            "{env:?}"
+        );
         assert_eq!(parse_args(["--help"]).unwrap(), SpecCommand::Help);
         assert_eq!(
             parse_args(["--nodes", "1", "-h"]).unwrap(),
@@ -430,6 +473,10 @@ mod tests {
         assert_eq!(
             with(&["--base-port", "70000"]),
             "--base-port 70000: expected a whole number from 1 to 65535"
+        );
+        assert_eq!(
+            with(&["--home-page", "blog"]),
+            "--home-page blog: expected dashboard or fade"
         );
         assert!(usage().contains("--instances"));
     }

@@ -6,6 +6,7 @@ use super::error::SpecError;
 use super::model::*;
 use super::names::{check_app_name, check_repotag, is_domain, shown};
 use super::validate::{check_repram_env, validate, View, SECRET_VAR};
+use crate::config::HomePage;
 
 /// Share of a component's RAM given to its nodes' value stores, percent.
 const STORAGE_SHARE_PERCENT: u64 = 60;
@@ -31,6 +32,8 @@ pub struct SpecOptions {
     pub description: String,
     /// `--expire`: subscription length in blocks.
     pub expire: u64,
+    /// `--home-page`: the page every node serves at `/` (`REPRAM_HOME_PAGE`).
+    pub home_page: HomePage,
 }
 
 /// The example's owner: a placeholder no signature can match.
@@ -58,6 +61,7 @@ impl SpecOptions {
             base_port: 8081,
             description: DEFAULT_DESCRIPTION.to_string(),
             expire: DEFAULT_EXPIRE_BLOCKS,
+            home_page: HomePage::Fade,
         }
     }
 }
@@ -218,6 +222,9 @@ fn build(opts: &SpecOptions, secret: Option<&Secret>) -> Result<FluxApp, SpecErr
             "REPRAM_RATE_LIMIT=100".to_string(),
             format!("REPRAM_MAX_STORAGE_BYTES={storage}"),
         ];
+        if opts.home_page != HomePage::Dashboard {
+            env.push(format!("REPRAM_HOME_PAGE={}", opts.home_page.as_str()));
+        }
         if let Some(secret) = secret {
             env.push(format!("{SECRET_VAR}={}", secret.expose()));
         }
