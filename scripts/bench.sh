@@ -6,7 +6,9 @@
 #                              bench/tmp/results-quick.json; uses the debug build unless
 #                              --release is given, so CI needs no release build
 #
-# Other options: --release, --out FILE, --only get,put,mesh,visible,memory,catchup,listing
+# Other options: --release, --out FILE, --only get,put,mesh,visible,memory,catchup,listing,evict,
+# --server PATH (measure that repram-flux binary, e.g. an older build for a before/after
+# comparison, instead of the one built here)
 #
 # It builds repram-flux and repram-bench (honouring CARGO_TARGET_DIR), installs wrk and
 # nginx-light with apt-get when they are missing (needs root), starts nginx on a free high
@@ -21,13 +23,15 @@ QUICK=0
 PROFILE=""
 OUT=""
 ONLY=""
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+SERVER=""
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --release) PROFILE=release ;;
         --out) OUT=${2:?--out needs a file}; shift ;;
         --only) ONLY=${2:?--only needs a list}; shift ;;
+        --server) SERVER=${2:?--server needs a path}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -155,7 +159,12 @@ done
 echo "== nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1:$NGINX_PORT"
 
 # --- measure ----------------------------------------------------------------------------
-ARGS=(all --server "$BIN_DIR/repram-flux" --wrk "$WRK" --nginx-bin "$NGINX"
+if [ -n "$SERVER" ]; then
+    [ -x "$SERVER" ] || { echo "bench: --server $SERVER is not an executable" >&2; exit 2; }
+else
+    SERVER=$BIN_DIR/repram-flux
+fi
+ARGS=(all --server "$SERVER" --wrk "$WRK" --nginx-bin "$NGINX"
     --nginx-port "$NGINX_PORT" --out "$OUT" --tmp "$TMP" --lua-dir "$ROOT/bench"
     --profile "$PROFILE" --build-seconds "$BUILD_S")
 [ "$QUICK" = 1 ] && ARGS+=(--quick)

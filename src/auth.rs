@@ -175,14 +175,22 @@ fn tag_hex(sig: &str) -> Option<&str> {
 pub struct Verifier {
     secret: Vec<u8>,
     seen: Mutex<HashMap<String, u64>>,
+    /// Most nonces remembered ([`MAX_NONCES`]; smaller in tests).
+    max_nonces: usize,
 }
 
 impl Verifier {
     /// A verifier for `secret`.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_max_nonces(secret, MAX_NONCES)
+    }
+
+    /// A verifier that remembers at most `max_nonces` nonces.
+    fn with_max_nonces(secret: &[u8], max_nonces: usize) -> Self {
         Verifier {
             secret: secret.to_vec(),
             seen: Mutex::new(HashMap::new()),
+            max_nonces,
         }
     }
 
@@ -277,11 +285,11 @@ impl Verifier {
         .verify_slice(&tag)
         .map_err(|_| AuthError::BadSignature)?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_NONCES / 2 {
+        if seen.len() >= self.max_nonces / 2 {
             // Nonces older than the window can never be accepted again anyway.
             seen.retain(|_, ts| now_ms.abs_diff(*ts) <= WINDOW_MS);
         }
-        if seen.len() >= MAX_NONCES {
+        if seen.len() >= self.max_nonces {
             return Err(AuthError::Overloaded);
         }
         if seen.insert(sig.nonce.clone(), sig.timestamp_ms).is_some() {
@@ -437,6 +445,31 @@ mod tests {
                 Err(AuthError::Malformed(SIGNATURE_HEADER))
             );
         }
+    }
+
+    #[test]
+    fn a_full_nonce_cache_refuses_with_503_until_old_nonces_are_pruned() {
+        const MAX: usize = 8;
+        let v = Verifier::with_max_nonces(KEY, MAX);
+        // Fill the cache within one window: the next signed request is refused (503).
+        for i in 0..MAX as u64 {
+            let s = sign(KEY, "POST", "/internal/v1/replicate", NOW + i, b"");
+            assert_eq!(check(&v, &s, b"", NOW + i), Ok(()), "request {i}");
+        }
+        let s = sign(KEY, "POST", "/internal/v1/replicate", NOW + 10, b"");
+        assert_eq!(check(&v, &s, b"", NOW + 10), Err(AuthError::Overloaded));
+        assert_eq!(AuthError::Overloaded.status(), 503);
+        // Once those nonces are older than the window they are pruned, making room.
+        let later = NOW + MAX as u64 + WINDOW_MS + 1;
+        let s = sign(KEY, "POST", "/internal/v1/replicate", later, b"");
+        assert_eq!(check(&v, &s, b"", later), Ok(()));
+        assert_eq!(v.seen.lock().unwrap().len(), 1, "old nonces pruned");
+        // A replay of a pruned nonce is still refused: it is stale by then.
+        let old = sign(KEY, "POST", "/internal/v1/replicate", NOW, b"");
+        assert!(matches!(
+            check(&v, &old, b"", later),
+            Err(AuthError::Stale(_))
+        ));
     }
 
     #[test]

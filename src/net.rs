@@ -107,14 +107,19 @@ mod tests {
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-    fn free_base(width: u16) -> u16 {
-        // Find `width` consecutive free ports by claiming them; released before use.
-        for base in (40_000..60_000).step_by(97) {
-            let held: Vec<_> = (base..base + width)
-                .map(|p| listen_on(SocketAddr::new(LOCAL, p)))
+    /// `width` consecutive ports, held (bound and listening) until the test lets each
+    /// go: picked at random below Linux's ephemeral range (32768 and up), so neither a
+    /// client socket nor a test running alongside takes one meanwhile.
+    fn held_block(width: u16) -> (u16, Vec<Option<std::net::TcpListener>>) {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let base: u16 = rng.gen_range(20_000..32_768 - width);
+            let held: Result<Vec<_>, _> = (base..base + width)
+                .map(|p| listen_on(SocketAddr::new(LOCAL, p)).map(Some))
                 .collect();
-            if held.iter().all(|h| h.is_ok()) {
-                return base;
+            if let Ok(held) = held {
+                return (base, held);
             }
         }
         panic!("no free port block found")
@@ -135,15 +140,18 @@ mod tests {
 
     #[test]
     fn busy_ports_are_skipped() {
-        let base = free_base(3);
-        let _held = listen_on(SocketAddr::new(LOCAL, base)).unwrap();
+        let (base, mut held) = held_block(3);
+        // `base` stays taken; the others are let go for the claim.
+        held[1] = None;
+        held[2] = None;
         let (_l, port) = claim_port(LOCAL, base..=base + 2).unwrap();
         assert_eq!(port, base + 1);
     }
 
     #[test]
     fn a_claimed_port_cannot_be_claimed_again() {
-        let base = free_base(1);
+        let (base, mut held) = held_block(1);
+        held[0] = None;
         let (_l, port) = claim_port(LOCAL, [base]).unwrap();
         assert_eq!(port, base);
         match claim_port(LOCAL, [base]) {
@@ -154,9 +162,7 @@ mod tests {
 
     #[test]
     fn a_full_range_names_the_range() {
-        let base = free_base(2);
-        let _a = listen_on(SocketAddr::new(LOCAL, base)).unwrap();
-        let _b = listen_on(SocketAddr::new(LOCAL, base + 1)).unwrap();
+        let (base, _held) = held_block(2);
         let err = claim_port(LOCAL, base..=base + 1).unwrap_err();
         assert_eq!(
             err.to_string(),

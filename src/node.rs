@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::antientropy;
+use crate::antientropy::{self, FETCH_CHUNK};
 use crate::clock::{hlc_ceiling, now_ms, origin_tag, Hlc, Version, MAX_SKEW_MS};
 use crate::config::Config;
 use crate::membership::{
@@ -28,7 +28,7 @@ use crate::replication::{Acks, Fanout, Replicator};
 use crate::runtime::Dispatch;
 use crate::skew::{PeerSkew, SkewTable};
 use crate::store::{Applied, Record, Store, StoreError};
-use crate::transport::{CallError, PeerClient, GOSSIP_PATH};
+use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
 use crate::wire::{self, Entry, Message, NodeInfo};
 
 /// Timing knobs that are not part of the public configuration.
@@ -522,8 +522,78 @@ impl Node {
         }
     }
 
+    /// One anti-entropy pull (as [`Node::sync_with`], one page at a time) over any transport: `call` carries a sync message to the peer
+    /// and returns its answer (tests hand it to a peer in memory).
+    pub async fn sync_via<F, Fut>(&self, settle: bool, mut call: F) -> Result<usize, CallError>
+    where
+        F: FnMut(Message) -> Fut,
+        Fut: std::future::Future<Output = Result<Message, CallError>>,
+    {
+        let digest = Message::Digest(self.store.digest());
+        let versions = match call(digest).await? {
+            Message::Versions(v) => v,
+            other => {
+                return Err(CallError::Http(format!(
+                    "unexpected reply {}",
+                    other.kind()
+                )))
+            }
+        };
+        let now = self.wall_ms();
+        let wanted: Vec<String> =
+            antientropy::worth_fetching(&versions, |k| self.store.version(k), now, settle)
+                .into_iter()
+                .map(String::from)
+                .collect();
+        let mut repaired = 0;
+        for chunk in wanted.chunks(FETCH_CHUNK) {
+            match call(Message::Fetch(chunk.to_vec())).await? {
+                Message::Replicate(entries) => {
+                    for e in &entries {
+                        if matches!(
+                            self.apply_remote(e),
+                            Some(Applied::Inserted | Applied::Replaced)
+                        ) {
+                            repaired += 1;
+                        }
+                    }
+                }
+                other => {
+                    return Err(CallError::Http(format!(
+                        "unexpected reply {}",
+                        other.kind()
+                    )))
+                }
+            }
+            if self.is_stopping() {
+                break;
+            }
+        }
+        self.metrics.anti_entropy_rounds.inc();
+        self.metrics.anti_entropy_repairs.inc_by(repaired as u64);
+        Ok(repaired)
+    }
+
+    /// One periodic anti-entropy round, paced by `pacer`: `None` when the pacer skips
+    /// it, otherwise the settled pull of [`Node::sync_via`] through `call`.
+    pub async fn anti_entropy_round<F, Fut>(
+        &self,
+        pacer: &mut antientropy::Pacer,
+        call: F,
+    ) -> Option<Result<usize, CallError>>
+    where
+        F: FnMut(Message) -> Fut,
+        Fut: std::future::Future<Output = Result<Message, CallError>>,
+    {
+        if !pacer.round_due(self.store.digest()) {
+            return None;
+        }
+        Some(self.sync_via(true, call).await)
+    }
+
     /// Anti-entropy rounds against a random live peer, forever (until shutdown).
     async fn anti_entropy_loop(self: Arc<Self>) {
+        const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let mut shutdown = self.shutdown.clone();
         let mut pacer = antientropy::Pacer::default();
         loop {
@@ -533,9 +603,6 @@ impl Node {
                 _ = tokio::time::sleep(self.tuning.anti_entropy_interval + Duration::from_millis(jitter)) => {}
                 _ = shutdown.changed() => return,
             }
-            if !pacer.round_due(self.store.digest()) {
-                continue;
-            }
             let peer = {
                 let m = self.membership();
                 let peers: Vec<_> = m.peers().filter(|p| !p.suspect).map(|p| p.addr()).collect();
@@ -544,12 +611,17 @@ impl Node {
                 }
                 peers[rand::thread_rng().gen_range(0..peers.len())].clone()
             };
-            match self.sync_with(&peer, true).await {
-                Ok(0) => {}
-                Ok(n) => {
+            let client = &self.client;
+            let call = |msg| {
+                let peer = &peer;
+                async move { client.call(peer, SYNC_PATH, &msg, ROUND_TIMEOUT).await }
+            };
+            match self.anti_entropy_round(&mut pacer, call).await {
+                None | Some(Ok(0)) => {}
+                Some(Ok(n)) => {
                     info!(node = %self.id, port = self.port, peer = %peer, repaired = n, "anti-entropy repaired entries")
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     debug!(node = %self.id, port = self.port, peer = %peer, error = %e, "anti-entropy round failed")
                 }
             }

@@ -266,13 +266,8 @@ impl Supervisor {
                         continue;
                     }
                     let slot = &mut slots[position];
-                    if slot.started.elapsed() >= HEALTHY_RUN {
-                        slot.failures = 0;
-                    }
-                    let delay = MIN_RESTART_BACKOFF
-                        .saturating_mul(1 << slot.failures.min(10))
-                        .min(MAX_RESTART_BACKOFF);
-                    slot.failures += 1;
+                    let (delay, failures) = restart_backoff(slot.failures, slot.started.elapsed());
+                    slot.failures = failures;
                     warn!(index = slot.index, port = slot.port, restart_in_ms = delay.as_millis() as u64, "node {why}; restarting");
                     self.launch(slot, position, delay);
                 }
@@ -297,5 +292,47 @@ impl Supervisor {
         }
         drop(slots);
         info!("all nodes stopped");
+    }
+}
+
+/// The delay before restarting a node that failed after running for `ran`, given the
+/// failures in a row before this one, and the new count: the delay doubles per failure
+/// in a row up to [`MAX_RESTART_BACKOFF`]; a run of [`HEALTHY_RUN`] or more starts over.
+fn restart_backoff(failures: u32, ran: Duration) -> (Duration, u32) {
+    let failures = if ran >= HEALTHY_RUN { 0 } else { failures };
+    let delay = MIN_RESTART_BACKOFF
+        .saturating_mul(1 << failures.min(10))
+        .min(MAX_RESTART_BACKOFF);
+    (delay, failures.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_loop_backs_off_to_the_cap_and_a_healthy_run_resets_it() {
+        // A node that fails at once, over and over.
+        let mut failures = 0;
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            let (delay, next) = restart_backoff(failures, Duration::ZERO);
+            delays.push(delay.as_millis());
+            failures = next;
+        }
+        assert_eq!(
+            delays,
+            [50, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]
+        );
+        // Just short of a healthy run: still in the loop.
+        let (delay, next) = restart_backoff(failures, HEALTHY_RUN - Duration::from_millis(1));
+        assert_eq!((delay, next), (MAX_RESTART_BACKOFF, failures + 1));
+        // After a healthy run, the next failure starts over at the first delay.
+        assert_eq!(restart_backoff(next, HEALTHY_RUN), (MIN_RESTART_BACKOFF, 1));
+        // Any count, however large, stays at the cap (no overflow).
+        assert_eq!(
+            restart_backoff(u32::MAX - 1, Duration::ZERO).0,
+            MAX_RESTART_BACKOFF
+        );
     }
 }

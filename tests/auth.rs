@@ -225,10 +225,28 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
         .map(|n| n.metrics.replication_received_memory.get())
         .sum();
     assert_eq!((http, memory), (1, 1));
-    // A node with another secret cannot join: nobody accepts its messages.
+    // A node with another secret cannot join: nobody accepts its messages. Its attempts
+    // are seen (every node of the mesh refuses some of its messages) before its absence
+    // is checked, so the check cannot pass merely because it never tried.
+    let members: Vec<_> = cluster.nodes().into_iter().chain(other.nodes()).collect();
+    let refused_before: Vec<u64> = members
+        .iter()
+        .map(|n| n.metrics.rejected_messages.get())
+        .collect();
     let stranger = repram_flux::start(cfg(1, "wrong"), Tuning::default()).unwrap();
     let sp = stranger.ports()[0];
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until(
+        Duration::from_secs(20),
+        "every node refused a message of the stranger",
+        || {
+            let refused = members
+                .iter()
+                .zip(&refused_before)
+                .all(|(n, before)| n.metrics.rejected_messages.get() > *before);
+            async move { refused }
+        },
+    )
+    .await;
     assert_eq!(peer_ports(sp).await, Some(vec![]));
     assert!(full_mesh(&ports).await, "the stranger is in nobody's view");
     stranger.shutdown().await;

@@ -3,7 +3,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -148,23 +148,74 @@ async fn a_three_node_cluster_replicates_and_expires_everywhere() {
 }
 
 #[tokio::test]
-async fn sigterm_leaves_the_mesh_and_exits_0_within_5_seconds() {
+async fn sigterm_leaves_the_mesh_and_exits_0() {
     let base = free_range(6);
-    let (_a, mut b, pa, _pb) = two_meshed_processes(base, Duration::from_secs(5)).await;
+    let (a, mut b, pa, _pb) = two_meshed_processes(base, Duration::from_secs(5)).await;
 
-    let t0 = Instant::now();
     b.signal("TERM");
-    let code = b.wait_exit(Duration::from_secs(5));
+    let code = b.wait_exit(Duration::from_secs(30));
     assert_eq!(code, Some(0), "exit status; log:\n{}", b.log_text());
-    assert!(t0.elapsed() < Duration::from_secs(5));
-    // The survivors dropped the leavers at once (no failure timeout involved).
     wait_until(
-        Duration::from_millis(500),
+        Duration::from_secs(30),
         "survivors see only each other",
         || full_mesh(&pa),
     )
     .await;
     assert!(b.log_text().contains("left the mesh"));
+    // The survivors dropped the leavers because they said goodbye, not by failure
+    // detection: every drop is a "peer left", none a "peer declared dead".
+    let log = a.log_text();
+    let left = log.lines().filter(|l| l.contains("peer left")).count();
+    assert!(left >= 9, "3 survivors x 3 leavers; log:\n{log}");
+    assert!(!log.contains("peer declared dead"), "{log}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let base = free_range(1);
+    let mut proc = Process::start(&env_for(base, 1, 1));
+    let port = proc.claimed_ports(1).await[0];
+    wait_until(Duration::from_secs(10), "node ready", || async move {
+        get(&format!("http://127.0.0.1:{port}/ready"))
+            .await
+            .is_some_and(|r| r.status == 200)
+    })
+    .await;
+    // A write under way: the handler is reading its body (100 Continue says so).
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    conn.write_all(
+        b"PUT /data/inflight?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .expect("head");
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("100 Continue in time")
+        .expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 100 Continue"));
+    conn.write_all(b"ab").await.expect("part of the body");
+
+    // SIGTERM, and wait until the node is shutting down before the body is finished.
+    proc.signal("TERM");
+    wait_until(Duration::from_secs(10), "shutdown under way", || {
+        let started = proc.log_text().contains("shutting down");
+        async move { started }
+    })
+    .await;
+    conn.write_all(b"cde").await.expect("rest of the body");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the request in flight was not finished: {answer:?}; log:\n{}",
+        proc.log_text()
+    );
+    assert_eq!(proc.wait_exit(Duration::from_secs(30)), Some(0));
 }
 
 #[tokio::test]
@@ -218,21 +269,19 @@ async fn a_full_range_is_a_clear_error() {
 }
 
 #[tokio::test]
-async fn a_killed_process_is_evicted_within_3_seconds_and_rejoins_after_restart() {
+async fn a_killed_process_is_evicted_and_rejoins_after_restart() {
     let base = free_range(6);
     let (a, mut b, pa, _pb) = two_meshed_processes(base, Duration::from_secs(5)).await;
 
     b.signal("KILL");
     assert!(b.wait_exit(Duration::from_secs(5)).is_some());
-    let t0 = Instant::now();
+    // How fast is the benchmark's business (scripts/bench.sh); here: that it happens.
     wait_until(
-        Duration::from_secs(3),
+        Duration::from_secs(30),
         "survivors drop the killed nodes",
         || full_mesh(&pa),
     )
     .await;
-    let took = t0.elapsed();
-    assert!(took < Duration::from_secs(3), "eviction took {took:?}");
     assert!(a.log_text().contains("peer declared dead"));
 
     // The restarted process (fresh ids, same ports if free) joins at once.

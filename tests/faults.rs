@@ -135,6 +135,17 @@ async fn a_stopped_process_is_evicted_then_rejoins_and_catches_up() {
         late_202.is_empty(),
         "writes after the eviction must reach their quorum (201): {late_202:?}"
     );
+    // Writes sent while B was frozen and not yet evicted wait for B (the other failure
+    // domain the quorum needs): the 202 path must have been taken, not merely allowed.
+    let waited: Vec<_> = written
+        .iter()
+        .filter(|(sent, _, _, s)| *sent < evicted && *s == Some(202))
+        .collect();
+    assert!(
+        !waited.is_empty(),
+        "no write sent before the eviction ({evicted:?}) was answered 202: {:?}",
+        &written[..written.len().min(5)]
+    );
     let created = written.iter().filter(|w| w.3 == Some(201)).count();
     eprintln!(
         "faults: {} writes to A during the stop: {created} answered 201, {} answered 202 \

@@ -102,7 +102,7 @@ async fn no_acknowledged_write_is_lost_when_a_process_is_killed_mid_load() {
     let killed_at = std::time::Instant::now();
     a.wait_exit(Duration::from_secs(5));
     for w in writers {
-        let _ = w.await;
+        w.await.expect("writer task");
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 300);

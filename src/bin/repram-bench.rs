@@ -93,7 +93,7 @@ struct Args {
 const USAGE: &str = "usage:
   repram-bench all --server PATH [--out FILE] [--tmp DIR] [--lua-dir DIR] [--wrk PATH]
                    [--nginx-port PORT] [--nginx-bin PATH] [--quick] [--profile NAME]
-                   [--only get,put,mesh,visible,memory,catchup,listing] [--build-seconds S]
+                   [--only get,put,mesh,visible,memory,catchup,listing,evict] [--build-seconds S]
   repram-bench free-port [--from PORT]
   repram-bench table [FILE]      print the table of a saved report (bench/results.json)
   repram-bench soak --server PATH [--seconds 60] [--nodes 3] [--tmp DIR] [--out FILE]
@@ -984,6 +984,13 @@ impl Bench {
         .iter()
         .map(|k| raw[*k].as_f64().unwrap_or(0.0))
         .sum();
+        // The smoke run gates CI: a run with failed requests or answers of 400 and up
+        // measured something other than what it claims.
+        if self.args.quick && errors > 0.0 {
+            return Err(format!(
+                "wrk saw {errors} errors (connect, read, write, status >= 400, timeout) on {url}: {line}"
+            ));
+        }
         Ok(json!({
             "requests_per_s": round1(requests / secs),
             "requests": requests,
@@ -1301,6 +1308,71 @@ impl Bench {
         Ok(Value::Object(out))
     }
 
+    /// Live peers the node on `port` counts (its `/health`), `None` when it does not answer.
+    async fn live_peers(&self, port: u16) -> Option<u64> {
+        let v = self
+            .http
+            .json_timeout(port, "/health", Duration::from_secs(1))
+            .await
+            .ok()?;
+        v["peers"].as_u64()
+    }
+
+    /// Poll the nodes on `ports` every 20 ms until each counts `want` live peers: the
+    /// seconds since `since`, or `None` at `timeout`.
+    async fn wait_peers(
+        &self,
+        ports: &[u16],
+        want: u64,
+        since: Instant,
+        timeout: Duration,
+    ) -> Option<f64> {
+        while since.elapsed() < timeout {
+            let mut all = true;
+            for &p in ports {
+                if self.live_peers(p).await != Some(want) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return Some(round3(since.elapsed().as_secs_f64()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// Failure detection: two processes of 3 nodes in one mesh; one is SIGKILLed, and the
+    /// seconds until every node of the other counts only its 2 siblings (the speed bound
+    /// tests/cli.rs no longer asserts).
+    async fn phase_evict(&mut self, _s: &Settings) -> Result<Value, String> {
+        const TIMEOUT: Duration = Duration::from_secs(30);
+        let base = self.free_range(6)?;
+        let mut a = self.spawn_server("evict-a", 3, 6, Some(base))?;
+        self.wait_mesh(&mut a, Duration::from_secs(10)).await?;
+        let mut b = self.spawn_server("evict-b", 3, 6, Some(base))?;
+        let ports = a.ports();
+        if self
+            .wait_peers(&ports, 5, Instant::now(), TIMEOUT)
+            .await
+            .is_none()
+        {
+            return Err("the two processes did not form one 6-node mesh".into());
+        }
+        let killed = Instant::now();
+        send_signal(b.pid, "-KILL");
+        let seconds = self.wait_peers(&ports, 2, killed, TIMEOUT).await;
+        let _ = b.stop().await;
+        let stop = a.stop().await;
+        Ok(json!({
+            "evicted": seconds.is_some(),
+            "seconds": seconds,
+            "timeout_s": TIMEOUT.as_secs(),
+            "stop": stop,
+        }))
+    }
+
     async fn phase_catchup(&mut self, s: &Settings) -> Result<Value, String> {
         let keys = s.catchup_keys;
         let base = self.free_range(2)?;
@@ -1539,7 +1611,7 @@ async fn run_all(args: Args) -> ExitCode {
     let mut figures = serde_json::Map::new();
     let mut skipped: Vec<&str> = Vec::new();
     let phases = [
-        "get", "put", "mesh", "visible", "memory", "catchup", "listing",
+        "get", "put", "mesh", "visible", "memory", "catchup", "listing", "evict",
     ];
     for phase in phases {
         if !bench.wants(phase) {
@@ -1548,6 +1620,12 @@ async fn run_all(args: Args) -> ExitCode {
         if bench.over_budget() {
             eprintln!("repram-bench: {phase}: skipped, the run's time budget is used up");
             skipped.push(phase);
+            // The smoke run must run every phase it was asked for to mean anything.
+            if args.quick {
+                bench
+                    .errors
+                    .push(format!("{phase}: skipped, the time budget was used up"));
+            }
             continue;
         }
         eprintln!(
@@ -1561,8 +1639,9 @@ async fn run_all(args: Args) -> ExitCode {
             "mesh" => bench.phase_mesh(&settings).await,
             "visible" => bench.phase_visible(&settings).await,
             "memory" => bench.phase_memory(&settings).await,
+            "catchup" => bench.phase_catchup(&settings).await,
             "listing" => bench.phase_listing(&settings).await,
-            _ => bench.phase_catchup(&settings).await,
+            _ => bench.phase_evict(&settings).await,
         };
         kill_all_children(); // nothing of a phase outlives it, even after an error
         match result {
@@ -1756,6 +1835,12 @@ fn ratios_and_goals(f: &Value) -> (Value, Value) {
         { "figure": "GET p99 with 4 clients paging /keys vs without", "goal": "within 2x",
           "value": rps("/listing/get_p99_ratio_with_pagers"),
           "met": le(rps("/listing/get_p99_ratio_with_pagers"), 2.0) },
+        { "figure": "SIGKILLed process evicted (s)", "goal": "<= 3",
+          "value": rps("/evict/seconds"),
+          "met": match f.pointer("/evict/evicted") {
+              Some(Value::Bool(false)) => Some(false),
+              _ => le(rps("/evict/seconds"), 3.0),
+          } },
     ]);
     (ratios, goals)
 }
@@ -1960,6 +2045,21 @@ fn render_table(report: &Value) -> String {
         ),
         String::new(),
         String::new(),
+    ]);
+    let evict = match f.get("evict") {
+        Some(e) if e["evicted"].as_bool() == Some(true) => {
+            format!("{} s", fmt_num(e["seconds"].as_f64(), 3))
+        }
+        Some(e) if e.get("error").is_some() => "error".into(),
+        Some(e) => format!("not in {}s", e["timeout_s"].as_u64().unwrap_or(0)),
+        None => "-".into(),
+    };
+    rows.push([
+        "SIGKILLed process evicted, 3+3 nodes".into(),
+        evict,
+        String::new(),
+        "<= 3 s".into(),
+        met(10).into(),
     ]);
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

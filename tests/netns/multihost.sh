@@ -28,7 +28,8 @@ wait_for 20 check $((total - 1)) 1 2 3 ||
 echo "multihost: PASS $total-node mesh across $HOSTS hosts (within $((SECONDS - start)) s)"
 
 # Replication across hosts.
-curl -s -m 2 -X PUT -d across "http://$SUBNET.1:8081/data/mh?ttl=600" >/dev/null
+code="$(curl -s -o /dev/null -w '%{http_code}' -m 5 -X PUT -d across "http://$SUBNET.1:8081/data/mh?ttl=600")"
+[ "$code" = 201 ] || fail "PUT mh on host 1 answered $code, not 201"
 wait_for 10 bash -c "[ \"\$(curl -s -m 1 http://$SUBNET.3:8083/data/mh)\" = across ]" ||
     fail "a write on host 1 never reached host 3"
 echo "multihost: PASS write on host 1 readable on host 3"

@@ -132,12 +132,20 @@ wait_for 30 converged ||
 pass "all $total nodes hold the same $keys keys and values (conflict = from-side-b) $(since "$t0") s after the heal"
 check $((total - 1)) 1 2 3 || fail "the $total-node mesh fell apart again after the heal"
 pass "still one $total-node mesh after the data converged"
-# A loopback address is only meaningful on its own host; one learned for a node of
-# another host points at the wrong node (known issue, reported; not a failure here).
-leaked="$(cat "$WORK"/host*.log | awk '/peer joined/ && / addr=127\./ {
+# Known leak, not yet fixed, seen in some runs only: a node of another host learned at a
+# loopback address, which on the learner's host is a different node. Probable cause (read
+# from the code, not yet reproduced on purpose): Membership::advertised_host in
+# src/membership.rs tells others the loopback address it reaches a same-host node at while
+# this node has not yet learned its own host address. The mesh still converges (checked
+# above). Counted here from the "peer joined" lines (joiner and peer of different
+# hosts, address 127.*), with the first lines shown, so every run says exactly what leaked.
+cat "$WORK"/host*.log | awk '/peer joined/ && / addr=127\./ {
     n = $0; sub(/.* node=flux-node-[0-9]+-/, "", n); sub(/[ -].*/, "", n)
     p = $0; sub(/.* peer=flux-node-[0-9]+-/, "", p); sub(/[ -].*/, "", p)
-    if (n != p) c++ } END { print c + 0 }')"
-[ "$leaked" = 0 ] ||
-    echo "partition: note: $leaked joins of a node of another host at a loopback address (logs)"
+    if (n != p) print }' >"$WORK/leaked"
+leaked="$(wc -l <"$WORK/leaked")"
+if [ "$leaked" != 0 ]; then
+    echo "partition: known leak: $leaked joins of a node of another host at a loopback address:"
+    head -n 3 "$WORK/leaked"
+fi
 echo "partition: $passed passed, 0 failed"

@@ -79,12 +79,13 @@ fi
 # --- cluster ---------------------------------------------------------------------------
 # A base port whose 3 ports are free on 127.0.0.1 right now.
 BASE=$(python3 "$ROOT/tests/free_ports.py" 3)
-# Values over 256 bytes get 413; 1 KiB of memory per node fills up (507) and empties
-# again as values expire (TTLs clamped to 1-3 s, swept every second); a write whose
-# replicas are full answers 202 after 300 ms.
+# Values over 256 bytes get 413; 300 bytes of memory per node (one value of the largest
+# size, or a few small ones) fills up (507) and empties again as values expire (TTLs
+# clamped to 1-3 s, swept every second); a write whose replicas are full answers 202
+# after 300 ms.
 env -i PATH="$PATH" DISCOVERY_DOMAIN=127.0.0.1 BIND_ADDR=127.0.0.1 BASE_PORT="$BASE" \
     MAX_PORTS=3 NODE_COUNT=3 REPRAM_MIN_TTL=1 REPRAM_MAX_TTL=3 REPRAM_DEFAULT_TTL=2 \
-    REPRAM_CLEANUP_INTERVAL=1 REPRAM_MAX_VALUE_BYTES=256 REPRAM_MAX_STORAGE_BYTES=1024 \
+    REPRAM_CLEANUP_INTERVAL=1 REPRAM_MAX_VALUE_BYTES=256 REPRAM_MAX_STORAGE_BYTES=300 \
     REPRAM_WRITE_TIMEOUT_MS=300 REPRAM_LOG="${SCHEMATHESIS_SERVER_LOG:-warn}" \
     "$BIN" >"$WORK/server.log" 2>&1 </dev/null &
 SERVER_PID=$!
@@ -129,8 +130,13 @@ start=$SECONDS
 fuzz root "http://127.0.0.1:$BASE" "$EXAMPLES"
 fuzz v1 "http://127.0.0.1:$((BASE + 1))/v1" "$EXAMPLES_V1"
 kill -0 "$SERVER_PID" 2>/dev/null || { say "the server died during the run"; exit 1; }
-# What the cluster answered, from its own request counters (shows 201/202/413/507... were reached).
-python3 - "$BASE" <<'PY' || true
+# What the cluster answered, from its own request counters. The fuzzing must have reached
+# every status below (writes stored, refused as too large or for want of memory, bad
+# input, unknown keys, unsupported methods on every route); otherwise it tested less than
+# it claims, and the run fails.
+REQUIRED="Data:201 Data:400 Data:404 Data:405 Data:413 Data:507 Keys:200 Keys:400 \
+Health:405 Ready:405 Status:405 Peers:405 Metrics:405 Keys:405"
+python3 - "$BASE" "$REQUIRED" <<'PY' || failed=1
 import re, sys, urllib.request
 base, counts = int(sys.argv[1]), {}
 for port in range(base, base + 3):
@@ -140,6 +146,11 @@ for port in range(base, base + 3):
             counts[(route, status)] = counts.get((route, status), 0) + int(n)
 print("schemathesis-test: answers by route and status:",
       ", ".join(f"{r} {s}: {n}" for (r, s), n in sorted(counts.items())))
+missing = [want for want in sys.argv[2].split() if counts.get(tuple(want.split(":")), 0) == 0]
+if missing:
+    print("schemathesis-test: FAIL: never answered:", ", ".join(missing))
+    sys.exit(1)
+print("schemathesis-test: every required status was reached:", sys.argv[2])
 PY
 say "total: $total_cases test cases, $total_failures failures in $((SECONDS - start)) s"
 exit "$failed"
