@@ -453,19 +453,33 @@ mod tests {
         let v = Verifier::with_max_nonces(KEY, MAX);
         // Fill the cache within one window: the next signed request is refused (503).
         for i in 0..MAX as u64 {
-            let s = sign(KEY, "POST", "/internal/v1/replicate", NOW + i, b"");
+            let s = sign(
+                KEY,
+                "POST",
+                "/internal/v1/replicate",
+                "node-a",
+                NOW + i,
+                b"",
+            );
             assert_eq!(check(&v, &s, b"", NOW + i), Ok(()), "request {i}");
         }
-        let s = sign(KEY, "POST", "/internal/v1/replicate", NOW + 10, b"");
+        let s = sign(
+            KEY,
+            "POST",
+            "/internal/v1/replicate",
+            "node-a",
+            NOW + 10,
+            b"",
+        );
         assert_eq!(check(&v, &s, b"", NOW + 10), Err(AuthError::Overloaded));
         assert_eq!(AuthError::Overloaded.status(), 503);
         // Once those nonces are older than the window they are pruned, making room.
         let later = NOW + MAX as u64 + WINDOW_MS + 1;
-        let s = sign(KEY, "POST", "/internal/v1/replicate", later, b"");
+        let s = sign(KEY, "POST", "/internal/v1/replicate", "node-a", later, b"");
         assert_eq!(check(&v, &s, b"", later), Ok(()));
         assert_eq!(v.seen.lock().unwrap().len(), 1, "old nonces pruned");
         // A replay of a pruned nonce is still refused: it is stale by then.
-        let old = sign(KEY, "POST", "/internal/v1/replicate", NOW, b"");
+        let old = sign(KEY, "POST", "/internal/v1/replicate", "node-a", NOW, b"");
         assert!(matches!(
             check(&v, &old, b"", later),
             Err(AuthError::Stale(_))

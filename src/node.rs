@@ -605,16 +605,26 @@ impl Node {
             }
             let peer = {
                 let m = self.membership();
-                let peers: Vec<_> = m.peers().filter(|p| !p.suspect).map(|p| p.addr()).collect();
+                let peers: Vec<_> = m
+                    .peers()
+                    .filter(|p| !p.suspect)
+                    .map(|p| (p.info.id.clone(), p.addr()))
+                    .collect();
                 if peers.is_empty() {
                     continue;
                 }
                 peers[rand::thread_rng().gen_range(0..peers.len())].clone()
             };
+            // Signed sync requests name the member they are meant for.
+            let (id, peer) = peer;
             let client = &self.client;
-            let call = |msg| {
-                let peer = &peer;
-                async move { client.call(peer, SYNC_PATH, &msg, ROUND_TIMEOUT).await }
+            let call = |msg: Message| {
+                let (peer, id) = (&peer, &id);
+                async move {
+                    client
+                        .call(peer, Some(id), SYNC_PATH, &msg, ROUND_TIMEOUT)
+                        .await
+                }
             };
             match self.anti_entropy_round(&mut pacer, call).await {
                 None | Some(Ok(0)) => {}
