@@ -229,21 +229,27 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
     // are seen (every node of the mesh refuses some of its messages) before its absence
     // is checked, so the check cannot pass merely because it never tried.
     let members: Vec<_> = cluster.nodes().into_iter().chain(other.nodes()).collect();
-    let refused_before: Vec<u64> = members
-        .iter()
-        .map(|n| n.metrics.rejected_messages.get())
-        .collect();
+    // Refused by the gate as wrongly signed (`repram_node_messages_refused_total`).
+    let refused = |n: &std::sync::Arc<repram_flux::node::Node>| {
+        n.metrics
+            .node_messages_refused
+            .get_or_create(&repram_flux::metrics::RefusedLabels {
+                reason: repram_flux::metrics::Refused::bad_signature,
+            })
+            .get()
+    };
+    let refused_before: Vec<u64> = members.iter().map(refused).collect();
     let stranger = repram_flux::start(cfg(1, "wrong"), Tuning::default()).unwrap();
     let sp = stranger.ports()[0];
     wait_until(
         Duration::from_secs(20),
         "every node refused a message of the stranger",
         || {
-            let refused = members
+            let all = members
                 .iter()
                 .zip(&refused_before)
-                .all(|(n, before)| n.metrics.rejected_messages.get() > *before);
-            async move { refused }
+                .all(|(n, before)| refused(n) > *before);
+            async move { all }
         },
     )
     .await;
