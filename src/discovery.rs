@@ -7,11 +7,14 @@ use std::net::IpAddr;
 
 use tracing::{debug, warn};
 
+use crate::cluster_hosts::{ClusterHosts, Source};
 use crate::config::Config;
 use crate::membership::fmt_addr;
 
 /// Discovery addresses (`host:port`) for the node serving on `own_port`: the domain
-/// scan, then the Flux instances (when `FLUX_APP_NAME` is set), then the seeds.
+/// scan, then the Flux instances (when `FLUX_APP_NAME` is set), then the seeds. Records
+/// the addresses found in `hosts` (the cluster hosts that may call node routes); a source
+/// that cannot be resolved this round keeps its last addresses there.
 ///
 /// Never waits long: the Flux list is cached and refreshed in the background (only the
 /// very first call waits for the first answer), and an API failure only drops the Flux
@@ -20,13 +23,14 @@ use crate::membership::fmt_addr;
 /// The node's own port is skipped on addresses that are certainly this host (loopback,
 /// unspecified, `BIND_ADDR`); on other addresses it is probed like any other, and an
 /// answer with the node's own id marks it as "self".
-pub async fn targets(config: &Config, own_port: u16) -> Vec<String> {
+pub async fn targets(config: &Config, own_port: u16, hosts: &ClusterHosts) -> Vec<String> {
     let domain = config.discovery_domain.as_str();
     let mut addrs = match tokio::net::lookup_host((domain, 0)).await {
         Ok(found) => {
             let mut ips: Vec<IpAddr> = found.map(|a| a.ip()).collect();
             ips.sort();
             ips.dedup();
+            hosts.set(Source::Domain, ips.iter().copied());
             scan_addresses(&ips, config, own_port)
         }
         Err(e) => {
@@ -36,7 +40,11 @@ pub async fn targets(config: &Config, own_port: u16) -> Vec<String> {
     };
     if let Some(app) = config.flux_app_name.as_deref() {
         match crate::flux::instance_ips(config).await {
-            Ok(ips) => addrs.extend(scan_addresses(&ips, config, own_port)),
+            Ok(ips) => {
+                // Our own IP (left out of the scan) is in `hosts` already.
+                hosts.set(Source::Flux, ips.iter().copied());
+                addrs.extend(scan_addresses(&ips, config, own_port));
+            }
             // The location client already warned when the request failed.
             Err(e) => debug!(app = %app, error = %e, "no Flux instances this round"),
         }
@@ -46,7 +54,38 @@ pub async fn targets(config: &Config, own_port: u16) -> Vec<String> {
             addrs.push(seed.clone());
         }
     }
+    resolve_seeds(config, hosts).await;
+    if let Some(name) = config.advertise_host.as_deref() {
+        if crate::cluster_hosts::host_ip(name).is_none() {
+            if let Ok(found) = tokio::net::lookup_host((name, 0)).await {
+                hosts.set(Source::Advertised, found.map(|a| a.ip()));
+            }
+        }
+    }
     addrs
+}
+
+/// Record the addresses of the `DISCOVERY_PEERS` hosts in `hosts`. A seed that does not
+/// resolve this time keeps the addresses it had.
+async fn resolve_seeds(config: &Config, hosts: &ClusterHosts) {
+    if config.discovery_peers.is_empty() {
+        return;
+    }
+    let mut ips = Vec::new();
+    let mut failed = false;
+    for seed in &config.discovery_peers {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(found) => ips.extend(found.map(|a| a.ip())),
+            Err(e) => {
+                failed = true;
+                debug!(seed = %seed, error = %e, "cannot resolve a DISCOVERY_PEERS host");
+            }
+        }
+    }
+    if failed {
+        ips.extend(hosts.of(Source::Seeds));
+    }
+    hosts.set(Source::Seeds, ips);
 }
 
 /// Every `ip:port` of the range for each of `ips`, minus this node's own address.
@@ -115,8 +154,9 @@ mod tests {
             discovery_peers: vec!["10.9.9.9:7000".into(), "127.0.0.1:9002".into()],
             ..config()
         };
+        let hosts = ClusterHosts::new(&c);
         assert_eq!(
-            targets(&c, 9000).await,
+            targets(&c, 9000, &hosts).await,
             vec![
                 "127.0.0.1:9001",
                 "127.0.0.1:9002",
@@ -129,13 +169,19 @@ mod tests {
                 "10.9.9.9:7000",
             ]
         );
+        // Every source is a cluster host now: the instances (our own IP included), the
+        // seeds' hosts, the domain.
+        for ip in ["10.7.0.1", "10.7.0.2", "10.7.0.3", "10.9.9.9", "127.0.0.1"] {
+            assert!(hosts.allows(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!hosts.allows("10.7.0.4".parse().unwrap()));
         assert_eq!(
             api.paths.lock().unwrap()[0],
             "GET /apps/location/repram HTTP/1.1"
         );
         // Several nodes of one process share one cached answer.
-        let _ = targets(&c, 9001).await;
-        let _ = targets(&c, 9002).await;
+        let _ = targets(&c, 9001, &ClusterHosts::new(&c)).await;
+        let _ = targets(&c, 9002, &ClusterHosts::new(&c)).await;
         assert_eq!(api.count(), 1);
     }
 
@@ -154,7 +200,7 @@ mod tests {
             ..config()
         };
         assert_eq!(
-            targets(&c, 9000).await,
+            targets(&c, 9000, &ClusterHosts::new(&c)).await,
             vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
         );
         let down = Config {
@@ -162,7 +208,7 @@ mod tests {
             ..c
         };
         assert_eq!(
-            targets(&down, 9000).await,
+            targets(&down, 9000, &ClusterHosts::new(&down)).await,
             vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
         );
     }
@@ -175,7 +221,7 @@ mod tests {
             ..config()
         };
         assert_eq!(
-            targets(&c, 9000).await,
+            targets(&c, 9000, &ClusterHosts::new(&c)).await,
             vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
         );
     }

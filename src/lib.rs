@@ -18,6 +18,7 @@ pub mod antientropy;
 pub mod auth;
 pub mod cidr;
 pub mod clock;
+pub mod cluster_hosts;
 pub mod config;
 pub mod discovery;
 pub mod error;

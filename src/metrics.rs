@@ -50,6 +50,33 @@ pub struct ViaLabels {
     pub via: Via,
 }
 
+/// Why a node message (`/internal/`) was refused before it was applied.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Refused {
+    /// Without a secret: the sender is not a cluster host.
+    stranger,
+    /// With a secret: signature headers missing or malformed.
+    unsigned,
+    /// With a secret: the timestamp is outside the window (clock skew).
+    clock_skew,
+    /// With a secret: signed for another node.
+    wrong_receiver,
+    /// With a secret: the nonce was used before.
+    replayed,
+    /// With a secret: the signature does not match the body.
+    bad_signature,
+    /// Too many unverified bodies being read at once (503).
+    busy,
+}
+
+/// Labels of the refused node messages counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// Why.
+    pub reason: Refused,
+}
+
 /// Why an entry from a peer was refused (a closed set).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types, missing_docs)]
@@ -130,6 +157,8 @@ pub struct Metrics {
     pub replication_queue: Gauge,
     /// Node-to-node messages refused as malformed.
     pub rejected_messages: Counter,
+    /// Node-to-node messages refused by the gate before their body was read or applied.
+    pub node_messages_refused: Family<RefusedLabels, Counter>,
     /// Entries from peers refused, by reason (never acknowledged).
     pub entries_refused: Family<RefusalLabels, Counter>,
     /// Each live peer's clock minus ours, ms, as last measured by a probe.
@@ -174,6 +203,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count a node message refused by the gate for `reason`.
+    pub fn node_message_refused(&self, reason: Refused) {
+        self.node_messages_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
+    }
+
     /// All metrics at zero, registered under the `repram_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("repram");
@@ -211,6 +247,7 @@ impl Metrics {
             replication_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             replication_queue: Gauge::default(),
             rejected_messages: Counter::default(),
+            node_messages_refused: Family::default(),
             entries_refused: Family::default(),
             peer_clock_skew_ms: Family::default(),
             peers: Gauge::default(),
@@ -313,6 +350,11 @@ impl Metrics {
             "rejected_messages",
             "Node-to-node messages refused as malformed",
             m.rejected_messages.clone(),
+        );
+        registry.register(
+            "node_messages_refused",
+            "Node-to-node messages refused by the gate (stranger, unsigned, clock_skew, wrong_receiver, replayed, bad_signature, busy)",
+            m.node_messages_refused.clone(),
         );
         registry.register(
             "entries_refused",

@@ -145,10 +145,10 @@ pub struct Node {
     pub client: PeerClient,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
+    /// Judges node messages before their body is read; shared by the nodes of a process.
+    pub gate: Arc<crate::http::gate::Gate>,
     /// Clock skew of each peer, as measured by probes.
     pub skew: SkewTable,
-    /// Checks signed node messages when a cluster secret is set.
-    pub verifier: Option<crate::auth::Verifier>,
     /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off), shared
     /// by the nodes of the process.
     pub limiter: Option<Arc<RateLimiter>>,
@@ -180,6 +180,9 @@ pub struct ProcessWide {
     pub limiter: Option<Arc<RateLimiter>>,
     /// One cap on request-body bytes being received.
     pub receiving: Arc<Receiving>,
+    /// Judges node messages: the process's cluster hosts, nonces and limits on
+    /// unverified bodies.
+    pub gate: Arc<crate::http::gate::Gate>,
 }
 
 impl ProcessWide {
@@ -189,6 +192,7 @@ impl ProcessWide {
             conn_threads,
             limiter: RateLimiter::new(config.rate_limit).map(Arc::new),
             receiving: Receiving::new(config.max_inflight_bytes),
+            gate: crate::http::gate::Gate::new(config),
         }
     }
 }
@@ -229,7 +233,8 @@ impl PutOutcome {
 }
 
 impl Node {
-    /// A node that knows nobody yet; it serves its connections on the current runtime.
+    /// A node that knows nobody yet, with a process (gate, limiter, receive cap) of its
+    /// own; it serves its connections on the current runtime.
     pub fn new(
         id: String,
         index: usize,
@@ -265,7 +270,8 @@ impl Node {
             port,
         };
         let metrics = Arc::new(Metrics::new());
-        let client = PeerClient::new(config.cluster_secret.as_deref());
+        let client = PeerClient::new(config.cluster_secret.as_deref())
+            .with_clock_offset(tuning.clock_offset_ms);
         Arc::new(Node {
             origin: origin_tag(&id),
             membership: Mutex::new({
@@ -289,10 +295,7 @@ impl Node {
             limiter: process.limiter,
             receiving: process.receiving,
             connections: crate::http::conns::Connections::new(config.max_connections),
-            verifier: config
-                .cluster_secret
-                .as_deref()
-                .map(|s| crate::auth::Verifier::new(s.as_bytes())),
+            gate: process.gate,
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
@@ -638,16 +641,26 @@ impl Node {
             }
             let peer = {
                 let m = self.membership();
-                let peers: Vec<_> = m.peers().filter(|p| !p.suspect).map(|p| p.addr()).collect();
+                let peers: Vec<_> = m
+                    .peers()
+                    .filter(|p| !p.suspect)
+                    .map(|p| (p.info.id.clone(), p.addr()))
+                    .collect();
                 if peers.is_empty() {
                     continue;
                 }
                 peers[rand::thread_rng().gen_range(0..peers.len())].clone()
             };
+            // Signed sync requests name the member they are meant for.
+            let (id, peer) = peer;
             let client = &self.client;
-            let call = |msg| {
-                let peer = &peer;
-                async move { client.call(peer, SYNC_PATH, &msg, ROUND_TIMEOUT).await }
+            let call = |msg: Message| {
+                let (peer, id) = (&peer, &id);
+                async move {
+                    client
+                        .call(peer, Some(id), SYNC_PATH, &msg, ROUND_TIMEOUT)
+                        .await
+                }
             };
             match self.anti_entropy_round(&mut pacer, call).await {
                 None | Some(Ok(0)) => {}
@@ -663,7 +676,28 @@ impl Node {
 
     /// Handle gossip received over HTTP and return our answer. A relay request (indirect
     /// probe) is carried out before answering.
-    pub async fn on_gossip(self: &Arc<Self>, msg: crate::wire::Gossip, source: IpAddr) -> Message {
+    ///
+    /// Signed gossip that does not name this node by id (a discovery probe to an address,
+    /// or one meant for the node that was here before) is only answered, so a captured
+    /// message replayed here changes nothing: the answer says who is here.
+    pub async fn on_gossip(
+        self: &Arc<Self>,
+        msg: crate::wire::Gossip,
+        source: IpAddr,
+        addressed: bool,
+    ) -> Message {
+        if !addressed {
+            let mut reply = {
+                let mut m = self.membership();
+                if self.is_stopping() {
+                    m.leave_message()
+                } else {
+                    m.message(msg.full, None)
+                }
+            };
+            reply.observed = source.to_string();
+            return Message::Gossip(reply);
+        }
         let relay_ok = if msg.relay.is_empty() {
             false
         } else {
@@ -695,7 +729,9 @@ impl Node {
             (Message::Gossip(m.message(false, None)), timeout)
         };
         matches!(
-            self.client.call(addr, GOSSIP_PATH, &msg, timeout).await,
+            self.client
+                .call(addr, None, GOSSIP_PATH, &msg, timeout)
+                .await,
             Ok(Message::Gossip(_))
         )
     }
@@ -840,7 +876,13 @@ impl Node {
         let sent_ms = self.wall_ms();
         let (result, peer_clock) = self
             .client
-            .call_clocked(&probe.addr, GOSSIP_PATH, msg.encode(), probe.timeout)
+            .call_clocked(
+                &probe.addr,
+                probe.member.as_deref(),
+                GOSSIP_PATH,
+                msg.encode(),
+                probe.timeout,
+            )
             .await;
         if let Some(peer_ms) = peer_clock {
             let received_ms = self.wall_ms();
@@ -901,11 +943,25 @@ impl Node {
             g.relay = plan.target_addr.clone();
             Message::Gossip(g)
         };
-        let asks = plan.helpers.iter().map(|helper| {
+        // Signed requests name their receiver: the helpers are members, ids known.
+        let helpers: Vec<(String, Option<String>)> = {
+            let m = self.membership();
+            plan.helpers
+                .iter()
+                .map(|addr| {
+                    let id = m
+                        .peers()
+                        .find(|p| p.addr() == *addr)
+                        .map(|p| p.info.id.clone());
+                    (addr.clone(), id)
+                })
+                .collect()
+        };
+        let asks = helpers.iter().map(|(helper, id)| {
             let msg = &msg;
             async move {
                 matches!(
-                    self.client.call(helper, GOSSIP_PATH, msg, plan.timeout).await,
+                    self.client.call(helper, id.as_deref(), GOSSIP_PATH, msg, plan.timeout).await,
                     Ok(Message::Gossip(g)) if g.relay_ok
                 )
             }
@@ -922,7 +978,7 @@ impl Node {
 
     /// Add every discovery address to the membership targets.
     async fn refresh_targets(&self) {
-        let addrs = crate::discovery::targets(&self.config, self.port).await;
+        let addrs = crate::discovery::targets(&self.config, self.port, self.gate.hosts()).await;
         let now = Instant::now();
         let mut m = self.membership();
         for a in addrs {
@@ -961,6 +1017,8 @@ impl Node {
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.membership_changed.notified() => {}
+                // A refused stranger may be a cluster host with a new address.
+                _ = self.gate.stranger_knocked() => next_resolve = Instant::now(),
                 _ = shutdown.changed() => return,
             }
         }
@@ -972,12 +1030,14 @@ impl Node {
             let m = self.membership();
             (
                 Message::Gossip(m.leave_message()),
-                m.peers().map(|p| p.addr()).collect::<Vec<_>>(),
+                m.peers()
+                    .map(|p| (p.addr(), p.info.id.clone()))
+                    .collect::<Vec<_>>(),
             )
         };
-        let calls = addrs.iter().map(|a| {
+        let calls = addrs.iter().map(|(a, id)| {
             self.client
-                .call(a, GOSSIP_PATH, &msg, Duration::from_millis(500))
+                .call(a, Some(id), GOSSIP_PATH, &msg, Duration::from_millis(500))
         });
         futures::future::join_all(calls).await;
         self.replicator.clear();

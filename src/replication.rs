@@ -342,7 +342,12 @@ impl Held {
 /// Where a sender task delivers its batches.
 enum Target {
     /// POST to the peer's `/internal/v1/replicate` at this address.
-    Http { client: PeerClient, addr: String },
+    Http {
+        client: PeerClient,
+        addr: String,
+        /// The peer's node id, which signed batches name.
+        id: String,
+    },
     /// The nodes of this process: apply in memory on each that serves.
     Siblings {
         nodes: Arc<Mutex<Arc<Siblings>>>,
@@ -392,6 +397,7 @@ impl Relays {
                 .client
                 .call_encoded(
                     &peer.addr,
+                    Some(&peer.id),
                     REPLICATE_PATH,
                     body.clone(),
                     left.min(BATCH_TIMEOUT),
@@ -428,7 +434,13 @@ impl Relays {
             async move {
                 let reply = self
                     .client
-                    .call_encoded(&peer.addr, REPLICATE_PATH, body, BATCH_TIMEOUT)
+                    .call_encoded(
+                        &peer.addr,
+                        Some(&peer.id),
+                        REPLICATE_PATH,
+                        body,
+                        BATCH_TIMEOUT,
+                    )
                     .await;
                 match reply {
                     Ok(Message::Ack(n)) if n as usize == batch.len() => Some(peer.id.clone()),
@@ -453,10 +465,10 @@ impl Target {
     /// Deliver `batch`: which of its peers hold every entry of it now.
     async fn deliver(&mut self, batch: &[Job]) -> Result<Held, String> {
         let held = match self {
-            Target::Http { client, addr } => {
+            Target::Http { client, addr, id } => {
                 let body = wire::encode_replicate(batch.iter().map(|j| j.entry.as_ref()));
                 match client
-                    .call_encoded(addr, REPLICATE_PATH, body, BATCH_TIMEOUT)
+                    .call_encoded(addr, Some(id), REPLICATE_PATH, body, BATCH_TIMEOUT)
                     .await
                 {
                     Ok(Message::Ack(n)) => n,
@@ -552,6 +564,7 @@ impl Replicator {
         let target = Target::Http {
             client: self.client.clone(),
             addr: addr.clone(),
+            id: id.to_string(),
         };
         let task = sender_task(target, addr.clone(), rx, false, self.metrics.clone());
         self.home.spawn(task);

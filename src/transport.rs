@@ -56,6 +56,9 @@ pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
     /// The cluster secret: when set, every request is signed with it.
     secret: Option<Arc<[u8]>>,
+    /// Added to the wall clock of signatures (the clock test hook, see
+    /// `Tuning::clock_offset_ms`): a host with a wrong clock signs with it.
+    clock_offset_ms: i64,
 }
 
 impl Default for PeerClient {
@@ -78,29 +81,41 @@ impl PeerClient {
         PeerClient {
             http,
             secret: secret.map(|s| Arc::from(s.as_bytes())),
+            clock_offset_ms: 0,
         }
     }
 
+    /// This client with its signatures' clock moved by `ms` (a test hook).
+    pub fn with_clock_offset(mut self, ms: i64) -> Self {
+        self.clock_offset_ms = ms;
+        self
+    }
+
     /// POST `msg` to `http://{addr}{path}` and decode the reply, all within `timeout`.
+    /// `to` is the id of the node expected there, when known: a signed message names it
+    /// (see [`crate::auth`]), and only gossip may go to an address whose node is unknown.
     pub async fn call(
         &self,
         addr: &str,
+        to: Option<&str>,
         path: &str,
         msg: &Message,
         timeout: Duration,
     ) -> Result<Message, CallError> {
-        self.call_encoded(addr, path, msg.encode(), timeout).await
+        self.call_encoded(addr, to, path, msg.encode(), timeout)
+            .await
     }
 
     /// Like [`PeerClient::call`] with an already encoded message.
     pub async fn call_encoded(
         &self,
         addr: &str,
+        to: Option<&str>,
         path: &str,
         body: Bytes,
         timeout: Duration,
     ) -> Result<Message, CallError> {
-        self.call_clocked(addr, path, body, timeout).await.0
+        self.call_clocked(addr, to, path, body, timeout).await.0
     }
 
     /// GET `http://{addr}{path}` of a peer's public API and parse its JSON answer (any
@@ -139,20 +154,23 @@ impl PeerClient {
     pub async fn call_clocked(
         &self,
         addr: &str,
+        to: Option<&str>,
         path: &str,
         body: Bytes,
         timeout: Duration,
     ) -> (Result<Message, CallError>, Option<u64>) {
         let mut clock = None;
-        let result = tokio::time::timeout(timeout, self.call_inner(addr, path, body, &mut clock))
-            .await
-            .unwrap_or(Err(CallError::Timeout));
+        let result =
+            tokio::time::timeout(timeout, self.call_inner(addr, to, path, body, &mut clock))
+                .await
+                .unwrap_or(Err(CallError::Timeout));
         (result, clock)
     }
 
     async fn call_inner(
         &self,
         addr: &str,
+        to: Option<&str>,
         path: &str,
         body: Bytes,
         clock: &mut Option<u64>,
@@ -160,11 +178,14 @@ impl PeerClient {
         let mut req = Request::post(format!("http://{addr}{path}"))
             .header(header::CONTENT_TYPE, CONTENT_TYPE);
         if let Some(secret) = &self.secret {
-            let sig = auth::sign(secret, "POST", path, now_ms(), &body);
+            let receiver = to.unwrap_or(auth::ANY_RECEIVER);
+            let signed_at = crate::clock::offset_ms(now_ms(), self.clock_offset_ms);
+            let sig = auth::sign(secret, "POST", path, receiver, signed_at, &body);
             req = req
                 .header(auth::TIMESTAMP_HEADER, sig.timestamp_ms)
                 .header(auth::NONCE_HEADER, sig.nonce)
-                .header(auth::SIGNATURE_HEADER, sig.signature);
+                .header(auth::SIGNATURE_HEADER, sig.signature)
+                .header(auth::RECEIVER_HEADER, sig.receiver);
         }
         let req = req
             .body(Full::new(body))
@@ -223,6 +244,7 @@ mod tests {
         let err = client
             .call(
                 &format!("127.0.0.1:{port}"),
+                None,
                 GOSSIP_PATH,
                 &Message::Ack(0),
                 Duration::from_secs(2),

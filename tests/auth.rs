@@ -42,6 +42,7 @@ async fn post_signed(url: &str, body: Bytes, sig: Option<&auth::Signature>) -> R
         headers.push((auth::TIMESTAMP_HEADER, ts.as_str()));
         headers.push((auth::NONCE_HEADER, s.nonce.as_str()));
         headers.push((auth::SIGNATURE_HEADER, s.signature.as_str()));
+        headers.push((auth::RECEIVER_HEADER, s.receiver.as_str()));
     }
     request(Method::POST, url, body, &headers)
         .await
@@ -60,34 +61,58 @@ async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
     };
     let cluster = repram_flux::start(cfg, Tuning::default()).unwrap();
     let url = format!("http://127.0.0.1:{base}");
+    let health = format!("{url}/health");
+    wait_until(Duration::from_secs(5), "health", || async {
+        get(&health).await.is_some_and(|r| r.status == 200)
+    })
+    .await;
+    // Signed messages name their receiver: this node.
+    let me = get(&health).await.unwrap().json()["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let path = "/internal/v1/replicate";
     let target = format!("{url}{path}");
     let body = replicate_body("evil");
 
     let unsigned = post_signed(&target, body.clone(), None).await;
     assert_eq!(unsigned.status, 401, "{}", unsigned.text());
-    let wrong_key = sign(b"not the secret", "POST", path, now_ms(), &body);
+    let wrong_key = sign(b"not the secret", "POST", path, &me, now_ms(), &body);
     assert_eq!(
         post_signed(&target, body.clone(), Some(&wrong_key))
             .await
             .status,
         403
     );
-    let other_body = sign(SECRET.as_bytes(), "POST", path, now_ms(), b"something else");
+    let other_body = sign(
+        SECRET.as_bytes(),
+        "POST",
+        path,
+        &me,
+        now_ms(),
+        b"something else",
+    );
     assert_eq!(
         post_signed(&target, body.clone(), Some(&other_body))
             .await
             .status,
         403
     );
-    let stale = sign(SECRET.as_bytes(), "POST", path, now_ms() - 60_000, &body);
+    let stale = sign(
+        SECRET.as_bytes(),
+        "POST",
+        path,
+        &me,
+        now_ms() - 60_000,
+        &body,
+    );
     assert_eq!(
         post_signed(&target, body.clone(), Some(&stale))
             .await
             .status,
         401
     );
-    let mut garbled = sign(SECRET.as_bytes(), "POST", path, now_ms(), &body);
+    let mut garbled = sign(SECRET.as_bytes(), "POST", path, &me, now_ms(), &body);
     garbled.signature = "xyz".into();
     assert_eq!(
         post_signed(&target, body.clone(), Some(&garbled))
@@ -102,7 +127,7 @@ async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
     );
 
     // A correct message passes once; the very same request again is a replay.
-    let good = sign(SECRET.as_bytes(), "POST", path, now_ms(), &body);
+    let good = sign(SECRET.as_bytes(), "POST", path, &me, now_ms(), &body);
     assert_eq!(
         post_signed(&target, body.clone(), Some(&good)).await.status,
         200
@@ -119,7 +144,7 @@ async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
     // A relay request (hand a batch on to the whole process) is checked just the same.
     let relay = Message::Relay(injected("relayed")).encode();
     assert_eq!(post_signed(&target, relay.clone(), None).await.status, 401);
-    let forged = sign(b"not the secret", "POST", path, now_ms(), &relay);
+    let forged = sign(b"not the secret", "POST", path, &me, now_ms(), &relay);
     assert_eq!(
         post_signed(&target, relay.clone(), Some(&forged))
             .await
@@ -131,7 +156,7 @@ async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
         404,
         "nothing relayed"
     );
-    let good = sign(SECRET.as_bytes(), "POST", path, now_ms(), &relay);
+    let good = sign(SECRET.as_bytes(), "POST", path, &me, now_ms(), &relay);
     let answer = post_signed(&target, relay.clone(), Some(&good)).await;
     assert_eq!(answer.status, 200);
     let node_id = cluster.nodes()[0].id.clone();
@@ -155,7 +180,15 @@ async fn forged_stale_and_replayed_messages_are_refused_and_change_nothing() {
         201
     );
     let m = get(&format!("{url}/metrics")).await.unwrap().text();
-    assert!(m.contains("repram_rejected_messages_total 9"), "{m}");
+    for (reason, n) in [
+        ("unsigned", 3),
+        ("bad_signature", 3),
+        ("clock_skew", 1),
+        ("replayed", 2),
+    ] {
+        let line = format!("repram_node_messages_refused_total{{reason=\"{reason}\"}} {n}");
+        assert!(m.contains(&line), "{line} in {m}");
+    }
     cluster.shutdown().await;
 }
 
@@ -196,21 +229,27 @@ async fn nodes_sharing_the_secret_mesh_and_replicate_and_strangers_stay_out() {
     // are seen (every node of the mesh refuses some of its messages) before its absence
     // is checked, so the check cannot pass merely because it never tried.
     let members: Vec<_> = cluster.nodes().into_iter().chain(other.nodes()).collect();
-    let refused_before: Vec<u64> = members
-        .iter()
-        .map(|n| n.metrics.rejected_messages.get())
-        .collect();
+    // Refused by the gate as wrongly signed (`repram_node_messages_refused_total`).
+    let refused = |n: &std::sync::Arc<repram_flux::node::Node>| {
+        n.metrics
+            .node_messages_refused
+            .get_or_create(&repram_flux::metrics::RefusedLabels {
+                reason: repram_flux::metrics::Refused::bad_signature,
+            })
+            .get()
+    };
+    let refused_before: Vec<u64> = members.iter().map(refused).collect();
     let stranger = repram_flux::start(cfg(1, "wrong"), Tuning::default()).unwrap();
     let sp = stranger.ports()[0];
     wait_until(
         Duration::from_secs(20),
         "every node refused a message of the stranger",
         || {
-            let refused = members
+            let all = members
                 .iter()
                 .zip(&refused_before)
-                .all(|(n, before)| n.metrics.rejected_messages.get() > *before);
-            async move { refused }
+                .all(|(n, before)| refused(n) > *before);
+            async move { all }
         },
     )
     .await;

@@ -838,22 +838,29 @@ fn signed_routes_refuse_whatever_is_not_signed() {
             req.target = path.clone();
             req.framing = Framing::Exact;
             let now = now_ms();
+            let me = t.node.id.as_str();
             let sig = match signing {
                 Signing::AsIs => None,
                 Signing::Forged => Some(auth::Signature {
-                    signature: forged,
-                    ..auth::sign(SECRET.as_bytes(), "POST", &path, now, b"")
+                    signature: format!("v2={forged}"),
+                    ..auth::sign(SECRET.as_bytes(), "POST", &path, me, now, b"")
                 }),
                 Signing::Stale => Some(auth::sign(
                     SECRET.as_bytes(),
                     "POST",
                     &path,
+                    me,
                     now - auth::WINDOW_MS - 5_000,
                     &req.body,
                 )),
-                Signing::Valid => {
-                    Some(auth::sign(SECRET.as_bytes(), "POST", &path, now, &req.body))
-                }
+                Signing::Valid => Some(auth::sign(
+                    SECRET.as_bytes(),
+                    "POST",
+                    &path,
+                    me,
+                    now,
+                    &req.body,
+                )),
             };
             if let Some(s) = sig {
                 req.headers.retain(|(k, _)| !k.starts_with("x-repram-"));
@@ -865,6 +872,8 @@ fn signed_routes_refuse_whatever_is_not_signed() {
                     .push((auth::NONCE_HEADER.into(), s.nonce.into_bytes()));
                 req.headers
                     .push((auth::SIGNATURE_HEADER.into(), s.signature.into_bytes()));
+                req.headers
+                    .push((auth::RECEIVER_HEADER.into(), s.receiver.into_bytes()));
             }
             let before = snapshot(&t.node);
             let Outcome::Status(status) = check(t, &req, tally)? else {

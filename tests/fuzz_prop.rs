@@ -270,26 +270,30 @@ proptest! {
     fn auth_header_parsing(
         ts in prop_oneof![any::<String>(), "[ +-]?[0-9]{1,25}", any::<u64>().prop_map(|n| n.to_string())],
         nonce in prop_oneof![any::<String>(), "[0-9a-zA-Z]{10,70}"],
-        sig in hexish(),
-        present in any::<[bool; 3]>(),
+        sig in prop_oneof![hexish(), hexish().prop_map(|h| format!("v2={h}"))],
+        receiver in prop_oneof![any::<String>(), "[0-9a-z-]{1,20}", Just("*".to_string())],
+        present in any::<[bool; 4]>(),
     ) {
         let pick = |s: &str, p: bool| p.then(|| s.to_string());
         let (t, n, s) = (pick(&ts, present[0]), pick(&nonce, present[1]), pick(&sig, present[2]));
-        let parsed = Verifier::parse(t.as_deref(), n.as_deref(), s.as_deref());
+        let r = pick(&receiver, present[3]);
+        let parsed = Verifier::parse(t.as_deref(), n.as_deref(), s.as_deref(), r.as_deref());
         match parsed {
             Ok(p) => {
                 prop_assert!(present.iter().all(|p| *p));
                 prop_assert!((16..=64).contains(&p.nonce.len()));
                 prop_assert!(p.nonce.bytes().all(|b| b.is_ascii_alphanumeric()));
-                prop_assert_eq!(p.signature.len(), 64);
+                prop_assert_eq!(p.signature.len(), 67);
+                let hex = sig.strip_prefix("v2=").unwrap_or("");
                 prop_assert!(
-                    sig.bytes().all(|b| b.is_ascii_hexdigit()),
-                    "signature {:?} is not 64 hex digits", sig
+                    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "signature {:?} is not v2= and 64 hex digits", sig
                 );
+                prop_assert!(!p.receiver.is_empty() && p.receiver.len() <= 128);
             }
             Err(e) => {
                 prop_assert!(matches!(e.status(), 401));
-                if !present.iter().all(|p| *p) {
+                if !present[..3].iter().all(|p| *p) {
                     prop_assert_eq!(e, auth::AuthError::Missing);
                 }
             }
@@ -311,13 +315,14 @@ proptest! {
         let now: u64 = 1_700_000_000_000;
         let ts = now.saturating_add_signed(skew);
         let v = Verifier::new(&secret);
-        let forged = Verifier::parse(Some(&ts.to_string()), Some(&nonce), Some(&sig))
+        let sig = format!("v2={sig}");
+        let forged = Verifier::parse(Some(&ts.to_string()), Some(&nonce), Some(&sig), Some("node-a"))
             .expect("well-formed headers");
         prop_assert_eq!(
             v.verify("POST", &path, &forged, &body, now),
             Err(auth::AuthError::BadSignature)
         );
-        let real = auth::sign(&secret, "POST", &path, ts, &body);
+        let real = auth::sign(&secret, "POST", &path, "node-a", ts, &body);
         let mut tampered = body.clone();
         if tampered.is_empty() {
             tampered.push(0);

@@ -7,6 +7,7 @@ pub mod conns;
 pub mod cors;
 pub mod dashboard;
 pub mod fade;
+pub mod gate;
 pub mod linger;
 pub mod listing;
 pub mod openapi;

@@ -20,7 +20,6 @@ use super::cors::{self, Preflight};
 use super::linger::{discard_rest, Rest};
 use super::upload::{self, Limits, Refusal};
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
-use crate::auth::{self, Verifier};
 use crate::clock::now_ms;
 use crate::config::HomePage;
 use crate::metrics::Route;
@@ -87,6 +86,15 @@ impl ApiError {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
+    }
+}
+
+impl From<super::gate::Refusal> for ApiError {
+    fn from(r: super::gate::Refusal) -> Self {
+        ApiError {
+            retry_after: r.retry_after,
+            ..ApiError::new(r.status, r.message)
+        }
     }
 }
 
@@ -808,29 +816,29 @@ async fn internal_route(
     req: Request<Incoming>,
 ) -> Result<Resp> {
     let max = MAX_BATCH_BYTES + node.config.max_value_bytes + (2 << 20);
-    let (parts, body) = req.into_parts();
-    let body = read_body(node, body, max).await?;
-    if let Some(verifier) = &node.verifier {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let checked = Verifier::parse(
-            header(auth::TIMESTAMP_HEADER),
-            header(auth::NONCE_HEADER),
-            header(auth::SIGNATURE_HEADER),
-        )
-        .and_then(|sig| verifier.verify("POST", path, &sig, &body, now_ms()));
-        if let Err(e) = checked {
-            node.metrics.rejected_messages.inc();
-            debug!(node = %node.id, remote = %remote, error = %e, "refused node message");
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            return Err(ApiError::new(status, e.to_string()));
-        }
-    }
+    // Judged from the address and headers before a byte of the body is read (hyper
+    // reads it only when polled).
+    let at = super::gate::Arrival {
+        me: &node.id,
+        metrics: &node.metrics,
+        remote,
+        path,
+        // The clock test hook moves this host's clock for signatures too.
+        now_ms: crate::clock::offset_ms(now_ms(), node.tuning.clock_offset_ms),
+    };
+    let pass = node
+        .gate
+        .admit(at, req.headers(), content_length(req.headers()), max)
+        .map_err(ApiError::from)?;
+    let body = read_body(node, req.into_body(), max).await?;
+    let addressed = node.gate.verify(at, &pass, &body).map_err(ApiError::from)?;
+    drop(pass);
     let msg = Message::decode(body).map_err(|e| {
         node.metrics.rejected_messages.inc();
         ApiError::bad_request(format!("invalid node message: {e}"))
     })?;
     let reply = match (path, msg) {
-        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(g, remote.ip()).await,
+        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(g, remote.ip(), addressed).await,
         (REPLICATE_PATH, Message::Replicate(entries)) => {
             node.metrics.replication_received_http.inc();
             Message::Ack(node.apply_batch(&entries))

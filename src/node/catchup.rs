@@ -146,10 +146,11 @@ impl Node {
         share: &[Arc<Node>],
     ) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
+        let to = self.member_at(addr);
         let digest = Message::Digest(self.store.digest());
         let mut versions = match self
             .client
-            .call(addr, SYNC_PATH, &digest, ROUND_TIMEOUT)
+            .call(addr, to.as_deref(), SYNC_PATH, &digest, ROUND_TIMEOUT)
             .await?
         {
             Message::Versions(v) => v,
@@ -186,10 +187,10 @@ impl Node {
         let addr_owned = addr.to_string();
         let mut pages = futures::stream::iter(fetches)
             .map(move |fetch| {
-                let (client, addr) = (client.clone(), addr_owned.clone());
+                let (client, addr, to) = (client.clone(), addr_owned.clone(), to.clone());
                 async move {
                     client
-                        .call_encoded(&addr, SYNC_PATH, fetch, ROUND_TIMEOUT)
+                        .call_encoded(&addr, to.as_deref(), SYNC_PATH, fetch, ROUND_TIMEOUT)
                         .await
                 }
             })
@@ -225,6 +226,14 @@ impl Node {
         self.metrics.anti_entropy_rounds.inc();
         self.metrics.anti_entropy_repairs.inc_by(repaired as u64);
         Ok(repaired)
+    }
+
+    /// The id of the member reached at `addr`, which signed sync requests name.
+    fn member_at(&self, addr: &str) -> Option<String> {
+        self.membership()
+            .peers()
+            .find(|p| p.addr() == addr)
+            .map(|p| p.info.id.clone())
     }
 
     /// One anti-entropy round: pull from the peer at `addr` every entry we lack or hold
@@ -561,7 +570,13 @@ impl Node {
         for addr in addrs.iter().take(READ_THROUGH_PEERS) {
             if let Ok(Message::Replicate(entries)) = self
                 .client
-                .call(addr, SYNC_PATH, &ask, READ_THROUGH_TIMEOUT)
+                .call(
+                    addr,
+                    self.member_at(addr).as_deref(),
+                    SYNC_PATH,
+                    &ask,
+                    READ_THROUGH_TIMEOUT,
+                )
                 .await
             {
                 for e in entries.iter().filter(|e| e.key == key) {
