@@ -19,15 +19,14 @@ use tracing::{debug, info, warn};
 
 use crate::antientropy::{self, FETCH_CHUNK};
 use crate::clock::{hlc_ceiling, now_ms, origin_tag, Hlc, Version, MAX_SKEW_MS};
+use crate::cluster_hosts::ClusterHosts;
 use crate::config::Config;
-use crate::http::ratelimit::RateLimiter;
-use crate::http::receiving::Receiving;
+use crate::local::{Member, Registry};
 use crate::membership::{
     fmt_addr, Event, IndirectProbe, Membership, MembershipConfig, Probe, ProbeOutcome,
 };
 use crate::metrics::{Metrics, PeerLabels, Refusal};
-use crate::replication::{Acks, Fanout, Replicator};
-use crate::runtime::Dispatch;
+use crate::replication::{Acks, Fanout, LocalReplicas, Replica, Replicator};
 use crate::skew::{PeerSkew, SkewTable};
 use crate::store::{Applied, Record, Store, StoreError};
 use crate::transport::{CallError, PeerClient, GOSSIP_PATH, SYNC_PATH};
@@ -145,21 +144,18 @@ pub struct Node {
     pub client: PeerClient,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
-    /// Judges node messages before their body is read; shared by the nodes of a process.
-    pub gate: Arc<crate::http::gate::Gate>,
+    /// The cluster hosts, kept current by discovery (the HTTP gate reads them).
+    pub hosts: Arc<ClusterHosts>,
+    /// Notified when a stranger was refused: discovery resolves again at once.
+    knock: Arc<Notify>,
+    /// The nodes of this cluster serving in this process.
+    local: Registry<Node>,
     /// Clock skew of each peer, as measured by probes.
     pub skew: SkewTable,
-    /// Per-client limit of the public API (`REPRAM_RATE_LIMIT`; `None` when off), shared
-    /// by the nodes of the process.
-    pub limiter: Option<Arc<RateLimiter>>,
-    /// Request-body bytes being received by the process (`REPRAM_MAX_INFLIGHT_BYTES`).
-    pub receiving: Arc<Receiving>,
-    /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
-    pub connections: Arc<crate::http::conns::Connections>,
     /// When it started.
     pub started: Instant,
     ready: AtomicBool,
-    /// True while the node serves (see [`crate::local`]).
+    /// True while the node serves (registered in `local`).
     serving: AtomicBool,
     /// Catch-up after start or a pause (see [`catchup`]).
     catchup: catchup::CatchUp,
@@ -167,32 +163,26 @@ pub struct Node {
     events: Mutex<VecDeque<MembershipEvent>>,
     /// Entries the store refused for want of room (see [`antientropy::Refused`]).
     refused_for_room: Mutex<antientropy::Refused>,
-    /// Where its client connections are served.
-    pub(crate) conn_threads: Dispatch,
 }
 
-/// What the nodes of one process share.
+/// What the nodes of one cluster in this process share, and every restart of one.
 #[derive(Clone)]
 pub struct ProcessWide {
-    /// Where client connections are served.
-    pub conn_threads: Dispatch,
-    /// One rate-limit budget per client for the whole process.
-    pub limiter: Option<Arc<RateLimiter>>,
-    /// One cap on request-body bytes being received.
-    pub receiving: Arc<Receiving>,
-    /// Judges node messages: the process's cluster hosts, nonces and limits on
-    /// unverified bodies.
-    pub gate: Arc<crate::http::gate::Gate>,
+    /// The nodes of the cluster serving in this process.
+    pub registry: Registry<Node>,
+    /// The cluster hosts, kept current by the nodes' discovery rounds.
+    pub hosts: Arc<ClusterHosts>,
+    /// Notified (by whoever refuses strangers) when discovery should resolve again.
+    pub knock: Arc<Notify>,
 }
 
 impl ProcessWide {
-    /// A limiter and a receive cap from `config`, serving through `conn_threads`.
-    pub fn new(config: &Config, conn_threads: Dispatch) -> ProcessWide {
+    /// An empty registry and the cluster hosts of `config`.
+    pub fn new(config: &Config) -> ProcessWide {
         ProcessWide {
-            conn_threads,
-            limiter: RateLimiter::new(config.rate_limit).map(Arc::new),
-            receiving: Receiving::new(config.max_inflight_bytes),
-            gate: crate::http::gate::Gate::new(config),
+            registry: Registry::new(),
+            hosts: Arc::new(ClusterHosts::new(config)),
+            knock: Arc::new(Notify::new()),
         }
     }
 }
@@ -233,8 +223,8 @@ impl PutOutcome {
 }
 
 impl Node {
-    /// A node that knows nobody yet, with a process (gate, limiter, receive cap) of its
-    /// own; it serves its connections on the current runtime.
+    /// A node that knows nobody yet, alone in a process (registry, cluster hosts) of its
+    /// own.
     pub fn new(
         id: String,
         index: usize,
@@ -244,7 +234,7 @@ impl Node {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Node> {
         Node::serving_on(
-            ProcessWide::new(&config, Dispatch::default()),
+            ProcessWide::new(&config),
             id,
             index,
             port,
@@ -286,23 +276,29 @@ impl Node {
             }),
             membership_changed: Notify::new(),
             fault: Notify::new(),
-            replicator: Replicator::new(&id, client.clone(), metrics.clone()),
+            replicator: Replicator::new(&id, client.clone(), metrics.clone(), {
+                let registry = process.registry.clone();
+                let local: LocalReplicas = Arc::new(move |id| {
+                    registry
+                        .lookup(id)
+                        .map(|n| n as std::sync::Weak<dyn Replica>)
+                });
+                local
+            }),
             store: Store::new(config.max_storage_bytes),
             hlc: Hlc::new(),
             client,
             metrics,
             skew: SkewTable::default(),
-            limiter: process.limiter,
-            receiving: process.receiving,
-            connections: crate::http::conns::Connections::new(config.max_connections),
-            gate: process.gate,
+            hosts: process.hosts,
+            knock: process.knock,
+            local: process.registry,
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             catchup: Default::default(),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             refused_for_room: Mutex::default(),
-            conn_threads: process.conn_threads,
             id,
             index,
             port,
@@ -449,7 +445,7 @@ impl Node {
         if whole(self.apply_batch(entries)) {
             holders.push(self.id.clone());
         }
-        for sibling in crate::local::serving_in(crate::ids::failure_domain(&self.id)) {
+        for sibling in self.local.serving_in(crate::ids::failure_domain(&self.id)) {
             if sibling.id == self.id || !sibling.accepts_replication() {
                 continue;
             }
@@ -466,7 +462,7 @@ impl Node {
     /// ([`Applied::Expired`] when it had expired by our clock: counted, not held). The
     /// value is shared with `e`, not copied.
     pub fn apply_remote(&self, e: &Entry) -> Option<Applied> {
-        if crate::http::check_key(&e.key).is_err() || e.value.len() > self.config.max_value_bytes {
+        if crate::wire::check_key(&e.key).is_err() || e.value.len() > self.config.max_value_bytes {
             self.metrics.rejected_messages.inc();
             return None;
         }
@@ -978,7 +974,7 @@ impl Node {
 
     /// Add every discovery address to the membership targets.
     async fn refresh_targets(&self) {
-        let addrs = crate::discovery::targets(&self.config, self.port, self.gate.hosts()).await;
+        let addrs = crate::discovery::targets(&self.config, self.port, &self.hosts).await;
         let now = Instant::now();
         let mut m = self.membership();
         for a in addrs {
@@ -1018,7 +1014,7 @@ impl Node {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.membership_changed.notified() => {}
                 // A refused stranger may be a cluster host with a new address.
-                _ = self.gate.stranger_knocked() => next_resolve = Instant::now(),
+                _ = self.knock.notified() => next_resolve = Instant::now(),
                 _ = shutdown.changed() => return,
             }
         }
@@ -1043,10 +1039,9 @@ impl Node {
         self.replicator.clear();
     }
 
-    /// Serve this node on `listener` until `shutdown` turns true: then announce leaving,
-    /// stop accepting, and drain in-flight requests.
-    pub async fn run(self: Arc<Self>, listener: std::net::TcpListener) -> std::io::Result<()> {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+    /// Run this node's background tasks while `serving` (its server, which ends after
+    /// shutdown: it calls [`Node::leave`] and drains) runs, registered in this process.
+    pub async fn run(self: Arc<Self>, serving: impl std::future::Future<Output = ()>) {
         // Background tasks die with this future, also when it panics (unwinding drops
         // the guards), so a restarted node never runs beside its predecessor's tasks.
         let _tasks = [
@@ -1060,9 +1055,9 @@ impl Node {
         ];
         // Peers of this process hand replication batches over in memory while this
         // registration lives: it ends with this future, like the tasks above.
-        let _local = crate::local::register(&self);
+        let _local = self.local.register(&self);
         tokio::select! {
-            _ = crate::http::serve(self.clone(), listener) => Ok(()),
+            _ = serving => {},
             _ = self.fault.notified() => panic!("fault injected into node {}", self.id),
         }
     }
@@ -1074,15 +1069,41 @@ impl Node {
         self.fault.notify_one();
     }
 
-    /// Called by the HTTP server when shutdown begins, before it stops accepting.
+    /// Announce leaving: called when shutdown begins, once the server stops accepting.
     pub async fn leave(&self) {
         self.announce_leave().await;
         info!(node = %self.id, port = self.port, "left the mesh");
+    }
+
+    /// The cluster's registry of the nodes serving in this process.
+    pub fn registry(&self) -> &Registry<Node> {
+        &self.local
     }
 
     /// Wait for the shutdown signal.
     pub async fn stopped(&self) {
         let mut rx = self.shutdown.clone();
         let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+impl Member for Node {
+    fn member_id(&self) -> &str {
+        &self.id
+    }
+
+    fn set_serving(&self, serving: bool) {
+        Node::set_serving(self, serving)
+    }
+}
+
+impl Replica for Node {
+    fn accepts_replication(&self) -> bool {
+        Node::accepts_replication(self)
+    }
+
+    fn take_in_memory(&self, entries: &mut dyn Iterator<Item = &Entry>) -> u32 {
+        self.metrics.replication_received_memory.inc();
+        self.apply_batch(entries)
     }
 }

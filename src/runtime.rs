@@ -8,7 +8,7 @@
 //! - A node's own long-lived tasks (replication links, catch-up) run on its [`Home`], the
 //!   runtime it was created on, even when a request on a connection thread starts them.
 //!   The exception: delivery to the nodes of the same process runs on each writing
-//!   thread's own runtime (see [`crate::replication`]).
+//!   thread's own runtime (see the replication module).
 //!
 //! The threads stop when their [`ConnThreads`] is dropped; the tasks still on them (open
 //! connections) are dropped with their runtime.

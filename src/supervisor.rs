@@ -14,6 +14,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::Server;
+use crate::local::Registry;
 use crate::net::{claim_port, port_order, ClaimError};
 use crate::node::{Node, ProcessWide, Tuning};
 use crate::runtime::ConnThreads;
@@ -32,6 +34,8 @@ const CLAIM_RETRY: Duration = Duration::from_secs(1);
 pub struct Cluster {
     ports: Vec<u16>,
     nodes: Arc<Mutex<Vec<Arc<Node>>>>,
+    /// The nodes serving in this process, for replication and catch-up in memory.
+    registry: Registry<Node>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -45,6 +49,11 @@ impl Cluster {
     /// The current incarnation of every node (restarted nodes appear with their new id).
     pub fn nodes(&self) -> Vec<Arc<Node>> {
         lock(&self.nodes).clone()
+    }
+
+    /// The cluster's registry of the nodes serving in this process.
+    pub fn registry(&self) -> &Registry<Node> {
+        &self.registry
     }
 
     /// Signal every node to leave and wait (at most [`SHUTDOWN_DEADLINE`]) for them to stop.
@@ -129,7 +138,14 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let conn_threads = ConnThreads::per_core();
-    let process = ProcessWide::new(&config, conn_threads.dispatch());
+    let server = Server::new(&config, conn_threads.dispatch());
+    // The nodes' discovery keeps the gate's cluster hosts current and hears its knocks.
+    let process = ProcessWide {
+        registry: Registry::new(),
+        hosts: server.gate.shared_hosts(),
+        knock: server.gate.shared_knock(),
+    };
+    let registry = process.registry.clone();
     let nodes = Arc::new(Mutex::new(Vec::new()));
     let supervisor = Supervisor {
         process_tag: crate::ids::new_process_tag(),
@@ -140,12 +156,14 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         shutdown: shutdown_rx,
         nodes: nodes.clone(),
         process,
+        server,
         _conn_threads: conn_threads,
     };
     let task = tokio::spawn(supervisor.run(slots, pending));
     Ok(Cluster {
         ports,
         nodes,
+        registry,
         shutdown: shutdown_tx,
         task,
     })
@@ -165,6 +183,8 @@ struct Supervisor {
     _conn_threads: ConnThreads,
     /// What every node, and every restart of one, shares: made once per process.
     process: ProcessWide,
+    /// Serves every node's HTTP API.
+    server: Server,
 }
 
 impl Supervisor {
@@ -199,11 +219,22 @@ impl Supervisor {
         }
         info!(node = %node.id, port = slot.port, "node starting");
         slot.started = Instant::now() + delay;
+        let server = self.server.clone();
         let handle = self.set.spawn(async move {
             tokio::time::sleep(delay).await;
-            if let Err(e) = node.clone().run(listener).await {
-                error!(node = %node.id, error = %e, "node failed");
-            }
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    error!(node = %node.id, error = %e, "node failed");
+                    return;
+                }
+            };
+            let leaving = {
+                let node = node.clone();
+                async move { node.leave().await }
+            };
+            let serving = server.serve(node.clone(), listener, leaving);
+            node.run(serving).await;
         });
         self.tasks.insert(handle.id(), position);
     }
@@ -304,6 +335,9 @@ fn restart_backoff(failures: u32, ran: Duration) -> (Duration, u32) {
         .min(MAX_RESTART_BACKOFF);
     (delay, failures.saturating_add(1))
 }
+
+#[cfg(test)]
+mod replication_tests;
 
 #[cfg(test)]
 mod tests {

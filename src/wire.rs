@@ -18,6 +18,33 @@ pub const MAX_NAME: usize = 255;
 /// Longest key accepted on the wire (the API allows 250 bytes).
 pub const MAX_KEY: usize = 250;
 
+/// Most value bytes in one replication batch (a single larger value still goes alone);
+/// the receiver reads a batch body up to this plus one value.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 250;
+
+/// Check a decoded key: 1-250 bytes, no `/`, no control characters.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("key must not be empty".into());
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "key is {} bytes; at most {MAX_KEY_BYTES} allowed",
+            key.len()
+        ));
+    }
+    if key.contains('/') {
+        return Err("key must not contain '/'".into());
+    }
+    if key.chars().any(char::is_control) {
+        return Err("key must not contain control characters".into());
+    }
+    Ok(())
+}
+
 /// A node as other nodes know it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct NodeInfo {

@@ -1,6 +1,6 @@
 //! The module graph of the library: which top-level modules name each other through
 //! `crate::…`. Import cycles make a codebase hard to read and to change; this test keeps
-//! new ones out while the last one is being broken up (issue 21).
+//! them out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -107,22 +107,14 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
 }
 
 #[test]
-fn no_import_cycles_beyond_the_one_being_broken_up() {
+fn no_import_cycles() {
     let graph = module_graph();
     assert!(graph.contains_key("node") && graph.contains_key("store"));
-    // The one cycle left (issue 21): Node holds the HTTP server's state, replication
-    // calls back into Node, `local` is the process's registry of nodes. It may shrink;
-    // nothing may join it and no other cycle may appear.
-    let allowed: BTreeSet<String> = ["http", "local", "node", "replication", "runtime"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    for cycle in cycles(&graph) {
-        assert!(
-            cycle.is_subset(&allowed),
-            "import cycle between modules {cycle:?} (graph: {graph:#?})"
-        );
-    }
+    let found = cycles(&graph);
+    assert!(
+        found.is_empty(),
+        "import cycles between modules {found:?} (graph: {graph:#?})"
+    );
 }
 
 #[test]

@@ -383,7 +383,7 @@ async fn a_restarted_node_gets_writes_in_memory_under_its_new_id_only() {
     let base = free_range(3);
     let (cluster, ports) = start_meshed(config(base, 3, 3)).await;
     let victim = cluster.nodes()[1].clone();
-    assert!(repram_flux::local::lookup(&victim.id).is_some());
+    assert!(cluster.registry().lookup(&victim.id).is_some());
     quiet_injected_panics();
     victim.inject_fault();
     let new_id = format!("{}-r1", victim.id);
@@ -414,11 +414,11 @@ async fn a_restarted_node_gets_writes_in_memory_under_its_new_id_only() {
     })
     .await;
     // The failed incarnation left the registry when its task died.
-    assert!(repram_flux::local::lookup(&victim.id).is_none());
+    assert!(cluster.registry().lookup(&victim.id).is_none());
     assert!(!victim.accepts_replication());
     let restarted = cluster.nodes()[1].clone();
     assert_eq!(restarted.id, new_id);
-    assert!(repram_flux::local::lookup(&new_id).is_some());
+    assert!(cluster.registry().lookup(&new_id).is_some());
     let r = put(
         &format!("http://127.0.0.1:{}/data/after?ttl=60", ports[0]),
         b"v",

@@ -128,7 +128,7 @@ impl Notice {
 
 /// The gate; see the module docs.
 pub struct Gate {
-    hosts: ClusterHosts,
+    hosts: Arc<ClusterHosts>,
     verifier: Option<Verifier>,
     bodies: Arc<Semaphore>,
     budget_kib: Arc<Semaphore>,
@@ -137,7 +137,7 @@ pub struct Gate {
     skew: Notice,
     /// Wakes the nodes' discovery when a stranger knocks (at most every
     /// [`KNOCK_RESOLVE_MS`]): it may be a cluster host with a new address.
-    knock: Notify,
+    knock: Arc<Notify>,
     knocks: Notice,
 }
 
@@ -145,7 +145,7 @@ impl Gate {
     /// The gate of one process running `config`.
     pub fn new(config: &Config) -> Arc<Gate> {
         Arc::new(Gate {
-            hosts: ClusterHosts::new(config),
+            hosts: Arc::new(ClusterHosts::new(config)),
             verifier: config
                 .cluster_secret
                 .as_deref()
@@ -155,7 +155,7 @@ impl Gate {
             small_bodies: Arc::new(Semaphore::new(MAX_UNVERIFIED_SMALL_BODIES)),
             strangers: Notice::new(STRANGER_NOTICE_MS),
             skew: Notice::new(SKEW_NOTICE_MS),
-            knock: Notify::new(),
+            knock: Arc::new(Notify::new()),
             knocks: Notice::new(KNOCK_RESOLVE_MS),
         })
     }
@@ -163,6 +163,17 @@ impl Gate {
     /// The cluster hosts, kept current by the nodes' discovery rounds.
     pub fn hosts(&self) -> &ClusterHosts {
         &self.hosts
+    }
+
+    /// The cluster hosts, to share with the nodes' discovery, which keeps them current.
+    pub fn shared_hosts(&self) -> Arc<ClusterHosts> {
+        self.hosts.clone()
+    }
+
+    /// Notified when a stranger was refused (see [`Gate::stranger_knocked`]), to share
+    /// with the nodes' discovery.
+    pub fn shared_knock(&self) -> Arc<Notify> {
+        self.knock.clone()
     }
 
     /// Completes when a stranger was refused, at most once per [`KNOCK_RESOLVE_MS`]: the

@@ -1,4 +1,6 @@
-//! The HTTP server of one node: accept loop, per-connection timeouts, graceful drain.
+//! The HTTP server: [`Server`] holds what the nodes of a process share at the edge (rate
+//! limiter, receive cap, gate, connection threads) and serves each node: accept loop,
+//! per-connection timeouts, graceful drain.
 //!
 //! Routes live in [`routes`]; input checks in [`validate`].
 
@@ -17,6 +19,7 @@ pub mod routes;
 pub mod upload;
 pub mod validate;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +33,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use crate::config::Config;
 use crate::node::Node;
+use crate::runtime::Dispatch;
 use conns::{Admitted, Close, Conn, Connections};
+use gate::Gate;
+use ratelimit::RateLimiter;
+use receiving::Receiving;
 
 pub use validate::{check_key, decode_key};
 
@@ -40,18 +48,74 @@ const EVICTION_GRACE: Duration = Duration::from_secs(1);
 /// How long a refused connection gets to read its 503 before it is dropped.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Accept connections until the node's shutdown signal; then announce leaving, stop
-/// accepting, and let in-flight requests finish within the drain timeout.
+/// What the nodes of one process share at the edge; a cheap handle.
+#[derive(Clone)]
+pub struct Server {
+    /// Where client connections are served.
+    conn_threads: Dispatch,
+    /// One rate-limit budget per client for the whole process (`None` when off).
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// One cap on request-body bytes being received (`REPRAM_MAX_INFLIGHT_BYTES`).
+    pub receiving: Arc<Receiving>,
+    /// Judges node messages before their body is read: the process's cluster hosts,
+    /// nonces and limits on unverified bodies.
+    pub gate: Arc<Gate>,
+}
+
+/// One node as its server serves it: the node, the process's [`Server`] and the node's
+/// open client connections.
+pub struct Served {
+    /// The node.
+    pub node: Arc<Node>,
+    /// What the process shares.
+    pub server: Server,
+    /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
+    pub connections: Arc<Connections>,
+}
+
+impl Server {
+    /// A limiter, a receive cap and a gate from `config`, serving through `conn_threads`.
+    pub fn new(config: &Config, conn_threads: Dispatch) -> Server {
+        Server {
+            conn_threads,
+            limiter: RateLimiter::new(config.rate_limit).map(Arc::new),
+            receiving: Receiving::new(config.max_inflight_bytes),
+            gate: Gate::new(config),
+        }
+    }
+
+    /// Serve `node` on `listener` until the node's shutdown signal; then stop accepting,
+    /// run `leaving` (the node announces it leaves), and drain (see [`serve`]).
+    pub async fn serve(
+        &self,
+        node: Arc<Node>,
+        listener: TcpListener,
+        leaving: impl Future<Output = ()>,
+    ) {
+        let connections = Connections::new(node.config.max_connections);
+        let served = Arc::new(Served {
+            node,
+            server: self.clone(),
+            connections,
+        });
+        serve(served, listener, leaving).await
+    }
+}
+
+/// Accept connections until the node's shutdown signal; then stop accepting, run
+/// `leaving`, and let in-flight requests finish within the drain timeout.
 ///
 /// Connections that hold no request and make no progress for the header timeout (idle
 /// keep-alive connections, clients that never finish a request head) are closed by a
 /// sweep a few times per timeout (see [`Connections::time_out_idle`]), so no request
 /// arms a timer of its own; request bodies have the body timeout; open connections are
 /// capped (see [`conns`]).
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+async fn serve(served: Arc<Served>, listener: TcpListener, leaving: impl Future<Output = ()>) {
+    let node = &served.node;
+    let connections = &served.connections;
     // Runs when this future ends or is dropped (the node task failed): its connections
     // must not outlive it and keep answering for a dead node.
-    let _gone = CloseOnDrop(node.connections.clone());
+    let _gone = CloseOnDrop(connections.clone());
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
     let header_timeout = node.tuning.header_timeout;
@@ -64,13 +128,13 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
                 Ok((stream, remote)) => {
                     accept_backoff = Duration::from_millis(5);
                     let _ = stream.set_nodelay(true);
-                    match node.connections.admit(Instant::now()) {
+                    match connections.admit(Instant::now()) {
                         Ok((conn, how)) => {
                             if how == Admitted::Evicted {
                                 node.metrics.connections_evicted.inc();
                             }
-                            let (serving, builder) = (node.clone(), builder.clone());
-                            node.conn_threads.serve(stream, move |stream| {
+                            let (serving, builder) = (served.clone(), builder.clone());
+                            served.server.conn_threads.serve(stream, move |stream| {
                                 serve_connection(serving, builder, stream, remote, conn)
                             });
                         }
@@ -89,7 +153,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
                 }
             },
             _ = sweep.tick() => {
-                let closed = node.connections.time_out_idle(Instant::now(), header_timeout);
+                let closed = connections.time_out_idle(Instant::now(), header_timeout);
                 if closed > 0 {
                     node.metrics.connections_timed_out.inc_by(closed as u64);
                     debug!(node = %node.id, closed, "closed connections idle past the header timeout");
@@ -98,11 +162,11 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
             _ = node.stopped() => break,
         }
     }
-    node.connections.close_all(Close::Draining);
-    node.leave().await;
+    connections.close_all(Close::Draining);
+    leaving.await;
     drop(listener);
     tokio::select! {
-        _ = node.connections.all_closed() => {}
+        _ = connections.all_closed() => {}
         _ = tokio::time::sleep(node.tuning.drain_timeout) => {
             warn!(node = %node.id, "in-flight requests did not finish in time; closing them");
         }
@@ -129,26 +193,27 @@ impl Drop for CloseOnDrop {
 /// is evicted to make room or its server is gone (then it may finish the response under
 /// way), or the node stops (then it may finish within the drain timeout).
 async fn serve_connection(
-    node: Arc<Node>,
+    served: Arc<Served>,
     builder: http1::Builder,
     stream: TcpStream,
     remote: SocketAddr,
     conn: Conn,
 ) {
+    let node = served.node.clone();
     let conn = Arc::new(conn);
     let svc = {
-        let (node, conn) = (node.clone(), conn.clone());
+        let conn = conn.clone();
         service_fn(move |req| {
             let busy = conn.request();
-            match routes::answer_now(&node, remote, &req) {
+            match routes::answer_now(&served, remote, &req) {
                 Some(resp) => {
                     drop(busy);
                     Either::Left(std::future::ready(Ok(resp)))
                 }
                 None => {
-                    let node = node.clone();
+                    let served = served.clone();
                     Either::Right(Box::pin(async move {
-                        let resp = routes::handle(node, remote, req).await;
+                        let resp = routes::handle(served, remote, req).await;
                         drop(busy);
                         resp
                     }))

@@ -20,14 +20,15 @@ use super::cors::{self, Preflight};
 use super::linger::{discard_rest, Rest};
 use super::upload::{self, Limits, Refusal};
 use super::validate::{decode_key, parse_ttl, parse_whole, query_param, truncate};
+use super::Served;
 use crate::clock::now_ms;
 use crate::config::HomePage;
 use crate::metrics::Route;
 use crate::node::{Node, ReadThrough};
-use crate::replication::MAX_BATCH_BYTES;
 use crate::store::StoreError;
 use crate::transport::{CONTENT_TYPE, GOSSIP_PATH, REPLICATE_PATH, SYNC_PATH};
 use crate::wire::Message;
+use crate::wire::MAX_BATCH_BYTES;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -124,23 +125,25 @@ fn wire_response(msg: &Message) -> Resp {
 
 /// Entry point of every request on a node (see also [`answer_now`]).
 pub async fn handle(
-    node: Arc<Node>,
+    served: Arc<Served>,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> std::result::Result<Resp, Infallible> {
-    let head = Head::of(&node, &req);
-    let (route, result) = match rate_limited(&node, remote, &req) {
+    let node = &served.node;
+    let head = Head::of(node, &req);
+    let (route, result) = match rate_limited(&served, remote, &req) {
         Some(refusal) => (Route::Other, Err(refusal)),
-        None => route(&node, remote, req).await,
+        None => route(&served, remote, req).await,
     };
-    Ok(head.finish(&node, remote, route, result))
+    Ok(head.finish(node, remote, route, result))
 }
 
 /// The answer to `req` when it can be given without waiting: a read of one key (GET or
 /// HEAD on `/data/{key}`), the most frequent request, answered where it is parsed with
 /// no task state of its own. The same answer as [`handle`] gives; `None` for every other
 /// request, which goes to [`handle`].
-pub fn answer_now(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> Option<Resp> {
+pub fn answer_now(served: &Served, remote: SocketAddr, req: &Request<Incoming>) -> Option<Resp> {
+    let node = &served.node;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return None;
     }
@@ -150,7 +153,7 @@ pub fn answer_now(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> O
         return None;
     }
     let head = Head::of(node, req);
-    let (route, result) = match rate_limited(node, remote, req) {
+    let (route, result) = match rate_limited(served, remote, req) {
         Some(refusal) => (Route::Other, Err(refusal)),
         None => (
             Route::Data,
@@ -216,10 +219,11 @@ fn public_path(path: &str) -> &str {
 }
 
 async fn route(
-    node: &Arc<Node>,
+    served: &Served,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> (Route, Result<Resp>) {
+    let node = &served.node;
     // A cheap handle (reference-counted bytes): the path can be borrowed while `req` moves.
     let uri = req.uri().clone();
     let path = uri.path();
@@ -243,7 +247,7 @@ async fn route(
         }
         return (
             Route::Internal,
-            internal_route(node, remote, kind, req).await,
+            internal_route(served, remote, kind, req).await,
         );
     }
     let public = public_path(path);
@@ -275,7 +279,7 @@ async fn route(
         "/dashboard" => read_only(Route::Other, &super::dashboard::page),
         "/scan" => scan(node, &method, uri.query()),
         "/cluster/scan" => scan(node, &method, uri.query()),
-        p if p.starts_with("/cluster/") => (Route::Data, seed_data(node, p, req).await),
+        p if p.starts_with("/cluster/") => (Route::Data, seed_data(served, p, req).await),
         "/cluster" => (
             Route::Other,
             Ok(super::dashboard::cluster(node, &method, uri.query()).await),
@@ -284,14 +288,14 @@ async fn route(
         "/ready" => read_only(Route::Ready, &|| ready(node)),
         "/peers" => read_only(Route::Peers, &|| peers(node)),
         "/status" => read_only(Route::Status, &|| status(node)),
-        "/metrics" => read_only(Route::Metrics, &|| metrics(node)),
+        "/metrics" => read_only(Route::Metrics, &|| metrics(served)),
         "/openapi.json" => read_only(Route::Other, &super::openapi::spec),
         "/keys" => match method {
             Method::GET | Method::HEAD => (Route::Keys, keys(node, uri.query())),
             _ => (Route::Keys, Err(ApiError::method_not_allowed("GET, HEAD"))),
         },
         p => match p.strip_prefix("/data/") {
-            Some(segment) => (Route::Data, data(node, segment, req).await),
+            Some(segment) => (Route::Data, data(served, segment, req).await),
             None => (
                 Route::Other,
                 Err(ApiError::new(
@@ -305,8 +309,9 @@ async fn route(
 
 /// The refusal for a client over `REPRAM_RATE_LIMIT`. Node-to-node routes and local
 /// tools (a loopback peer with no believed `X-Forwarded-For`) are exempt.
-fn rate_limited(node: &Node, remote: SocketAddr, req: &Request<Incoming>) -> Option<ApiError> {
-    let limiter = node.limiter.as_ref()?;
+fn rate_limited(served: &Served, remote: SocketAddr, req: &Request<Incoming>) -> Option<ApiError> {
+    let node = &served.node;
+    let limiter = served.server.limiter.as_ref()?;
     if req.uri().path().starts_with("/internal/") {
         return None;
     }
@@ -451,7 +456,8 @@ fn status(node: &Node) -> Resp {
     )
 }
 
-fn metrics(node: &Node) -> Resp {
+fn metrics(served: &Served) -> Resp {
+    let node = &served.node;
     let m = &node.metrics;
     m.peers.set(node.membership().len() as i64);
     m.keys.set(node.store.len() as i64);
@@ -460,9 +466,9 @@ fn metrics(node: &Node) -> Resp {
     m.listed.set(node.store.listed_total() as i64);
     m.replication_queue.set(node.replicator.queued() as i64);
     m.uptime.set(node.uptime_s() as i64);
-    m.connections.set(node.connections.open() as i64);
+    m.connections.set(served.connections.open() as i64);
     m.receiving_bytes
-        .set(i64::try_from(node.receiving.used()).unwrap_or(i64::MAX));
+        .set(i64::try_from(served.server.receiving.used()).unwrap_or(i64::MAX));
     let mut resp = Response::new(Full::new(Bytes::from(m.render())));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -509,16 +515,16 @@ fn scan(node: &Node, method: &Method, query: Option<&str>) -> (Route, Result<Res
 
 /// The seed-era REPRAM routes `PUT /cluster/put/{key}` and `GET`/`HEAD
 /// /cluster/get/{key}`: `/data/{key}` under other names.
-async fn seed_data(node: &Arc<Node>, path: &str, req: Request<Incoming>) -> Result<Resp> {
+async fn seed_data(served: &Served, path: &str, req: Request<Incoming>) -> Result<Resp> {
     if let Some(segment) = path.strip_prefix("/cluster/put/") {
         return match *req.method() {
-            Method::PUT => data(node, segment, req).await,
+            Method::PUT => data(served, segment, req).await,
             _ => Err(ApiError::method_not_allowed("PUT")),
         };
     }
     if let Some(segment) = path.strip_prefix("/cluster/get/") {
         return match *req.method() {
-            Method::GET | Method::HEAD => data(node, segment, req).await,
+            Method::GET | Method::HEAD => data(served, segment, req).await,
             _ => Err(ApiError::method_not_allowed("GET, HEAD")),
         };
     }
@@ -528,7 +534,8 @@ async fn seed_data(node: &Arc<Node>, path: &str, req: Request<Incoming>) -> Resu
     ))
 }
 
-async fn data(node: &Arc<Node>, segment: &str, req: Request<Incoming>) -> Result<Resp> {
+async fn data(served: &Served, segment: &str, req: Request<Incoming>) -> Result<Resp> {
+    let node = &served.node;
     match *req.method() {
         Method::GET | Method::HEAD => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
@@ -551,7 +558,7 @@ async fn data(node: &Arc<Node>, segment: &str, req: Request<Incoming>) -> Result
         }
         Method::PUT => {
             let key = decode_key(segment).map_err(ApiError::bad_request)?;
-            put_value(node, key.into_owned(), req).await
+            put_value(served, key.into_owned(), req).await
         }
         _ => Err(ApiError::method_not_allowed("GET, HEAD, PUT")),
     }
@@ -660,9 +667,10 @@ fn rfc3339_seconds(secs: u64) -> Option<HeaderValue> {
     HeaderValue::from_bytes(&out.buf[..out.len]).ok()
 }
 
-async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Result<Resp> {
+async fn put_value(served: &Served, key: String, req: Request<Incoming>) -> Result<Resp> {
+    let node = &served.node;
     let (parts, mut body) = req.into_parts();
-    let (mut received, ttl) = match receive_value(node, &key, &parts, &mut body).await {
+    let (mut received, ttl) = match receive_value(served, &key, &parts, &mut body).await {
         Ok(received) => received,
         Err(mut e) if e.status == StatusCode::REQUEST_TIMEOUT => {
             // Too slow to be worth waiting for any longer.
@@ -716,7 +724,7 @@ async fn put_value(node: &Arc<Node>, key: String, req: Request<Incoming>) -> Res
 /// The TTL of a PUT and its value, received under the storage budget and the process's
 /// receive cap (both reserved before reading; see [`upload`]).
 async fn receive_value(
-    node: &Node,
+    served: &Served,
     key: &str,
     parts: &hyper::http::request::Parts,
     body: &mut Incoming,
@@ -735,13 +743,14 @@ async fn receive_value(
         }
         None => None,
     };
+    let node = &served.node;
     let ttl = node.config.clamp_ttl(query_ttl.or(header_ttl));
     let max = node.config.max_value_bytes;
     let limits = Limits {
         max,
         key,
         store: &node.store,
-        receiving: &node.receiving,
+        receiving: &served.server.receiving,
         timeout: node.tuning.body_timeout,
     };
     let received = upload::receive(body, content_length(&parts.headers), limits)
@@ -810,11 +819,13 @@ async fn read_body(node: &Node, body: Incoming, max: usize) -> Result<Bytes> {
 }
 
 async fn internal_route(
-    node: &Arc<Node>,
+    served: &Served,
     remote: SocketAddr,
     path: &str,
     req: Request<Incoming>,
 ) -> Result<Resp> {
+    let node = &served.node;
+    let gate = &served.server.gate;
     let max = MAX_BATCH_BYTES + node.config.max_value_bytes + (2 << 20);
     // Judged from the address and headers before a byte of the body is read (hyper
     // reads it only when polled).
@@ -826,12 +837,11 @@ async fn internal_route(
         // The clock test hook moves this host's clock for signatures too.
         now_ms: crate::clock::offset_ms(now_ms(), node.tuning.clock_offset_ms),
     };
-    let pass = node
-        .gate
+    let pass = gate
         .admit(at, req.headers(), content_length(req.headers()), max)
         .map_err(ApiError::from)?;
     let body = read_body(node, req.into_body(), max).await?;
-    let addressed = node.gate.verify(at, &pass, &body).map_err(ApiError::from)?;
+    let addressed = gate.verify(at, &pass, &body).map_err(ApiError::from)?;
     drop(pass);
     let msg = Message::decode(body).map_err(|e| {
         node.metrics.rejected_messages.inc();

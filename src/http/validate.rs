@@ -4,28 +4,7 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 250;
-
-/// Check a decoded key: 1-250 bytes, no `/`, no control characters.
-pub fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() {
-        return Err("key must not be empty".into());
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(format!(
-            "key is {} bytes; at most {MAX_KEY_BYTES} allowed",
-            key.len()
-        ));
-    }
-    if key.contains('/') {
-        return Err("key must not contain '/'".into());
-    }
-    if key.chars().any(char::is_control) {
-        return Err("key must not contain control characters".into());
-    }
-    Ok(())
-}
+pub use crate::wire::{check_key, MAX_KEY_BYTES};
 
 /// Decode a key from its URL path segment (percent-encoded UTF-8) and check it. Borrows
 /// the segment when it holds no escapes.

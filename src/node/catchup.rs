@@ -288,7 +288,8 @@ impl Node {
 
     /// Nodes of this process serving the same cluster, this one left out.
     fn siblings(&self) -> Vec<Arc<Node>> {
-        crate::local::serving_in(failure_domain(&self.id))
+        self.local
+            .serving_in(failure_domain(&self.id))
             .into_iter()
             .filter(|n| n.id != self.id)
             .collect()
