@@ -1,7 +1,7 @@
 //! One REPRAM node: its store, membership driver, replication and catch-up. The
 //! supervisor serves it over HTTP; each concept is a file:
 //! [`data`] (writes and received entries), [`driver`] (membership), [`anti_entropy`],
-//! [`catchup`], [`events`] (history for the UI), [`lifecycle`], [`tuning`].
+//! [`catchup`], [`messages`] (answers to node messages), [`events`] (history for the UI), [`lifecycle`], [`tuning`].
 
 mod anti_entropy;
 pub mod catchup;
@@ -9,6 +9,9 @@ mod data;
 mod driver;
 mod events;
 mod lifecycle;
+#[cfg(test)]
+mod memory_tests;
+mod messages;
 mod tuning;
 
 pub use catchup::ReadThrough;
@@ -105,6 +108,8 @@ pub struct ProcessWide {
     pub hosts: Arc<ClusterHosts>,
     /// Notified (by whoever refuses strangers) when discovery should resolve again.
     pub knock: Arc<Notify>,
+    /// How the nodes reach their peers; `None`: over HTTP, each with its own client.
+    pub transport: Option<PeerClient>,
 }
 
 impl ProcessWide {
@@ -114,6 +119,7 @@ impl ProcessWide {
             registry: Registry::new(),
             hosts: Arc::new(ClusterHosts::new(config)),
             knock: Arc::new(Notify::new()),
+            transport: None,
         }
     }
 }
@@ -156,8 +162,9 @@ impl Node {
             port,
         };
         let metrics = Arc::new(Metrics::new());
-        let client = PeerClient::new(config.cluster_secret.as_deref())
-            .with_clock_offset(tuning.clock_offset_ms);
+        let client = process.transport.clone().unwrap_or_else(|| {
+            PeerClient::http(config.cluster_secret.as_deref(), tuning.clock_offset_ms)
+        });
         Arc::new(Node {
             origin: origin_tag(&id),
             membership: Mutex::new({

@@ -57,8 +57,8 @@ pub type LocalReplicas = Arc<dyn Fn(&str) -> Option<Weak<dyn Replica>> + Send + 
 pub const QUEUE_CAPACITY: usize = 8_192;
 /// Most entries in one batch.
 pub const MAX_BATCH_ENTRIES: usize = 512;
-/// Deadline for one batch round trip (shorter in unit tests, which wait for it).
-pub(crate) const BATCH_TIMEOUT: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 5 });
+/// Deadline for one batch round trip.
+pub(crate) const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline for one batch to another process, across all the relays tried.
 const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a process whose node refused a relay request as unknown (an older version)

@@ -144,6 +144,7 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         registry: Registry::new(),
         hosts: server.gate.shared_hosts(),
         knock: server.gate.shared_knock(),
+        transport: None,
     };
     let registry = process.registry.clone();
     let nodes = Arc::new(Mutex::new(Vec::new()));

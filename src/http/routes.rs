@@ -847,26 +847,10 @@ async fn internal_route(
         node.metrics.rejected_messages.inc();
         ApiError::bad_request(format!("invalid node message: {e}"))
     })?;
-    let reply = match (path, msg) {
-        (GOSSIP_PATH, Message::Gossip(g)) => node.on_gossip(g, remote.ip(), addressed).await,
-        (REPLICATE_PATH, Message::Replicate(entries)) => {
-            node.metrics.replication_received_http.inc();
-            Message::Ack(node.apply_batch(&entries))
-        }
-        (REPLICATE_PATH, Message::Relay(entries)) => {
-            node.metrics.replication_received_http.inc();
-            Message::Holders(node.relay_batch(&entries))
-        }
-        (SYNC_PATH, Message::Digest(d)) => node.versions_for(&d),
-        (SYNC_PATH, Message::Fetch(keys)) => node.fetch(&keys),
-        (_, other) => {
-            node.metrics.rejected_messages.inc();
-            return Err(ApiError::bad_request(format!(
-                "message kind {} does not belong on {path}",
-                other.kind()
-            )));
-        }
-    };
+    let reply = node
+        .answer(path, msg, remote.ip(), addressed)
+        .await
+        .map_err(ApiError::bad_request)?;
     Ok(wire_response(&reply))
 }
 

@@ -1,58 +1,27 @@
-//! Node-to-node calls: one wire [`Message`] POSTed to a peer's `/internal/` route, one
-//! message back. Connections are pooled and kept alive per peer.
+//! The HTTP transport: node messages POSTed to a peer's `/internal/` route over pooled
+//! keep-alive connections.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{header, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use std::sync::Arc;
-
+use super::{CallError, Transport, CLOCK_HEADER, CONTENT_TYPE};
 use crate::auth;
 use crate::clock::now_ms;
-use crate::wire::{Message, WireError};
+use crate::wire::Message;
 
-/// Route of membership exchanges.
-pub const GOSSIP_PATH: &str = "/internal/v1/gossip";
-/// Route of replication batches.
-pub const REPLICATE_PATH: &str = "/internal/v1/replicate";
-/// Route of catch-up pages.
-pub const SYNC_PATH: &str = "/internal/v1/sync";
-/// Content type of wire messages.
-pub const CONTENT_TYPE: &str = "application/x-repram-wire";
-/// Response header of every `/internal/` answer: the answering node's wall clock, ms
-/// since the Unix epoch. Probes read it to measure each peer's clock skew (see
-/// [`crate::skew`]); an extra header, so nodes without it interoperate.
-pub const CLOCK_HEADER: &str = "x-repram-clock-ms";
 /// Largest reply accepted from a peer.
 const MAX_REPLY_BYTES: usize = 256 << 20;
 
-/// Why a call to a peer failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// No answer within the deadline.
-    #[error("timed out")]
-    Timeout,
-    /// The connection was refused: nothing listens at that address.
-    #[error("connection refused")]
-    Refused,
-    /// Connecting or talking HTTP failed.
-    #[error("http: {0}")]
-    Http(String),
-    /// The peer answered with a non-200 status.
-    #[error("peer answered {0}")]
-    Status(StatusCode),
-    /// The reply is not a valid message.
-    #[error("bad reply: {0}")]
-    Wire(#[from] WireError),
-}
-
 /// A pooled HTTP/1.1 client for node-to-node messages. Cheap to clone.
 #[derive(Clone)]
-pub struct PeerClient {
+pub struct HttpTransport {
     http: Client<HttpConnector, Full<Bytes>>,
     /// The cluster secret: when set, every request is signed with it.
     secret: Option<Arc<[u8]>>,
@@ -61,13 +30,13 @@ pub struct PeerClient {
     clock_offset_ms: i64,
 }
 
-impl Default for PeerClient {
+impl Default for HttpTransport {
     fn default() -> Self {
         Self::new(None)
     }
 }
 
-impl PeerClient {
+impl HttpTransport {
     /// A client with keep-alive pooling and `TCP_NODELAY`, signing its requests when a
     /// cluster secret is given.
     pub fn new(secret: Option<&str>) -> Self {
@@ -78,7 +47,7 @@ impl PeerClient {
             .pool_idle_timeout(Duration::from_secs(15))
             .pool_max_idle_per_host(2)
             .build(connector);
-        PeerClient {
+        HttpTransport {
             http,
             secret: secret.map(|s| Arc::from(s.as_bytes())),
             clock_offset_ms: 0,
@@ -91,36 +60,9 @@ impl PeerClient {
         self
     }
 
-    /// POST `msg` to `http://{addr}{path}` and decode the reply, all within `timeout`.
-    /// `to` is the id of the node expected there, when known: a signed message names it
-    /// (see [`crate::auth`]), and only gossip may go to an address whose node is unknown.
-    pub async fn call(
-        &self,
-        addr: &str,
-        to: Option<&str>,
-        path: &str,
-        msg: &Message,
-        timeout: Duration,
-    ) -> Result<Message, CallError> {
-        self.call_encoded(addr, to, path, msg.encode(), timeout)
-            .await
-    }
-
-    /// Like [`PeerClient::call`] with an already encoded message.
-    pub async fn call_encoded(
-        &self,
-        addr: &str,
-        to: Option<&str>,
-        path: &str,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<Message, CallError> {
-        self.call_clocked(addr, to, path, body, timeout).await.0
-    }
-
     /// GET `http://{addr}{path}` of a peer's public API and parse its JSON answer (any
     /// status), within `timeout`: the status and the document.
-    pub async fn get_json(
+    async fn get_json(
         &self,
         addr: &str,
         path: &str,
@@ -149,9 +91,10 @@ impl PeerClient {
             .map_err(|_| CallError::Timeout)?
     }
 
-    /// Like [`PeerClient::call_encoded`], with the peer's clock ([`CLOCK_HEADER`]) when
+    /// POST an encoded message to `http://{addr}{path}` and decode the reply, all within
+    /// `timeout` (see [`PeerClient::call`]), with the peer's clock ([`CLOCK_HEADER`]) when
     /// its answer carried one, also when the answer is an error status.
-    pub async fn call_clocked(
+    async fn call_clocked(
         &self,
         addr: &str,
         to: Option<&str>,
@@ -215,6 +158,30 @@ impl PeerClient {
     }
 }
 
+impl Transport for HttpTransport {
+    fn call_clocked<'a>(
+        &'a self,
+        addr: &'a str,
+        to: Option<&'a str>,
+        path: &'a str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'a, (Result<Message, CallError>, Option<u64>)> {
+        Box::pin(HttpTransport::call_clocked(
+            self, addr, to, path, body, timeout,
+        ))
+    }
+
+    fn get_json<'a>(
+        &'a self,
+        addr: &'a str,
+        path: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(StatusCode, serde_json::Value), CallError>> {
+        Box::pin(HttpTransport::get_json(self, addr, path, timeout))
+    }
+}
+
 /// True when `err` or one of its sources is a refused connection.
 fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
@@ -232,6 +199,7 @@ fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::{PeerClient, GOSSIP_PATH};
 
     #[tokio::test]
     async fn a_closed_port_is_reported_as_refused() {

@@ -1,0 +1,206 @@
+//! Nodes over the in-memory transport on paused tokio time: the membership driver,
+//! replication fan-out (including a hung peer), catch-up and anti-entropy, with no
+//! socket. Each node plays its own process (failure domain), so every message between
+//! nodes goes through the transport.
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::transport::memory::{Fault, Handler};
+use crate::transport::{MemoryTransport, PeerClient};
+
+use super::{Node, ProcessWide, Tuning};
+
+const BASE_PORT: u16 = 9100;
+
+/// A wall clock that follows tokio's paused clock.
+fn sim_wall_ms() -> u64 {
+    static ANCHOR: OnceLock<Instant> = OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(Instant::now);
+    1_700_000_000_000 + Instant::now().saturating_duration_since(anchor).as_millis() as u64
+}
+
+fn addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+struct Sim {
+    transport: Arc<MemoryTransport>,
+    config: Arc<Config>,
+    stop_tx: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+    nodes: Vec<Arc<Node>>,
+}
+
+impl Sim {
+    /// `n` node slots (ports `BASE_PORT..`), none started.
+    fn new(n: u16) -> Sim {
+        let (stop_tx, stop) = watch::channel(false);
+        Sim {
+            transport: MemoryTransport::new(),
+            config: Arc::new(Config {
+                base_port: BASE_PORT,
+                max_ports: n,
+                ..Config::for_test()
+            }),
+            stop_tx,
+            stop,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Start the node of slot `index` (1-based) as a process of its own.
+    fn start(&mut self, index: usize) -> Arc<Node> {
+        let port = BASE_PORT + index as u16 - 1;
+        let process = ProcessWide {
+            transport: Some(PeerClient::over(self.transport.clone())),
+            ..ProcessWide::new(&self.config)
+        };
+        let tag = crate::ids::new_process_tag();
+        let tuning = Tuning {
+            wall_ms: sim_wall_ms,
+            ..Tuning::default()
+        };
+        let node = Node::serving_on(
+            process,
+            crate::ids::node_id(index, &tag, 0),
+            index,
+            port,
+            self.config.clone(),
+            tuning,
+            self.stop.clone(),
+        );
+        let handler: Weak<dyn Handler> = Arc::downgrade(&(node.clone() as Arc<dyn Handler>));
+        self.transport.add(&addr(port), handler);
+        let serving = {
+            let node = node.clone();
+            async move {
+                node.stopped().await;
+                node.leave().await;
+            }
+        };
+        tokio::spawn(node.clone().run(serving));
+        self.nodes.push(node.clone());
+        node
+    }
+
+    fn start_all(&mut self, n: usize) {
+        for index in 1..=n {
+            self.start(index);
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.stop_tx.send(true);
+    }
+}
+
+/// Poll `cond` every 50 ms of (paused) time until it holds; panics after `within`.
+async fn wait_until(within: Duration, what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn meshed(nodes: &[Arc<Node>]) -> bool {
+    nodes
+        .iter()
+        .all(|n| n.membership().len() == nodes.len() - 1 && n.is_ready())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_membership_driver_meshes_nodes_and_sees_one_leave() {
+    let mut sim = Sim::new(3);
+    sim.start_all(3);
+    let nodes = sim.nodes.clone();
+    wait_until(Duration::from_secs(30), "full mesh", || meshed(&nodes)).await;
+    // A node that stops answering is declared gone by the others.
+    sim.transport
+        .set_fault(&addr(BASE_PORT + 2), Some(Fault::Hang));
+    wait_until(Duration::from_secs(60), "the hung node dropped", || {
+        nodes[..2].iter().all(|n| n.membership().len() == 1)
+    })
+    .await;
+    // It answers again: it is back in the mesh.
+    sim.transport.set_fault(&addr(BASE_PORT + 2), None);
+    wait_until(Duration::from_secs(120), "mesh again", || meshed(&nodes)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_reaches_every_peer_and_a_hung_peer_costs_the_quorum_not_the_write() {
+    let mut sim = Sim::new(2);
+    sim.start_all(2);
+    let nodes = sim.nodes.clone();
+    wait_until(Duration::from_secs(30), "full mesh", || meshed(&nodes)).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let out = a
+        .put("k1".into(), Bytes::from_static(b"v1"), 600)
+        .await
+        .unwrap();
+    assert_eq!((out.acks, out.quorum), (2, 2), "durable: both hold it");
+    assert!(b.store.get("k1").is_some());
+
+    // b hangs: the write is held by a alone and answered at the write timeout (202).
+    sim.transport
+        .set_fault(&addr(BASE_PORT + 1), Some(Fault::Hang));
+    let started = Instant::now();
+    let out = a
+        .put("k2".into(), Bytes::from_static(b"v2"), 600)
+        .await
+        .unwrap();
+    assert!(!out.durable(), "{out:?}");
+    assert_eq!(out.acks, 1);
+    assert_eq!(started.elapsed(), a.config.write_timeout);
+    assert!(a.store.get("k2").is_some() && b.store.get("k2").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn anti_entropy_repairs_what_a_peer_missed() {
+    let mut sim = Sim::new(2);
+    sim.start_all(2);
+    let nodes = sim.nodes.clone();
+    wait_until(Duration::from_secs(30), "full mesh", || meshed(&nodes)).await;
+    let (a, b) = (nodes[0].clone(), nodes[1].clone());
+    // Replication batches to b are lost; membership (and later sync) still reach it.
+    sim.transport
+        .set_fault(&addr(BASE_PORT + 1), Some(Fault::Refuse));
+    let out = a
+        .put("k".into(), Bytes::from_static(b"v"), 600)
+        .await
+        .unwrap();
+    assert_eq!(out.acks, 1);
+    sim.transport.set_fault(&addr(BASE_PORT + 1), None);
+    assert!(b.store.get("k").is_none());
+    wait_until(Duration::from_secs(60), "b repaired", || {
+        b.store.get("k").is_some()
+    })
+    .await;
+    assert!(b.metrics.anti_entropy_repairs.get() + b.metrics.entries_applied.get() >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_starts_late_catches_up_from_its_peers() {
+    let mut sim = Sim::new(2);
+    let a = sim.start(1);
+    wait_until(Duration::from_secs(30), "a ready", || a.is_ready()).await;
+    for i in 0..20 {
+        a.put(format!("k{i}"), Bytes::from_static(b"v"), 600)
+            .await
+            .unwrap();
+    }
+    let b = sim.start(2);
+    wait_until(Duration::from_secs(60), "b caught up", || {
+        b.is_caught_up() && (0..20).all(|i| b.store.get(&format!("k{i}")).is_some())
+    })
+    .await;
+    assert!(sim.transport.calls_to(&addr(BASE_PORT)) > 0);
+}

@@ -1,0 +1,163 @@
+//! The in-memory transport: a call goes straight to the receiving node's handler, through
+//! the wire encoding both ways, with no socket. Links can refuse, delay or hang calls, so
+//! tests on paused tokio time can play lost peers and slow ones.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use hyper::StatusCode;
+
+use super::{CallError, Transport};
+use crate::wire::Message;
+
+/// A node as the in-memory transport delivers to it.
+pub trait Handler: Send + Sync {
+    /// Answer `msg`, sent for `path` from `source`: the reply, or the status of a refusal.
+    fn handle<'a>(
+        self: Arc<Self>,
+        path: &'a str,
+        msg: Message,
+        source: IpAddr,
+    ) -> BoxFuture<'a, Result<Message, StatusCode>>;
+
+    /// Its wall clock, ms since the Unix epoch (what an HTTP answer's clock header says).
+    fn clock_ms(&self) -> u64;
+}
+
+/// What happens to calls to one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Refused at once, as by a port where nothing listens.
+    Refuse,
+    /// Answered after this long (the caller's timeout still applies).
+    Delay(Duration),
+    /// Taken but never answered: the caller's timeout ends it.
+    Hang,
+}
+
+#[derive(Default)]
+struct Links {
+    nodes: HashMap<String, Weak<dyn Handler>>,
+    faults: HashMap<String, Fault>,
+}
+
+/// Nodes by address, reached in memory. Holds them weakly: a node holding the transport
+/// never keeps itself alive.
+#[derive(Default)]
+pub struct MemoryTransport {
+    links: Mutex<Links>,
+    /// Calls made, by address.
+    calls: Mutex<HashMap<String, u64>>,
+}
+
+impl MemoryTransport {
+    /// No nodes yet.
+    pub fn new() -> Arc<MemoryTransport> {
+        Arc::new(MemoryTransport::default())
+    }
+
+    fn links(&self) -> MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deliver calls to `addr` to `node` (replacing whoever was there).
+    pub fn add(&self, addr: &str, node: Weak<dyn Handler>) {
+        self.links().nodes.insert(addr.to_string(), node);
+    }
+
+    /// Nobody is at `addr` any more: calls there are refused.
+    pub fn remove(&self, addr: &str) {
+        self.links().nodes.remove(addr);
+    }
+
+    /// Calls to `addr` meet `fault` from now on (`None`: delivered normally again).
+    pub fn set_fault(&self, addr: &str, fault: Option<Fault>) {
+        let mut links = self.links();
+        match fault {
+            Some(f) => links.faults.insert(addr.to_string(), f),
+            None => links.faults.remove(addr),
+        };
+    }
+
+    /// How many calls went to `addr` (whatever became of them).
+    pub fn calls_to(&self, addr: &str) -> u64 {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.get(addr).copied().unwrap_or(0)
+    }
+
+    async fn deliver(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+    ) -> (Result<Message, CallError>, Option<u64>) {
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_string())
+            .or_default() += 1;
+        let (node, fault) = {
+            let links = self.links();
+            (
+                links.nodes.get(addr).and_then(Weak::upgrade),
+                links.faults.get(addr).copied(),
+            )
+        };
+        let Some(node) = node else {
+            return (Err(CallError::Refused), None);
+        };
+        match fault {
+            Some(Fault::Refuse) => return (Err(CallError::Refused), None),
+            Some(Fault::Hang) => std::future::pending::<()>().await,
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            None => {}
+        }
+        let msg = match Message::decode(body) {
+            Ok(m) => m,
+            Err(_) => return (Err(CallError::Status(StatusCode::BAD_REQUEST)), None),
+        };
+        let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let clock = Some(node.clock_ms());
+        let reply = node.handle(path, msg, source).await;
+        match reply {
+            // Through the encoding, as over HTTP.
+            Ok(reply) => (
+                Message::decode(reply.encode()).map_err(CallError::from),
+                clock,
+            ),
+            Err(status) => (Err(CallError::Status(status)), clock),
+        }
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn call_clocked<'a>(
+        &'a self,
+        addr: &'a str,
+        _to: Option<&'a str>,
+        path: &'a str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'a, (Result<Message, CallError>, Option<u64>)> {
+        Box::pin(async move {
+            tokio::time::timeout(timeout, self.deliver(addr, path, body))
+                .await
+                .unwrap_or((Err(CallError::Timeout), None))
+        })
+    }
+
+    fn get_json<'a>(
+        &'a self,
+        _addr: &'a str,
+        _path: &'a str,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<(StatusCode, serde_json::Value), CallError>> {
+        // Only node messages travel in memory; the public API is HTTP's.
+        Box::pin(async { Err(CallError::Http("no public API in memory".into())) })
+    }
+}
