@@ -49,6 +49,26 @@ pub trait Replica: Send + Sync {
     fn take_in_memory(&self, entries: &mut dyn Iterator<Item = &Entry>) -> u32;
 }
 
+/// Hand a batch of `len` entries over in memory to each of `nodes` (id, the node if it
+/// still exists) that takes replication: `took(id, whole)` for every node, `whole` when
+/// it now holds every entry. Sender tasks and relays share it.
+pub fn hand_over<'n, 'e, R, I>(
+    nodes: impl IntoIterator<Item = (&'n str, Option<Arc<R>>)>,
+    len: usize,
+    entries: impl Fn() -> I,
+    mut took: impl FnMut(&'n str, bool),
+) where
+    R: Replica + ?Sized,
+    I: Iterator<Item = &'e Entry>,
+{
+    for (id, node) in nodes {
+        let held = node
+            .filter(|n| n.accepts_replication())
+            .map(|n| n.take_in_memory(&mut entries()));
+        took(id, held.is_some_and(|n| n as usize == len));
+    }
+}
+
 /// The nodes serving in this process, by id (the cluster's registry, as replication
 /// sees it).
 pub type LocalReplicas = Arc<dyn Fn(&str) -> Option<Weak<dyn Replica>> + Send + Sync>;
@@ -489,20 +509,16 @@ impl Target {
             Target::Siblings { nodes, metrics } => {
                 let nodes = lock(nodes).clone();
                 let mut holders = HashSet::with_capacity(nodes.nodes.len());
-                for (id, node) in &nodes.nodes {
-                    let held = node
-                        .upgrade()
-                        .filter(|p| p.accepts_replication())
-                        .map(|peer| {
-                            peer.take_in_memory(&mut batch.iter().map(|j| j.entry.as_ref()))
-                        });
-                    if held.is_some_and(|n| n as usize == batch.len()) {
-                        holders.insert(id.clone());
+                let each = nodes.nodes.iter().map(|(id, n)| (id.as_str(), n.upgrade()));
+                let entries = || batch.iter().map(|j| j.entry.as_ref());
+                hand_over(each, batch.len(), entries, |id, whole| {
+                    if whole {
+                        holders.insert(id.to_string());
                     } else {
                         metrics.replication_failures.inc();
                         tracing::debug!(peer = %id, entries = batch.len(), "peer in this process did not take the batch (not serving)");
                     }
-                }
+                });
                 // Those that did not take it were counted above, one by one.
                 return Ok(Held::Nodes(holders));
             }

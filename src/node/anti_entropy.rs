@@ -4,6 +4,7 @@ use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tracing::{debug, info};
 
 use crate::antientropy::{self, FETCH_CHUNK};
@@ -13,48 +14,90 @@ use crate::wire::Message;
 
 use super::Node;
 
+/// How a pull runs (see [`Node::pull_via`]).
+pub(super) struct Pull<'a> {
+    /// Leave out writes younger than [`antientropy::SETTLE_MS`] (periodic rounds).
+    pub settle: bool,
+    /// Nodes of this process still catching up that take each page too.
+    pub share: &'a [Arc<Node>],
+    /// Skip what the store refused for want of room (catch-up).
+    pub skip_refused: bool,
+    /// Pages fetched at once.
+    pub parallel: usize,
+}
+
 impl Node {
-    /// One anti-entropy pull (as [`Node::sync_with`], one page at a time) over any transport: `call` carries a sync message to the peer
-    /// and returns its answer (tests hand it to a peer in memory).
-    pub async fn sync_via<F, Fut>(&self, settle: bool, mut call: F) -> Result<usize, CallError>
+    /// One anti-entropy pull through `call`, which carries a sync message to the peer and
+    /// returns its answer (tests hand it to a peer in memory): one page at a time, as
+    /// the periodic rounds do. How many entries changed here.
+    pub async fn sync_via<F, Fut>(&self, settle: bool, call: F) -> Result<usize, CallError>
     where
         F: FnMut(Message) -> Fut,
         Fut: std::future::Future<Output = Result<Message, CallError>>,
     {
-        let digest = Message::Digest(self.store.digest());
-        let versions = match call(digest).await? {
-            Message::Versions(v) => v,
-            other => {
-                return Err(CallError::Http(format!(
-                    "unexpected reply {}",
-                    other.kind()
-                )))
-            }
+        let how = Pull {
+            settle,
+            share: &[],
+            skip_refused: false,
+            parallel: 1,
         };
+        self.pull_via(how, call).await
+    }
+
+    /// The one pull of anti-entropy and catch-up: ask the peer (through `call`) for the
+    /// versions it holds against our digest, fetch in pages what is worth fetching
+    /// ([`antientropy::worth_fetching`]), and apply each page here and to the nodes of
+    /// `how.share` still catching up. How many entries changed here.
+    pub(super) async fn pull_via<F, Fut>(
+        &self,
+        how: Pull<'_>,
+        mut call: F,
+    ) -> Result<usize, CallError>
+    where
+        F: FnMut(Message) -> Fut,
+        Fut: std::future::Future<Output = Result<Message, CallError>>,
+    {
+        let unexpected = |m: Message| CallError::Http(format!("unexpected reply {}", m.kind()));
+        let mut versions = match call(Message::Digest(self.store.digest())).await? {
+            Message::Versions(v) => v,
+            other => return Err(unexpected(other)),
+        };
+        if how.skip_refused {
+            // Not again what the store refused for want of room, while it has no more.
+            let mut refused = self
+                .refused_for_room
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            refused.forget_if_room(self.store.bytes());
+            versions.retain(|(k, v)| !refused.skips(k, *v));
+        }
         let now = self.wall_ms();
-        let wanted: Vec<String> =
-            antientropy::worth_fetching(&versions, |k| self.store.version(k), now, settle)
-                .into_iter()
-                .map(String::from)
+        let fetches: Vec<Message> =
+            antientropy::worth_fetching(&versions, |k| self.store.version(k), now, how.settle)
+                .chunks(FETCH_CHUNK)
+                .map(|chunk| Message::Fetch(chunk.iter().map(|k| k.to_string()).collect()))
                 .collect();
+        drop(versions);
+        let mut pages = futures::stream::iter(fetches)
+            .map(&mut call)
+            .buffer_unordered(how.parallel.max(1));
         let mut repaired = 0;
-        for chunk in wanted.chunks(FETCH_CHUNK) {
-            match call(Message::Fetch(chunk.to_vec())).await? {
-                Message::Replicate(entries) => {
-                    for e in &entries {
-                        if matches!(
-                            self.apply_remote(e),
-                            Some(Applied::Inserted | Applied::Replaced)
-                        ) {
-                            repaired += 1;
-                        }
-                    }
+        while let Some(reply) = pages.next().await {
+            let entries = match reply? {
+                Message::Replicate(entries) => entries,
+                other => return Err(unexpected(other)),
+            };
+            for e in &entries {
+                if matches!(
+                    self.apply_remote(e),
+                    Some(Applied::Inserted | Applied::Replaced)
+                ) {
+                    repaired += 1;
                 }
-                other => {
-                    return Err(CallError::Http(format!(
-                        "unexpected reply {}",
-                        other.kind()
-                    )))
+            }
+            for sibling in how.share {
+                if !sibling.catchup.is_done() {
+                    sibling.apply_batch(&entries);
                 }
             }
             if self.is_stopping() {

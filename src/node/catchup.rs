@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::anti_entropy::Pull;
 use super::Node;
 use crate::antientropy::{self, FETCH_CHUNK};
 use crate::ids::failure_domain;
@@ -147,85 +147,22 @@ impl Node {
     ) -> Result<usize, CallError> {
         const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
         let to = self.member_at(addr);
-        let digest = Message::Digest(self.store.digest());
-        let mut versions = match self
-            .client
-            .call(addr, to.as_deref(), SYNC_PATH, &digest, ROUND_TIMEOUT)
-            .await?
-        {
-            Message::Versions(v) => v,
-            other => {
-                return Err(CallError::Http(format!(
-                    "unexpected reply {}",
-                    other.kind()
-                )))
+        let client = self.client.clone();
+        let call = move |msg: Message| {
+            let (client, addr, to) = (client.clone(), addr.to_string(), to.clone());
+            async move {
+                client
+                    .call(&addr, to.as_deref(), SYNC_PATH, &msg, ROUND_TIMEOUT)
+                    .await
             }
         };
-        {
-            // Not again what the store refused for want of room, while it has no more.
-            let mut refused = self
-                .refused_for_room
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            refused.forget_if_room(self.store.bytes());
-            versions.retain(|(k, v)| !refused.skips(k, *v));
-        }
-        let now = self.wall_ms();
-        let wanted: Vec<String> =
-            antientropy::worth_fetching(&versions, |k| self.store.version(k), now, settle)
-                .into_iter()
-                .map(String::from)
-                .collect();
-        drop(versions);
-        let mut repaired = 0;
-        let fetches: Vec<bytes::Bytes> = wanted
-            .chunks(FETCH_CHUNK)
-            .map(|chunk| Message::Fetch(chunk.to_vec()).encode())
-            .collect();
-        drop(wanted);
-        let client = self.client.clone();
-        let addr_owned = addr.to_string();
-        let mut pages = futures::stream::iter(fetches)
-            .map(move |fetch| {
-                let (client, addr, to) = (client.clone(), addr_owned.clone(), to.clone());
-                async move {
-                    client
-                        .call_encoded(&addr, to.as_deref(), SYNC_PATH, fetch, ROUND_TIMEOUT)
-                        .await
-                }
-            })
-            .buffer_unordered(FETCH_PARALLEL);
-        while let Some(reply) = pages.next().await {
-            match reply? {
-                Message::Replicate(entries) => {
-                    for e in &entries {
-                        if matches!(
-                            self.apply_remote(e),
-                            Some(Applied::Inserted | Applied::Replaced)
-                        ) {
-                            repaired += 1;
-                        }
-                    }
-                    for sibling in share {
-                        if !sibling.catchup.is_done() {
-                            sibling.apply_batch(&entries);
-                        }
-                    }
-                }
-                other => {
-                    return Err(CallError::Http(format!(
-                        "unexpected reply {}",
-                        other.kind()
-                    )))
-                }
-            }
-            if self.is_stopping() {
-                break;
-            }
-        }
-        self.metrics.anti_entropy_rounds.inc();
-        self.metrics.anti_entropy_repairs.inc_by(repaired as u64);
-        Ok(repaired)
+        let how = Pull {
+            settle,
+            share,
+            skip_refused: true,
+            parallel: FETCH_PARALLEL,
+        };
+        self.pull_via(how, call).await
     }
 
     /// The id of the member reached at `addr`, which signed sync requests name.
@@ -594,7 +531,7 @@ impl Node {
 }
 
 impl CatchUp {
-    fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) == DONE
     }
 }

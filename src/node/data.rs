@@ -127,15 +127,21 @@ impl Node {
         if whole(self.apply_batch(entries)) {
             holders.push(self.id.clone());
         }
-        for sibling in self.local.serving_in(crate::ids::failure_domain(&self.id)) {
-            if sibling.id == self.id || !sibling.accepts_replication() {
-                continue;
-            }
-            sibling.metrics.replication_received_memory.inc();
-            if whole(sibling.apply_batch(entries)) && holders.len() < wire::MAX_HOLDERS {
-                holders.push(sibling.id.clone());
-            }
-        }
+        let siblings = self.local.serving_in(crate::ids::failure_domain(&self.id));
+        let others = siblings
+            .iter()
+            .filter(|n| n.id != self.id)
+            .map(|n| (n.id.as_str(), Some(n.clone())));
+        crate::replication::hand_over(
+            others,
+            entries.len(),
+            || entries.iter(),
+            |id, whole| {
+                if whole && holders.len() < wire::MAX_HOLDERS {
+                    holders.push(id.to_string());
+                }
+            },
+        );
         holders
     }
 
