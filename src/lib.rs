@@ -2,11 +2,13 @@
 //! key/value store whose values expire after a TTL and are copied to every node) in one
 //! process.
 //!
-//! - The [`supervisor`] claims a free port per node ([`net`]) and starts every node at
-//!   once, restarting any that fails.
+//! - The [`supervisor`] claims a free port per node ([`net`]), starts every node at
+//!   once with the process's [`http::Server`] in front of it, and restarts any that fails.
 //! - Each [`node`] finds the others by probing the discovery addresses ([`membership`]),
 //!   replicates every write to all live peers ([`replication`]) over the [`wire`] format
-//!   ([`transport`]), and serves the HTTP API ([`http`]) from its [`store`].
+//!   through a [`transport::Transport`] (HTTP, or in memory in tests), and answers the
+//!   HTTP API ([`http`]) from its [`store`]. The cluster's registry ([`local`]) lets the
+//!   nodes of one process hand batches to each other in memory.
 //!
 //! [`run`] is the whole program; `main.rs` only parses the environment and sets up logs.
 
