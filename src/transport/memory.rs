@@ -161,3 +161,82 @@ impl Transport for MemoryTransport {
         Box::pin(async { Err(CallError::Http("no public API in memory".into())) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{PeerClient, GOSSIP_PATH};
+    use tokio::time::Instant;
+
+    /// Answers every message with `Ack(7)` at clock 42.
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle<'a>(
+            self: Arc<Self>,
+            _path: &'a str,
+            _msg: Message,
+            _source: IpAddr,
+        ) -> BoxFuture<'a, Result<Message, StatusCode>> {
+            Box::pin(async { Ok(Message::Ack(7)) })
+        }
+
+        fn clock_ms(&self) -> u64 {
+            42
+        }
+    }
+
+    async fn call(client: &PeerClient, addr: &str) -> (Result<Message, CallError>, Option<u64>) {
+        let body = Message::Ack(0).encode();
+        let timeout = Duration::from_secs(2);
+        client
+            .call_clocked(addr, None, GOSSIP_PATH, body, timeout)
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_delivered_refused_delayed_or_hung_as_told() {
+        let transport = MemoryTransport::new();
+        let node: Arc<dyn Handler> = Arc::new(Echo);
+        transport.add("n:1", Arc::downgrade(&node));
+        let client = PeerClient::over(transport.clone());
+
+        let (reply, clock) = call(&client, "n:1").await;
+        assert!(matches!(reply, Ok(Message::Ack(7))), "{reply:?}");
+        assert_eq!(clock, Some(42));
+        let (nobody, _) = call(&client, "n:2").await;
+        assert!(matches!(nobody, Err(CallError::Refused)), "{nobody:?}");
+
+        transport.set_fault("n:1", Some(Fault::Refuse));
+        assert!(matches!(
+            call(&client, "n:1").await.0,
+            Err(CallError::Refused)
+        ));
+
+        transport.set_fault("n:1", Some(Fault::Delay(Duration::from_millis(300))));
+        let started = Instant::now();
+        assert!(matches!(call(&client, "n:1").await.0, Ok(Message::Ack(7))));
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+
+        transport.set_fault("n:1", Some(Fault::Hang));
+        let started = Instant::now();
+        assert!(matches!(
+            call(&client, "n:1").await.0,
+            Err(CallError::Timeout)
+        ));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(2),
+            "the caller's timeout"
+        );
+
+        transport.set_fault("n:1", None);
+        transport.remove("n:1");
+        assert!(matches!(
+            call(&client, "n:1").await.0,
+            Err(CallError::Refused)
+        ));
+        assert_eq!(transport.calls_to("n:1"), 5);
+        drop(node);
+    }
+}
