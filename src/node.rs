@@ -183,6 +183,8 @@ pub struct ProcessWide {
     /// Judges node messages: the process's cluster hosts, nonces and limits on
     /// unverified bodies.
     pub gate: Arc<crate::http::gate::Gate>,
+    /// Bytes freed by every node's purges (read by the binary's heap trimmer).
+    pub purged: crate::store::PurgedBytes,
 }
 
 impl ProcessWide {
@@ -193,6 +195,7 @@ impl ProcessWide {
             limiter: RateLimiter::new(config.rate_limit).map(Arc::new),
             receiving: Receiving::new(config.max_inflight_bytes),
             gate: crate::http::gate::Gate::new(config),
+            purged: crate::store::PurgedBytes::default(),
         }
     }
 }
@@ -287,7 +290,7 @@ impl Node {
             membership_changed: Notify::new(),
             fault: Notify::new(),
             replicator: Replicator::new(&id, client.clone(), metrics.clone()),
-            store: Store::new(config.max_storage_bytes),
+            store: Store::with_purged_bytes(config.max_storage_bytes, process.purged.clone()),
             hlc: Hlc::new(),
             client,
             metrics,

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::net::{claim_port, port_order, ClaimError};
 use crate::node::{Node, ProcessWide, Tuning};
 use crate::runtime::ConnThreads;
+use crate::store::PurgedBytes;
 
 /// How long the supervisor waits for all nodes to stop after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4_500);
@@ -76,6 +77,15 @@ struct Slot {
 /// could claim any port. Nodes that find the range full are logged and keep trying to
 /// claim a port (one freed later) every [`CLAIM_RETRY`]; they start when they get one.
 pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
+    start_counting_purged(config, tuning, PurgedBytes::default())
+}
+
+/// [`start`], with every node's store counting the bytes its purges free in `purged`.
+pub fn start_counting_purged(
+    config: Config,
+    tuning: Tuning,
+    purged: PurgedBytes,
+) -> Result<Cluster, Error> {
     let config = Arc::new(config);
     let range = config.port_range();
     let (first, last) = (*range.start(), *range.end());
@@ -129,7 +139,10 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let conn_threads = ConnThreads::per_core();
-    let process = ProcessWide::new(&config, conn_threads.dispatch());
+    let process = ProcessWide {
+        purged,
+        ..ProcessWide::new(&config, conn_threads.dispatch())
+    };
     let nodes = Arc::new(Mutex::new(Vec::new()));
     let supervisor = Supervisor {
         process_tag: crate::ids::new_process_tag(),
