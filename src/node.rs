@@ -120,6 +120,8 @@ impl Drop for AbortOnDrop {
 
 /// The state one node's tasks share.
 pub struct Node {
+    /// The dashboard's answer cache and peer reports.
+    pub(crate) dashboard: crate::http::dashboard::DashState,
     /// Unique id of this incarnation.
     pub id: String,
     /// 1-based index within this process.
@@ -299,6 +301,7 @@ impl Node {
             receiving: process.receiving,
             connections: crate::http::conns::Connections::new(config.max_connections),
             gate: process.gate,
+            dashboard: crate::http::dashboard::DashState::default(),
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
