@@ -122,6 +122,8 @@ impl Drop for AbortOnDrop {
 pub struct Node {
     /// The dashboard's answer cache and peer reports.
     pub(crate) dashboard: crate::http::dashboard::DashState,
+    /// The Flux instance lists, shared with the other nodes of the process.
+    locations: Arc<crate::flux::location::LocationCache>,
     /// Unique id of this incarnation.
     pub id: String,
     /// 1-based index within this process.
@@ -187,6 +189,8 @@ pub struct ProcessWide {
     pub gate: Arc<crate::http::gate::Gate>,
     /// Bytes freed by every node's purges (read by the binary's heap trimmer).
     pub purged: crate::store::PurgedBytes,
+    /// The Flux instance lists every node's discovery reads.
+    pub locations: Arc<crate::flux::location::LocationCache>,
 }
 
 impl ProcessWide {
@@ -198,6 +202,7 @@ impl ProcessWide {
             receiving: Receiving::new(config.max_inflight_bytes),
             gate: crate::http::gate::Gate::new(config),
             purged: crate::store::PurgedBytes::default(),
+            locations: Arc::default(),
         }
     }
 }
@@ -302,6 +307,7 @@ impl Node {
             connections: crate::http::conns::Connections::new(config.max_connections),
             gate: process.gate,
             dashboard: crate::http::dashboard::DashState::default(),
+            locations: process.locations.clone(),
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),
@@ -984,7 +990,9 @@ impl Node {
 
     /// Add every discovery address to the membership targets.
     async fn refresh_targets(&self) {
-        let addrs = crate::discovery::targets(&self.config, self.port, self.gate.hosts()).await;
+        let addrs =
+            crate::discovery::targets(&self.config, self.port, self.gate.hosts(), &self.locations)
+                .await;
         let now = Instant::now();
         let mut m = self.membership();
         for a in addrs {
