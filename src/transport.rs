@@ -126,6 +126,20 @@ impl PeerClient {
         path: &str,
         timeout: Duration,
     ) -> Result<(StatusCode, serde_json::Value), CallError> {
+        let (status, body) = self.get(addr, path, 64 << 10, timeout).await?;
+        let doc = serde_json::from_slice(&body).map_err(|e| CallError::Http(e.to_string()))?;
+        Ok((status, doc))
+    }
+
+    /// GET `http://{addr}{path}` of a peer's public API, within `timeout`: the status and
+    /// a body of at most `max_bytes` (a longer one is an error).
+    pub async fn get(
+        &self,
+        addr: &str,
+        path: &str,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), CallError> {
         let get = async {
             let req = Request::get(format!("http://{addr}{path}"))
                 .body(Full::new(Bytes::new()))
@@ -136,13 +150,12 @@ impl PeerClient {
                 .await
                 .map_err(|e| CallError::Http(e.to_string()))?;
             let status = resp.status();
-            let body = Limited::new(resp.into_body(), 64 << 10)
+            let body = Limited::new(resp.into_body(), max_bytes)
                 .collect()
                 .await
                 .map_err(|e| CallError::Http(e.to_string()))?
                 .to_bytes();
-            let doc = serde_json::from_slice(&body).map_err(|e| CallError::Http(e.to_string()))?;
-            Ok((status, doc))
+            Ok((status, body))
         };
         tokio::time::timeout(timeout, get)
             .await

@@ -1,37 +1,21 @@
-//! Peer polling: every peer's report fetched concurrently within one deadline.
+//! Peer polling: every peer's report fetched concurrently within one deadline, over the
+//! node's own peer client.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::{Request, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper::StatusCode;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio::time::Instant;
 
 use super::report::NodeReport;
 use super::{FANOUT_DEADLINE, FETCH_CONCURRENCY, FETCH_TIMEOUT, MAX_REPORT_BYTES};
-
-pub(super) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-/// A pooled client for peer reports: quick to give up on a peer that does not connect.
-pub(super) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_millis(300)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(2)
-        .build(connector)
-}
+use crate::transport::{CallError, PeerClient};
 
 /// Fetch every peer's report, concurrently and within the fan-out deadline. Peers that
 /// did not answer in time are absent from the result.
 pub(super) async fn fan_out(
-    client: &HttpClient,
+    client: &PeerClient,
     peers: Vec<(String, String)>,
     key: Option<&str>,
 ) -> HashMap<String, Result<NodeReport, String>> {
@@ -45,10 +29,7 @@ pub(super) async fn fan_out(
     };
     let path = &path;
     let mut reports = futures::stream::iter(peers)
-        .map(|(id, addr)| async move {
-            let url = format!("http://{addr}{path}");
-            (id, fetch_report(client, &url).await)
-        })
+        .map(|(id, addr)| async move { (id, fetch_report(client, &addr, path).await) })
         .buffer_unordered(FETCH_CONCURRENCY);
     let mut out = HashMap::new();
     while let Ok(Some((id, report))) = tokio::time::timeout_at(deadline, reports.next()).await {
@@ -57,24 +38,19 @@ pub(super) async fn fan_out(
     out
 }
 
-async fn fetch_report(client: &HttpClient, url: &str) -> Result<NodeReport, String> {
-    let call = async {
-        let req = Request::get(url)
-            .body(Empty::new())
-            .map_err(|e| format!("bad address: {e}"))?;
-        let resp = client.request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_REPORT_BYTES)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if status != StatusCode::OK {
-            return Err(format!("answered {status}"));
-        }
-        serde_json::from_slice::<NodeReport>(&body).map_err(|e| format!("bad report: {e}"))
-    };
-    tokio::time::timeout(FETCH_TIMEOUT, call)
+/// One peer's report, or why there is none (shown on the page).
+async fn fetch_report(client: &PeerClient, addr: &str, path: &str) -> Result<NodeReport, String> {
+    let (status, body) = match client
+        .get(addr, path, MAX_REPORT_BYTES, FETCH_TIMEOUT)
         .await
-        .unwrap_or_else(|_| Err("no answer in time".to_string()))
+    {
+        Ok(answer) => answer,
+        Err(CallError::Timeout) => return Err("no answer in time".to_string()),
+        Err(CallError::Http(e)) => return Err(e),
+        Err(e) => return Err(e.to_string()),
+    };
+    if status != StatusCode::OK {
+        return Err(format!("answered {status}"));
+    }
+    serde_json::from_slice::<NodeReport>(&body).map_err(|e| format!("bad report: {e}"))
 }

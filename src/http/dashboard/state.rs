@@ -6,31 +6,21 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::poll::{self, fan_out, HttpClient};
+use super::poll::fan_out;
 use super::report::{local_report, NodeReport};
 use super::view::assemble;
 use super::{CACHED_VIEWS, CACHE_TTL, STALE_LIMIT};
 use crate::clock::now_ms;
 use crate::node::Node;
 
-/// One node's dashboard state: the HTTP client for peer reports, the answer cache and
-/// the last report of every peer. Owned by the node it serves.
+/// One node's dashboard state: the answer cache and the last report of every peer.
+/// Owned by the node it serves.
+#[derive(Default)]
 pub struct DashState {
-    client: HttpClient,
     /// Held while an answer is computed, so concurrent requests wait and reuse it.
     cache: tokio::sync::Mutex<HashMap<Option<String>, (Instant, Bytes)>>,
     /// Last good report per peer id, for peers that miss one round.
     last_good: Mutex<HashMap<String, (Instant, NodeReport)>>,
-}
-
-impl Default for DashState {
-    fn default() -> Self {
-        DashState {
-            client: poll::client(),
-            cache: tokio::sync::Mutex::new(HashMap::new()),
-            last_good: Mutex::new(HashMap::new()),
-        }
-    }
 }
 
 /// The cluster view, from the cache when fresh.
@@ -47,7 +37,7 @@ pub(super) async fn cluster_view(node: &Node, key: Option<String>) -> Bytes {
         .iter()
         .map(|p| (p.node_id.clone(), p.address.clone()))
         .collect();
-    let fetched = fan_out(&state.client, targets.clone(), key.as_deref()).await;
+    let fetched = fan_out(&node.client, targets.clone(), key.as_deref()).await;
     let stale = remember_reports(state, &targets, &fetched);
     let view = assemble(
         me,
