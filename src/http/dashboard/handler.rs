@@ -9,14 +9,19 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
 use super::report::local_report;
-use super::state::cluster_view;
+use super::state::{cluster_view, DashState};
 use super::Resp;
 use crate::http::validate::{check_key, query_param, truncate};
 use crate::node::Node;
 
 /// `GET /cluster[?key=K][&scope=node]`: this node's view of the cluster as JSON (see the
 /// module documentation). Errors are JSON `{"error": …}` like every other route.
-pub async fn cluster(node: &Arc<Node>, method: &Method, query: Option<&str>) -> Resp {
+pub async fn cluster(
+    node: &Arc<Node>,
+    state: &DashState,
+    method: &Method,
+    query: Option<&str>,
+) -> Resp {
     if method != Method::GET && method != Method::HEAD {
         let mut resp = error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -40,7 +45,7 @@ pub async fn cluster(node: &Arc<Node>, method: &Method, query: Option<&str>) -> 
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     match scope.as_deref() {
-        None | Some("" | "cluster") => json_bytes(cluster_view(node, key).await),
+        None | Some("" | "cluster") => json_bytes(cluster_view(node, state, key).await),
         Some("node") => match serde_json::to_vec(&local_report(node, key.as_deref())) {
             Ok(body) => json_bytes(Bytes::from(body)),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

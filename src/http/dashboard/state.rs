@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::node::Node;
 
 /// One node's dashboard state: the answer cache and the last report of every peer.
-/// Owned by the node it serves.
+/// Owned by whoever serves the node (one per node) and passed to [`super::cluster`].
 #[derive(Default)]
 pub struct DashState {
     /// Held while an answer is computed, so concurrent requests wait and reuse it.
@@ -24,8 +24,7 @@ pub struct DashState {
 }
 
 /// The cluster view, from the cache when fresh.
-pub(super) async fn cluster_view(node: &Node, key: Option<String>) -> Bytes {
-    let state = &node.dashboard;
+pub(super) async fn cluster_view(node: &Node, state: &DashState, key: Option<String>) -> Bytes {
     let mut cache = state.cache.lock().await;
     cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
     if let Some((_, body)) = cache.get(&key) {
