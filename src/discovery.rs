@@ -2,7 +2,7 @@
 //! range, on Flux every other instance's IP (from the Flux location API, see
 //! [`crate::flux::location`], cached in the process's [`LocationCache`]) × the port range,
 //! plus the `DISCOVERY_PEERS` seeds.
-//! (Membership gossip adds the addresses other nodes report; see `membership.rs`.)
+//! (Membership gossip adds the addresses other nodes report; see `membership/`.)
 
 use std::net::IpAddr;
 

@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use tokio::time::Instant;
 
+#[cfg(doc)]
+use super::Store;
 use crate::clock::Version;
 
 /// One stored value and its metadata.
