@@ -1,7 +1,8 @@
 //! Where a node looks for peers: every address `DISCOVERY_DOMAIN` resolves to × the port
 //! range, on Flux every other instance's IP (from the Flux location API, see
-//! [`crate::flux::location`]) × the port range, plus the `DISCOVERY_PEERS` seeds.
-//! (Membership gossip adds the addresses other nodes report; see `membership.rs`.)
+//! [`crate::flux::location`], cached in the process's [`LocationCache`]) × the port range,
+//! plus the `DISCOVERY_PEERS` seeds.
+//! (Membership gossip adds the addresses other nodes report; see `membership/`.)
 
 use std::net::IpAddr;
 
@@ -9,6 +10,7 @@ use tracing::{debug, warn};
 
 use crate::cluster_hosts::{ClusterHosts, Source};
 use crate::config::Config;
+use crate::flux::location::LocationCache;
 use crate::membership::fmt_addr;
 
 /// Discovery addresses (`host:port`) for the node serving on `own_port`: the domain
@@ -23,7 +25,12 @@ use crate::membership::fmt_addr;
 /// The node's own port is skipped on addresses that are certainly this host (loopback,
 /// unspecified, `BIND_ADDR`); on other addresses it is probed like any other, and an
 /// answer with the node's own id marks it as "self".
-pub async fn targets(config: &Config, own_port: u16, hosts: &ClusterHosts) -> Vec<String> {
+pub async fn targets(
+    config: &Config,
+    own_port: u16,
+    hosts: &ClusterHosts,
+    locations: &LocationCache,
+) -> Vec<String> {
     let domain = config.discovery_domain.as_str();
     let mut addrs = match tokio::net::lookup_host((domain, 0)).await {
         Ok(found) => {
@@ -39,7 +46,7 @@ pub async fn targets(config: &Config, own_port: u16, hosts: &ClusterHosts) -> Ve
         }
     };
     if let Some(app) = config.flux_app_name.as_deref() {
-        match crate::flux::instance_ips(config).await {
+        match crate::flux::instance_ips(config, locations).await {
             Ok(ips) => {
                 // Our own IP (left out of the scan) is in `hosts` already.
                 hosts.set(Source::Flux, ips.iter().copied());
@@ -140,6 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn flux_instances_are_scanned_between_domain_and_seeds() {
+        let locations = LocationCache::new();
         use crate::flux::location::fake;
         let api = fake::start(fake::list(&[
             "10.7.0.2:16137",
@@ -156,7 +164,7 @@ mod tests {
         };
         let hosts = ClusterHosts::new(&c);
         assert_eq!(
-            targets(&c, 9000, &hosts).await,
+            targets(&c, 9000, &hosts, &locations).await,
             vec![
                 "127.0.0.1:9001",
                 "127.0.0.1:9002",
@@ -180,13 +188,14 @@ mod tests {
             "GET /apps/location/repram HTTP/1.1"
         );
         // Several nodes of one process share one cached answer.
-        let _ = targets(&c, 9001, &ClusterHosts::new(&c)).await;
-        let _ = targets(&c, 9002, &ClusterHosts::new(&c)).await;
+        let _ = targets(&c, 9001, &ClusterHosts::new(&c), &locations).await;
+        let _ = targets(&c, 9002, &ClusterHosts::new(&c), &locations).await;
         assert_eq!(api.count(), 1);
     }
 
     #[tokio::test]
     async fn a_broken_flux_api_leaves_the_other_sources() {
+        let locations = LocationCache::new();
         use crate::flux::location::fake;
         let api = fake::start(fake::Reply::Http(
             200,
@@ -200,7 +209,7 @@ mod tests {
             ..config()
         };
         assert_eq!(
-            targets(&c, 9000, &ClusterHosts::new(&c)).await,
+            targets(&c, 9000, &ClusterHosts::new(&c), &locations).await,
             vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
         );
         let down = Config {
@@ -208,20 +217,21 @@ mod tests {
             ..c
         };
         assert_eq!(
-            targets(&down, 9000, &ClusterHosts::new(&down)).await,
+            targets(&down, 9000, &ClusterHosts::new(&down), &locations).await,
             vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
         );
     }
 
     #[tokio::test]
     async fn seeds_follow_the_scan() {
+        let locations = LocationCache::new();
         // An IP literal resolves without any DNS query.
         let c = Config {
             discovery_peers: vec!["10.9.9.9:7000".into()],
             ..config()
         };
         assert_eq!(
-            targets(&c, 9000, &ClusterHosts::new(&c)).await,
+            targets(&c, 9000, &ClusterHosts::new(&c), &locations).await,
             vec!["127.0.0.1:9001", "127.0.0.1:9002", "10.9.9.9:7000"]
         );
     }

@@ -50,8 +50,13 @@ pub use supervisor::{start, Cluster};
 use std::future::Future;
 
 /// Run the cluster described by `config` until `shutdown` completes, then stop every node
-/// gracefully (they announce leaving and drain) within 5 seconds.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+/// gracefully (they announce leaving and drain) within 5 seconds. The nodes' stores count
+/// the bytes their purges free in `purged`.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    purged: store::PurgedBytes,
+) -> Result<(), Error> {
     raise_open_file_limit(&config);
     flux::environment::log_note(&config);
     let tuning = match Tuning::from_test_env() {
@@ -68,7 +73,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             node::TEST_CLOCK_OFFSET_VAR
         );
     }
-    let cluster = start(config, tuning)?;
+    let cluster = supervisor::start_counting_purged(config, tuning, purged)?;
     shutdown.await;
     tracing::info!("shutdown signal received");
     cluster.shutdown().await;

@@ -51,8 +51,10 @@ fn main() -> ExitCode {
         }
     };
     map_big_allocations();
-    spawn_heap_trimmer();
-    match runtime.block_on(repram_flux::run(config, repram_flux::shutdown_signal())) {
+    let purged = repram_flux::store::PurgedBytes::default();
+    spawn_heap_trimmer(purged.clone());
+    let run = repram_flux::run(config, repram_flux::shutdown_signal(), purged);
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("repram-flux: {e}");
@@ -79,7 +81,7 @@ const TRIM_AFTER_FREE_BYTES: u64 = 16 << 20;
 /// pages of the heap back to the OS. A thread of its own: the calls walk the heap and
 /// must not hold up a runtime worker.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn spawn_heap_trimmer() {
+fn spawn_heap_trimmer(purged: repram_flux::store::PurgedBytes) {
     // Free bytes glibc holds in its arenas (and in big chunks it keeps mapped).
     fn heap_free() -> u64 {
         // SAFETY: mallinfo2 only reads glibc's own bookkeeping (under its arena locks)
@@ -89,20 +91,20 @@ fn spawn_heap_trimmer() {
     }
     let trimmer = std::thread::Builder::new()
         .name("heap-trim".into())
-        .spawn(|| {
-            let mut trimmed_at = repram_flux::store::purged_bytes_total();
+        .spawn(move || {
+            let mut trimmed_at = purged.total();
             // The free memory after the last trim, or the least seen since: what grows
             // past it was freed since then.
             let mut free_floor = heap_free();
             loop {
                 std::thread::sleep(TRIM_EVERY);
-                let purged = repram_flux::store::purged_bytes_total();
+                let total = purged.total();
                 let free = heap_free();
                 free_floor = free_floor.min(free);
-                if purged.wrapping_sub(trimmed_at) >= TRIM_AFTER_BYTES
+                if total.wrapping_sub(trimmed_at) >= TRIM_AFTER_BYTES
                     || free.saturating_sub(free_floor) >= TRIM_AFTER_FREE_BYTES
                 {
-                    trimmed_at = purged;
+                    trimmed_at = total;
                     let t0 = std::time::Instant::now();
                     // SAFETY: malloc_trim only returns free pages of glibc's own heap to
                     // the kernel; it is thread-safe and touches no memory in use.
@@ -145,7 +147,7 @@ fn map_big_allocations() {}
 
 /// Other C libraries hand freed memory back on their own.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn spawn_heap_trimmer() {}
+fn spawn_heap_trimmer(_purged: repram_flux::store::PurgedBytes) {}
 
 /// `repram-flux flux-spec …`: print or check a Flux v8 app specification (see
 /// `flux-spec --help`).

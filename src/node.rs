@@ -53,6 +53,8 @@ fn local_host(bind: IpAddr) -> String {
 
 /// The state one node's tasks share.
 pub struct Node {
+    /// The Flux instance lists, shared with the other nodes of the process.
+    pub(crate) locations: Arc<crate::flux::location::LocationCache>,
     /// Unique id of this incarnation.
     pub id: String,
     /// 1-based index within this process.
@@ -110,6 +112,10 @@ pub struct ProcessWide {
     pub knock: Arc<Notify>,
     /// How the nodes reach their peers; `None`: over HTTP, each with its own client.
     pub transport: Option<PeerClient>,
+    /// Bytes freed by every node's purges (read by the binary's heap trimmer).
+    pub purged: crate::store::PurgedBytes,
+    /// The Flux instance lists every node's discovery reads.
+    pub locations: Arc<crate::flux::location::LocationCache>,
 }
 
 impl ProcessWide {
@@ -120,6 +126,8 @@ impl ProcessWide {
             hosts: Arc::new(ClusterHosts::new(config)),
             knock: Arc::new(Notify::new()),
             transport: None,
+            purged: crate::store::PurgedBytes::default(),
+            locations: Arc::default(),
         }
     }
 }
@@ -188,7 +196,7 @@ impl Node {
                 });
                 local
             }),
-            store: Store::new(config.max_storage_bytes),
+            store: Store::with_purged_bytes(config.max_storage_bytes, process.purged.clone()),
             hlc: Hlc::new(),
             client,
             metrics,
@@ -196,6 +204,7 @@ impl Node {
             hosts: process.hosts,
             knock: process.knock,
             local: process.registry,
+            locations: process.locations.clone(),
             started: Instant::now(),
             ready: AtomicBool::new(false),
             serving: AtomicBool::new(false),

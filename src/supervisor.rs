@@ -19,6 +19,7 @@ use crate::local::Registry;
 use crate::net::{claim_port, port_order, ClaimError};
 use crate::node::{Node, ProcessWide, Tuning};
 use crate::runtime::ConnThreads;
+use crate::store::PurgedBytes;
 
 /// How long the supervisor waits for all nodes to stop after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4_500);
@@ -85,6 +86,15 @@ struct Slot {
 /// could claim any port. Nodes that find the range full are logged and keep trying to
 /// claim a port (one freed later) every [`CLAIM_RETRY`]; they start when they get one.
 pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
+    start_counting_purged(config, tuning, PurgedBytes::default())
+}
+
+/// [`start`], with every node's store counting the bytes its purges free in `purged`.
+pub fn start_counting_purged(
+    config: Config,
+    tuning: Tuning,
+    purged: PurgedBytes,
+) -> Result<Cluster, Error> {
     let config = Arc::new(config);
     let range = config.port_range();
     let (first, last) = (*range.start(), *range.end());
@@ -145,6 +155,8 @@ pub fn start(config: Config, tuning: Tuning) -> Result<Cluster, Error> {
         hosts: server.gate.shared_hosts(),
         knock: server.gate.shared_knock(),
         transport: None,
+        purged,
+        locations: Default::default(),
     };
     let registry = process.registry.clone();
     let nodes = Arc::new(Mutex::new(Vec::new()));

@@ -71,6 +71,8 @@ pub struct Served {
     pub server: Server,
     /// Open client connections, capped at `REPRAM_MAX_CONNECTIONS`.
     pub connections: Arc<Connections>,
+    /// The dashboard's answer cache and peer reports for this node.
+    pub dashboard: dashboard::DashState,
 }
 
 impl Server {
@@ -97,6 +99,7 @@ impl Server {
             node,
             server: self.clone(),
             connections,
+            dashboard: dashboard::DashState::default(),
         });
         serve(served, listener, leaving).await
     }

@@ -282,7 +282,7 @@ async fn route(
         p if p.starts_with("/cluster/") => (Route::Data, seed_data(served, p, req).await),
         "/cluster" => (
             Route::Other,
-            Ok(super::dashboard::cluster(node, &method, uri.query()).await),
+            Ok(super::dashboard::cluster(node, &served.dashboard, &method, uri.query()).await),
         ),
         "/health" => read_only(Route::Health, &|| health(node)),
         "/ready" => read_only(Route::Ready, &|| ready(node)),

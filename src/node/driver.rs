@@ -298,7 +298,8 @@ impl Node {
 
     /// Add every discovery address to the membership targets.
     pub(super) async fn refresh_targets(&self) {
-        let addrs = crate::discovery::targets(&self.config, self.port, &self.hosts).await;
+        let addrs =
+            crate::discovery::targets(&self.config, self.port, &self.hosts, &self.locations).await;
         let now = Instant::now();
         let mut m = self.membership();
         for a in addrs {

@@ -60,14 +60,15 @@ impl HttpTransport {
         self
     }
 
-    /// GET `http://{addr}{path}` of a peer's public API and parse its JSON answer (any
-    /// status), within `timeout`: the status and the document.
-    async fn get_json(
+    /// GET `http://{addr}{path}` of a peer's public API, within `timeout`: the status and
+    /// a body of at most `max_bytes` (a longer one is an error).
+    async fn get(
         &self,
         addr: &str,
         path: &str,
+        max_bytes: usize,
         timeout: Duration,
-    ) -> Result<(StatusCode, serde_json::Value), CallError> {
+    ) -> Result<(StatusCode, Bytes), CallError> {
         let get = async {
             let req = Request::get(format!("http://{addr}{path}"))
                 .body(Full::new(Bytes::new()))
@@ -78,13 +79,12 @@ impl HttpTransport {
                 .await
                 .map_err(|e| CallError::Http(e.to_string()))?;
             let status = resp.status();
-            let body = Limited::new(resp.into_body(), 64 << 10)
+            let body = Limited::new(resp.into_body(), max_bytes)
                 .collect()
                 .await
                 .map_err(|e| CallError::Http(e.to_string()))?
                 .to_bytes();
-            let doc = serde_json::from_slice(&body).map_err(|e| CallError::Http(e.to_string()))?;
-            Ok((status, doc))
+            Ok((status, body))
         };
         tokio::time::timeout(timeout, get)
             .await
@@ -172,13 +172,14 @@ impl Transport for HttpTransport {
         ))
     }
 
-    fn get_json<'a>(
+    fn get<'a>(
         &'a self,
         addr: &'a str,
         path: &'a str,
+        max_bytes: usize,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<(StatusCode, serde_json::Value), CallError>> {
-        Box::pin(HttpTransport::get_json(self, addr, path, timeout))
+    ) -> BoxFuture<'a, Result<(StatusCode, Bytes), CallError>> {
+        Box::pin(HttpTransport::get(self, addr, path, max_bytes, timeout))
     }
 }
 

@@ -151,12 +151,13 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn get_json<'a>(
+    fn get<'a>(
         &'a self,
         _addr: &'a str,
         _path: &'a str,
+        _max_bytes: usize,
         _timeout: Duration,
-    ) -> BoxFuture<'a, Result<(StatusCode, serde_json::Value), CallError>> {
+    ) -> BoxFuture<'a, Result<(StatusCode, Bytes), CallError>> {
         // Only node messages travel in memory; the public API is HTTP's.
         Box::pin(async { Err(CallError::Http("no public API in memory".into())) })
     }

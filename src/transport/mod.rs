@@ -63,14 +63,15 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, (Result<Message, CallError>, Option<u64>)>;
 
-    /// GET `path` of a peer's public API and parse its JSON answer (any status), within
-    /// `timeout`: the status and the document.
-    fn get_json<'a>(
+    /// GET `path` of a peer's public API within `timeout`: the status and a body of at
+    /// most `max_bytes` (a longer one is an error).
+    fn get<'a>(
         &'a self,
         addr: &'a str,
         path: &'a str,
+        max_bytes: usize,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<(StatusCode, serde_json::Value), CallError>>;
+    ) -> BoxFuture<'a, Result<(StatusCode, Bytes), CallError>>;
 }
 
 /// A node's handle on its transport. Cheap to clone.
@@ -149,6 +150,19 @@ impl PeerClient {
         path: &str,
         timeout: Duration,
     ) -> Result<(StatusCode, serde_json::Value), CallError> {
-        self.0.get_json(addr, path, timeout).await
+        let (status, body) = self.get(addr, path, 64 << 10, timeout).await?;
+        let doc = serde_json::from_slice(&body).map_err(|e| CallError::Http(e.to_string()))?;
+        Ok((status, doc))
+    }
+
+    /// GET `path` of a peer's public API: the status and a body of at most `max_bytes`.
+    pub async fn get(
+        &self,
+        addr: &str,
+        path: &str,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        self.0.get(addr, path, max_bytes, timeout).await
     }
 }
