@@ -8,9 +8,14 @@
 //!   replicates every write to all live peers ([`replication`]) over the [`wire`] format
 //!   ([`transport`]), and serves the HTTP API ([`http`]) from its [`store`].
 //!
-//! [`run`] is the whole program; `main.rs` only parses the environment and sets up logs.
+//! [`run`] is the whole program; `main.rs` parses the command line ([`command`]) and the
+//! environment ([`config`]), sets up logs, builds the runtime and starts the heap
+//! trimmer ([`heap_trim`]).
+//!
+//! No `unsafe` code, except three glibc calls in one private module of [`heap_trim`],
+//! which alone allows it.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(clippy::await_holding_lock)]
 
 pub mod addr;
@@ -19,10 +24,12 @@ pub mod auth;
 pub mod cidr;
 pub mod clock;
 pub mod cluster_hosts;
+pub mod command;
 pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod flux;
+pub mod heap_trim;
 pub mod http;
 pub mod ids;
 pub mod listing;
