@@ -1,5 +1,5 @@
-//! `config_table!`: turns the table of variables (`table.rs`) into [`Config`]
-//! (super::Config), its `Default`, the list of names, the `--help` rows, parsing,
+//! `config_table!`: turns the table of variables (`table.rs`) into `Config`, its
+//! `Default`, the list of names, the `--help` rows, parsing,
 //! per-variable validation and the effective configuration of `/status`.
 //!
 //! A row: doc comments, `field: Type = "VARIABLE", kind, help "meaning"`, then
