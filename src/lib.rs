@@ -10,9 +10,14 @@
 //!   HTTP API ([`http`]) from its [`store`]. The cluster's registry ([`local`]) lets the
 //!   nodes of one process hand batches to each other in memory.
 //!
-//! [`run`] is the whole program; `main.rs` only parses the environment and sets up logs.
+//! [`run`] is the whole program; `main.rs` parses the command line ([`command`]) and the
+//! environment ([`config`]), sets up logs, builds the runtime and starts the heap
+//! trimmer ([`heap_trim`]).
+//!
+//! No `unsafe` code, except three glibc calls in one private module of [`heap_trim`],
+//! which alone allows it.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(clippy::await_holding_lock)]
 
 pub mod addr;
@@ -21,10 +26,12 @@ pub mod auth;
 pub mod cidr;
 pub mod clock;
 pub mod cluster_hosts;
+pub mod command;
 pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod flux;
+pub mod heap_trim;
 pub mod http;
 pub mod ids;
 pub mod listing;

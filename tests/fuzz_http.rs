@@ -81,7 +81,7 @@ fn fixture() -> &'static Fixture {
                     repram_flux::cidr::Cidr::parse("127.0.0.1").expect("an address")
                 ],
                 write_timeout: Duration::from_millis(100),
-                cluster_secret: secret.map(str::to_string),
+                cluster_secret: secret.map(Into::into),
                 ..Config::for_test()
             };
             let tuning = Tuning {

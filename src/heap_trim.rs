@@ -1,0 +1,108 @@
+//! Handing freed heap memory back to the OS (glibc only; other C libraries do it on
+//! their own, and there both functions do nothing).
+//!
+//! glibc's malloc keeps the memory of freed values in its heap: without help, RSS stays
+//! at the load's high-water mark long after every key expired or a burst of uploads was
+//! answered (`scripts/soak.sh` measures it). The only `unsafe` code of the crate is the
+//! three calls into glibc in the private `glibc` module below.
+
+/// Big values (request bodies, stored values of a MiB or more) get pages of their own,
+/// returned to the kernel the moment they are freed. glibc starts at 128 KiB but raises
+/// the threshold to the size of each mapped block freed (up to 32 MiB), after which big
+/// bodies come from the heap and leave holes there when freed; a fixed threshold keeps
+/// RSS after a burst of big uploads close to what the stored values need
+/// (`tests/public_abuse.rs`).
+///
+/// Call it before any thread is started.
+pub fn map_big_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !glibc::set_mmap_threshold(MMAP_THRESHOLD) {
+        eprintln!("repram-flux: could not set the malloc mmap threshold; big freed values may stay in the heap");
+    }
+}
+
+/// Starts the `heap-trim` thread: once a second, if `purged_bytes` (bytes of expired
+/// data purged so far) grew by at least 1 MiB, or the free memory inside glibc's heap
+/// grew by 16 MiB (request bodies and connection buffers freed after a burst), hand the
+/// free pages of the heap back to the OS. A thread of its own: the calls walk the heap
+/// and must not hold up a runtime worker.
+pub fn spawn(purged_bytes: impl Fn() -> u64 + Send + 'static) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let trimmer = std::thread::Builder::new()
+            .name("heap-trim".into())
+            .spawn(move || trim_forever(purged_bytes));
+        if let Err(e) = trimmer {
+            tracing::warn!(error = %e, "cannot start the heap trimmer; freed memory stays in the heap");
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = purged_bytes;
+}
+
+/// Allocations of at least this size get pages of their own from the kernel.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = 1 << 20;
+/// Check interval of the heap trimmer.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Purged bytes that make the heap trimmer give memory back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_AFTER_BYTES: u64 = 1 << 20;
+/// Growth of the free memory glibc holds that makes the heap trimmer give memory back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_AFTER_FREE_BYTES: u64 = 16 << 20;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_forever(purged_bytes: impl Fn() -> u64) {
+    let mut trimmed_at = purged_bytes();
+    // The free memory after the last trim, or the least seen since: what grows past it
+    // was freed since then.
+    let mut free_floor = glibc::heap_free();
+    loop {
+        std::thread::sleep(TRIM_EVERY);
+        let purged = purged_bytes();
+        let free = glibc::heap_free();
+        free_floor = free_floor.min(free);
+        if purged.wrapping_sub(trimmed_at) >= TRIM_AFTER_BYTES
+            || free.saturating_sub(free_floor) >= TRIM_AFTER_FREE_BYTES
+        {
+            trimmed_at = purged;
+            let t0 = std::time::Instant::now();
+            glibc::trim();
+            free_floor = glibc::heap_free();
+            tracing::debug!(
+                took_us = t0.elapsed().as_micros() as u64,
+                free,
+                "heap trimmed"
+            );
+        }
+    }
+}
+
+/// Safe wrappers around the three glibc malloc calls used: the crate's only `unsafe`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+mod glibc {
+    /// Free bytes glibc holds in its arenas (and in big chunks it keeps mapped).
+    pub(super) fn heap_free() -> u64 {
+        // SAFETY: mallinfo2 takes no arguments, only reads glibc's own bookkeeping
+        // (under its arena locks) and returns a plain struct by value.
+        let info = unsafe { libc::mallinfo2() };
+        (info.fordblks as u64).saturating_add(info.fsmblks as u64)
+    }
+
+    /// Returns the free pages of glibc's heap to the kernel.
+    pub(super) fn trim() {
+        // SAFETY: malloc_trim only returns free pages of glibc's own heap to the kernel;
+        // it is thread-safe and touches no memory in use.
+        unsafe { libc::malloc_trim(0) };
+    }
+
+    /// Sets `M_MMAP_THRESHOLD`; false if glibc refused.
+    pub(super) fn set_mmap_threshold(bytes: i32) -> bool {
+        // SAFETY: mallopt only changes a malloc tuning parameter (an integer in glibc's
+        // state, set under its lock); no memory of ours is involved.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) == 1 }
+    }
+}
