@@ -355,6 +355,150 @@ mod replication_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// The current node of every slot, as the supervisor publishes them.
+    type Nodes = Arc<Mutex<Vec<Arc<Node>>>>;
+
+    /// A supervisor as [`start`] makes one, for `config`, and what the test watches it
+    /// through: the shutdown switch and the current node of every slot.
+    fn supervisor(config: Config, tuning: Tuning) -> (Supervisor, watch::Sender<bool>, Nodes) {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let conn_threads = ConnThreads::start(1);
+        let process = ProcessWide::new(&config, conn_threads.dispatch());
+        let nodes = Arc::new(Mutex::new(Vec::new()));
+        let supervisor = Supervisor {
+            process_tag: "0abcde".into(),
+            set: JoinSet::new(),
+            tasks: HashMap::new(),
+            config: Arc::new(config),
+            tuning,
+            shutdown: shutdown_rx,
+            nodes: nodes.clone(),
+            process,
+            _conn_threads: conn_threads,
+        };
+        (supervisor, shutdown_tx, nodes)
+    }
+
+    fn slot(listener: TcpListener, port: u16) -> Slot {
+        Slot {
+            index: 1,
+            restarts: 0,
+            port,
+            listener,
+            failures: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn current_id(nodes: &Mutex<Vec<Arc<Node>>>) -> String {
+        lock(nodes)
+            .first()
+            .map(|n| n.id.clone())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_task_that_returns_is_restarted_with_backoff() {
+        // A "listener" the runtime cannot register (a character device): the real
+        // `Node::run` returns its error at once, every time, without panicking.
+        let dev_null = std::fs::File::open("/dev/null").expect("open /dev/null");
+        socket2::SockRef::from(&dev_null)
+            .set_nonblocking(true)
+            .expect("O_NONBLOCK");
+        let listener = TcpListener::from(std::os::fd::OwnedFd::from(dev_null));
+        let (sup, stop, nodes) = supervisor(Config::for_test(), Tuning::default());
+        let t0 = Instant::now();
+        let run = tokio::spawn(sup.run(vec![slot(listener, 1)], Vec::new()));
+        // When each incarnation appeared: r1 replaces the first at once, then each
+        // restart waits the backoff of the failures in a row so far.
+        let mut seen: Vec<(String, Duration)> = Vec::new();
+        for _ in 0..5_000 {
+            let id = current_id(&nodes);
+            if !id.is_empty() && seen.last().is_none_or(|(last, _)| *last != id) {
+                seen.push((id, t0.elapsed()));
+            }
+            if seen.len() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The first incarnation fails within the supervisor's first poll, so r1 is the
+        // first one seen: a task that returned is replaced by a new id each time.
+        let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            (1..=5)
+                .map(|r| format!("flux-node-1-0abcde-r{r}"))
+                .collect::<Vec<_>>(),
+            "a node task that returned was not restarted under a new id each time"
+        );
+        // Each restart waits the backoff of the failures in a row so far: 50, 100, 200,
+        // 400 ms (paused time: each start is seen at the 1 ms poll it happened in).
+        let at: Vec<u128> = seen.iter().map(|(_, t)| t.as_millis()).collect();
+        for (got, want) in at.iter().zip([0u128, 50, 150, 350, 750]) {
+            assert!(
+                (want..=want + 1).contains(got),
+                "restarts at {at:?} ms, want [0, 50, 150, 350, 750] (+1)"
+            );
+        }
+        stop.send(true).expect("supervisor listening");
+        run.await.expect("supervisor task");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_aborts_a_node_still_draining_at_the_deadline() {
+        // Requests may take far longer to drain than the supervisor waits.
+        let tuning = Tuning {
+            drain_timeout: Duration::from_secs(600),
+            body_timeout: Duration::from_secs(600),
+            ..Tuning::default()
+        };
+        let listener = crate::net::listen_on("127.0.0.1:0".parse().expect("address"))
+            .expect("a port from the OS");
+        let port = listener.local_addr().expect("bound").port();
+        let (sup, stop, _nodes) = supervisor(Config::for_test(), tuning);
+        let run = tokio::spawn(sup.run(vec![slot(listener, port)], Vec::new()));
+        // A write whose handler is reading its body (proven by 100 Continue), and whose
+        // body never comes: the node cannot finish draining.
+        let client = tokio::task::spawn_blocking(move || {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            c.write_all(
+                b"PUT /data/k?ttl=60 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\
+                  Expect: 100-continue\r\n\r\n",
+            )
+            .expect("send head");
+            let mut head = [0u8; 25];
+            c.read_exact(&mut head).expect("100 Continue");
+            assert!(head.starts_with(b"HTTP/1.1 100 Continue"), "{head:?}");
+            c
+        })
+        .await
+        .expect("client");
+        stop.send(true).expect("supervisor listening");
+        // Bounded by the deadline (plus slack), not by the 600 s drain.
+        tokio::time::timeout(SHUTDOWN_DEADLINE * 4, run)
+            .await
+            .expect("shutdown did not finish: the draining node was not stopped at the deadline")
+            .expect("supervisor task");
+        // The node was stopped mid-request: its connection closes with no answer.
+        let rest = tokio::task::spawn_blocking(move || {
+            let mut c = client;
+            let mut rest = Vec::new();
+            let _ = c.read_to_end(&mut rest);
+            rest
+        })
+        .await
+        .expect("reader");
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("HTTP/1.1 2"),
+            "the write was answered, so the node had finished draining: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
 
     #[test]
     fn a_crash_loop_backs_off_to_the_cap_and_a_healthy_run_resets_it() {

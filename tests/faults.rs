@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -39,10 +39,64 @@ async fn missing_on(ports: &[u16], pairs: &[(String, String)]) -> Vec<(u16, Stri
 }
 
 async fn put_status(port: u16, key: &str, value: &str) -> Option<u16> {
+    put(port, key, value).await.map(|a| a.status)
+}
+
+/// A PUT's answer: its status, the node that answered it, and when (wall clock, as
+/// the nodes' log lines are stamped).
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    node: String,
+    at: SystemTime,
+}
+
+async fn put(port: u16, key: &str, value: &str) -> Option<Answer> {
     let url = format!("http://127.0.0.1:{port}/data/{key}?ttl=600");
-    request(Method::PUT, &url, Bytes::from(value.to_string()), &[])
-        .await
-        .map(|r| r.status)
+    let r = request(Method::PUT, &url, Bytes::from(value.to_string()), &[]).await?;
+    let at = SystemTime::now();
+    let node = match r.status {
+        201 | 202 => r.json()["node_id"].as_str().unwrap_or_default().to_string(),
+        _ => String::new(),
+    };
+    Some(Answer {
+        status: r.status,
+        node,
+        at,
+    })
+}
+
+/// Whether `node` counted `peer` for its quorum at `at`, from the membership lines of
+/// `log` (text format: time first, then the message and its fields): a peer is counted
+/// from "peer joined" or "suspected peer is alive" until "peer suspected", "peer
+/// declared dead" or "peer left" (those take it out of the writes' quorum), and counted
+/// when no line names it yet (it was in the mesh before). Returns the last such line.
+fn counted_at(log: &str, node: &str, peer: &str, at: SystemTime) -> (bool, Option<String>) {
+    let (node_field, peer_field) = (format!(" node={node} "), format!(" peer={peer} "));
+    let mut last = (true, None);
+    for line in log.lines() {
+        if !line.contains(&node_field) || !line.contains(&peer_field) {
+            continue;
+        }
+        let counted = if line.contains("peer joined") || line.contains("suspected peer is alive") {
+            true
+        } else if line.contains("peer suspected")
+            || line.contains("peer declared dead")
+            || line.contains("peer left")
+        {
+            false
+        } else {
+            continue;
+        };
+        let stamp = line.split_whitespace().next().unwrap_or_default();
+        let when = humantime::parse_rfc3339(stamp)
+            .unwrap_or_else(|e| panic!("log line without a time ({e}): {line}"));
+        if when > at {
+            break;
+        }
+        last = (counted, Some(line.to_string()));
+    }
+    last
 }
 
 /// Polls `cond` every 50 ms until it holds or `limit` passes; the time it took, or a
@@ -79,6 +133,19 @@ async fn a_stopped_process_is_evicted_then_rejoins_and_catches_up() {
     let m = missing_on(&all, &before).await;
     assert!(m.is_empty(), "201 writes not yet everywhere: {m:?}");
 
+    let mut b_ids = Vec::new();
+    for &p in &pb {
+        let status = get(&format!("http://127.0.0.1:{p}/status"))
+            .await
+            .expect("B's /status");
+        b_ids.push(
+            status.json()["node_id"]
+                .as_str()
+                .expect("node_id")
+                .to_string(),
+        );
+    }
+
     // Freeze B. A's nodes must evict all of B's nodes while B is stopped.
     b.signal("STOP");
     let stopped_at = Instant::now();
@@ -97,8 +164,8 @@ async fn a_stopped_process_is_evicted_then_rejoins_and_catches_up() {
                 }
                 let (k, v, port) = (format!("during-{i}"), format!("d{i}"), pa[i % 3]);
                 writes.push(tokio::spawn(async move {
-                    let status = put_status(port, &k, &v).await;
-                    (sent, k, v, status)
+                    let answer = put(port, &k, &v).await;
+                    (sent, k, v, answer)
                 }));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -119,9 +186,10 @@ async fn a_stopped_process_is_evicted_then_rejoins_and_catches_up() {
     eprintln!("faults: B's 3 nodes evicted by all of A's nodes {evicted:?} after SIGSTOP");
 
     let written = writer.await.expect("writer task");
+    let status = |a: &Option<Answer>| a.as_ref().map(|a| a.status);
     let refused: Vec<_> = written
         .iter()
-        .filter(|(_, _, _, s)| !matches!(s, Some(201) | Some(202)))
+        .filter(|(_, _, _, a)| !matches!(status(a), Some(201) | Some(202)))
         .collect();
     assert!(
         refused.is_empty(),
@@ -129,24 +197,46 @@ async fn a_stopped_process_is_evicted_then_rejoins_and_catches_up() {
     );
     let late_202: Vec<_> = written
         .iter()
-        .filter(|(sent, _, _, s)| *sent > evicted && *s != Some(201))
+        .filter(|(sent, _, _, a)| *sent > evicted && status(a) != Some(201))
         .collect();
     assert!(
         late_202.is_empty(),
         "writes after the eviction must reach their quorum (201): {late_202:?}"
     );
-    // Writes sent while B was frozen and not yet evicted wait for B (the other failure
-    // domain the quorum needs): the 202 path must have been taken, not merely allowed.
-    let waited: Vec<_> = written
+    // Before the eviction, a write needs a copy in B (the other failure domain) while
+    // the node it was sent to counts any of B's nodes, and B, frozen, never answers: 202.
+    // A 201 is right only from a node that had already taken every node of B out of its
+    // quorum (suspected or dead, as its log says before the answer), e.g. one that
+    // suspected B under load just before the stop.
+    let log = a.log_text();
+    for (sent, key, _, answer) in &written {
+        let Some(answer) = answer
+            .as_ref()
+            .filter(|a| a.status == 201 && *sent < evicted)
+        else {
+            continue;
+        };
+        for b in &b_ids {
+            if let (true, line) = counted_at(&log, &answer.node, b, answer.at) {
+                panic!(
+                    "{key}, sent {sent:?} after SIGSTOP, was answered 201 by {} while it still \
+                     counted B's node {b} (its last line on it before the answer: {line:?})",
+                    answer.node
+                );
+            }
+        }
+    }
+    // The 202 path must have been taken, not merely allowed.
+    let waited = written
         .iter()
-        .filter(|(sent, _, _, s)| *sent < evicted && *s == Some(202))
-        .collect();
+        .filter(|(sent, _, _, a)| *sent < evicted && status(a) == Some(202))
+        .count();
     assert!(
-        !waited.is_empty(),
+        waited > 0,
         "no write sent before the eviction ({evicted:?}) was answered 202: {:?}",
         &written[..written.len().min(5)]
     );
-    let created = written.iter().filter(|w| w.3 == Some(201)).count();
+    let created = written.iter().filter(|w| status(&w.3) == Some(201)).count();
     eprintln!(
         "faults: {} writes to A during the stop: {created} answered 201, {} answered 202 \
          (sent before the eviction, waiting for B)",

@@ -33,6 +33,14 @@ netns_enter() {
 WORK=""
 PIDS=()
 netns_cleanup() {
+    local rc=$?
+    # A failed run keeps the hosts' logs (a rare failure must be readable afterwards).
+    if [ "$rc" != 0 ] && [ -n "$WORK" ] && ls "$WORK"/host*.log >/dev/null 2>&1; then
+        local keep
+        keep="$(mktemp -d "/tmp/repram-$TEST-logs.XXXXXX")"
+        cp "$WORK"/host*.log "$keep"/
+        echo "$TEST: the hosts' logs are kept in $keep" >&2
+    fi
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for ((i = 1; i <= HOSTS; i++)); do
         for pid in $(ip netns pids "h$i" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
@@ -116,4 +124,56 @@ wait_for() {
         [ "$SECONDS" -lt "$deadline" ] || return 1
         sleep 0.2
     done
+}
+
+# addresses_ok HOST...: true when every node of the given hosts (all of them in the mesh)
+# tells others the address of its own host ($SUBNET.HOST:PORT in /status), and lists
+# every peer at an address that reaches that very node: a node of another host at that
+# host's address, a node of its own host there or at 127.0.0.1. A loopback address for a
+# node of another host reaches a different node. Offending lines go to $WORK/misplaced.
+addresses_ok() {
+    local h p
+    : >"$WORK/nodes"
+    for h in "$@"; do
+        for ((p = 8081; p < 8081 + NODES; p++)); do
+            on "$h" curl -s -m 2 "http://$SUBNET.$h:$p/status" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(s["node_id"], sys.argv[1], sys.argv[2], s["address"])' "$h" "$p" >>"$WORK/nodes" ||
+                { echo "host $h port $p: no /status" >"$WORK/misplaced"; return 1; }
+        done
+    done
+    : >"$WORK/misplaced"
+    for h in "$@"; do
+        on "$h" python3 - "$SUBNET" "$h" "$NODES" "$WORK/nodes" >>"$WORK/misplaced" <<'PY' || return 1
+import json, sys, urllib.request
+subnet, me, nodes, table = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+where = {}
+for line in open(table):
+    node_id, host, port, told = line.split()
+    where[node_id] = (host, port)
+    if host == me and told != f"{subnet}.{host}:{port}":
+        print(f"host {host} port {port} tells others it is at {told}")
+for port in range(8081, 8081 + nodes):
+    peers = json.load(urllib.request.urlopen(f"http://{subnet}.{me}:{port}/peers", timeout=2))["peers"]
+    for peer in peers:
+        host, pport = where.get(peer["node_id"], ("?", "?"))
+        good = {f"{subnet}.{host}:{pport}"}
+        if host == me:
+            good.add(f"127.0.0.1:{pport}")
+        if peer["address"] not in good:
+            print(f"host {me} port {port} has {peer['node_id']} (host {host} port {pport}) at {peer['address']}")
+PY
+    done
+    [ ! -s "$WORK/misplaced" ]
+}
+
+# no_loopback_joins: true when no node logged a peer of another process (another host:
+# one process per host) joining at a loopback address. Offending lines go to $WORK/leaked.
+no_loopback_joins() {
+    cat "$WORK"/host*.log | awk '/peer joined/ && / addr=127\./ {
+        n = $0; sub(/.* node=flux-node-[0-9]+-/, "", n); sub(/[ -].*/, "", n)
+        p = $0; sub(/.* peer=flux-node-[0-9]+-/, "", p); sub(/[ -].*/, "", p)
+        if (n != p) print }' >"$WORK/leaked"
+    [ ! -s "$WORK/leaked" ]
 }
