@@ -146,32 +146,15 @@ pub fn start_counting_purged(
         ports[0],
         ports[0]
     );
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let conn_threads = ConnThreads::per_core();
-    let server = Server::new(&config, conn_threads.dispatch());
-    // The nodes' discovery keeps the gate's cluster hosts current and hears its knocks.
-    let process = ProcessWide {
-        registry: Registry::new(),
-        hosts: server.gate.shared_hosts(),
-        knock: server.gate.shared_knock(),
-        transport: None,
-        purged,
-        locations: Default::default(),
-    };
-    let registry = process.registry.clone();
-    let nodes = Arc::new(Mutex::new(Vec::new()));
-    let supervisor = Supervisor {
-        process_tag: crate::ids::new_process_tag(),
-        set: JoinSet::new(),
-        tasks: HashMap::new(),
+    let (supervisor, shutdown_tx) = Supervisor::new(
+        crate::ids::new_process_tag(),
         config,
         tuning,
-        shutdown: shutdown_rx,
-        nodes: nodes.clone(),
-        process,
-        server,
-        _conn_threads: conn_threads,
-    };
+        ConnThreads::per_core(),
+        purged,
+    );
+    let registry = supervisor.process.registry.clone();
+    let nodes = supervisor.nodes.clone();
     let task = tokio::spawn(supervisor.run(slots, pending));
     Ok(Cluster {
         ports,
@@ -201,6 +184,40 @@ struct Supervisor {
 }
 
 impl Supervisor {
+    /// A supervisor with no node started yet, and the switch that shuts it down.
+    fn new(
+        process_tag: String,
+        config: Arc<Config>,
+        tuning: Tuning,
+        conn_threads: ConnThreads,
+        purged: PurgedBytes,
+    ) -> (Supervisor, watch::Sender<bool>) {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let server = Server::new(&config, conn_threads.dispatch());
+        // The nodes' discovery keeps the gate's cluster hosts current and hears its knocks.
+        let process = ProcessWide {
+            registry: Registry::new(),
+            hosts: server.gate.shared_hosts(),
+            knock: server.gate.shared_knock(),
+            transport: None,
+            purged,
+            locations: Default::default(),
+        };
+        let supervisor = Supervisor {
+            process_tag,
+            set: JoinSet::new(),
+            tasks: HashMap::new(),
+            config,
+            tuning,
+            shutdown: shutdown_rx,
+            nodes: Arc::new(Mutex::new(Vec::new())),
+            process,
+            server,
+            _conn_threads: conn_threads,
+        };
+        (supervisor, shutdown_tx)
+    }
+
     /// Start (after `delay`) a fresh incarnation of the node in `slot`.
     fn launch(&mut self, slot: &mut Slot, position: usize, delay: Duration) {
         let id = crate::ids::node_id(slot.index, &self.process_tag, slot.restarts);
@@ -363,21 +380,14 @@ mod tests {
     /// A supervisor as [`start`] makes one, for `config`, and what the test watches it
     /// through: the shutdown switch and the current node of every slot.
     fn supervisor(config: Config, tuning: Tuning) -> (Supervisor, watch::Sender<bool>, Nodes) {
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let conn_threads = ConnThreads::start(1);
-        let process = ProcessWide::new(&config, conn_threads.dispatch());
-        let nodes = Arc::new(Mutex::new(Vec::new()));
-        let supervisor = Supervisor {
-            process_tag: "0abcde".into(),
-            set: JoinSet::new(),
-            tasks: HashMap::new(),
-            config: Arc::new(config),
+        let (supervisor, shutdown_tx) = Supervisor::new(
+            "0abcde".into(),
+            Arc::new(config),
             tuning,
-            shutdown: shutdown_rx,
-            nodes: nodes.clone(),
-            process,
-            _conn_threads: conn_threads,
-        };
+            ConnThreads::start(1),
+            PurgedBytes::default(),
+        );
+        let nodes = supervisor.nodes.clone();
         (supervisor, shutdown_tx, nodes)
     }
 
