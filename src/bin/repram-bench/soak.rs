@@ -5,10 +5,22 @@
 //! still holds data after a cycle, and on RSS that does not come back down (see
 //! [`Verdict`]). Stops by itself after `--seconds`.
 
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use hyper::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
 
-use super::*;
+use crate::args::Args;
+use crate::bench::Bench;
+use crate::children::{kill_all_children, Server};
+use crate::stats::round1;
 
 const SOAK_USAGE: &str = "usage: repram-bench soak --server PATH [--seconds 60] [--nodes 3] \
                           [--tmp DIR] [--out FILE]";
