@@ -3,10 +3,11 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::{json, Value};
 
 use crate::stats::round3;
@@ -25,18 +26,17 @@ pub(crate) fn unregister_child(pid: u32) {
         .retain(|p| *p != pid);
 }
 
-pub(crate) fn send_signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// Sends `signal` to process `pid`; a process already gone is not an error here.
+pub(crate) fn send_signal(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(pid, signal);
+    }
 }
 
 pub(crate) fn kill_all_children() {
     let pids: Vec<u32> = CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for pid in pids {
-        send_signal(pid, "-KILL");
+        send_signal(pid, Signal::KILL);
     }
 }
 
@@ -96,7 +96,7 @@ impl Server {
             return json!({ "already_exited": true });
         }
         let t0 = Instant::now();
-        send_signal(self.pid, "-TERM");
+        send_signal(self.pid, Signal::TERM);
         let mut killed = false;
         let status = loop {
             match self.child.try_wait() {

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
 use serde_json::{json, Value};
 
 use crate::bench::{Bench, Settings};
@@ -26,7 +27,7 @@ impl Bench {
             return Err("the two processes did not form one 6-node mesh".into());
         }
         let killed = Instant::now();
-        send_signal(b.pid, "-KILL");
+        send_signal(b.pid, Signal::KILL);
         let seconds = self.wait_peers(&ports, 2, killed, TIMEOUT).await;
         let _ = b.stop().await;
         let stop = a.stop().await;
