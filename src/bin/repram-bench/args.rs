@@ -21,7 +21,7 @@ pub(crate) struct Args {
 pub(crate) const USAGE: &str = "usage:
   repram-bench all --server PATH [--out FILE] [--tmp DIR] [--lua-dir DIR] [--wrk PATH]
                    [--nginx-port PORT] [--nginx-bin PATH] [--quick] [--profile NAME]
-                   [--only get,put,mesh,visible,memory,catchup,listing,evict] [--build-seconds S]
+                   [--only get,put,mesh,visible,memory,catchup,listing,evict,big] [--build-seconds S]
   repram-bench free-port [--from PORT]
   repram-bench table [FILE]      print the table of a saved report (bench/results.json)
   repram-bench soak --server PATH [--seconds 60] [--nodes 3] [--tmp DIR] [--out FILE]

@@ -57,6 +57,7 @@ impl Bench {
                 converge_timeout: 10,
                 listing_keys: 5_000,
                 listing_wrk_seconds: 2,
+                big_wrk_seconds: 2,
             }
         } else {
             Settings {
@@ -75,6 +76,7 @@ impl Bench {
                 converge_timeout: 30,
                 listing_keys: 200_000,
                 listing_wrk_seconds: 8,
+                big_wrk_seconds: 6,
             }
         }
     }
@@ -186,4 +188,6 @@ pub(crate) struct Settings {
     /// Keys paged through by the listing phase, and its wrk runs' length.
     pub(crate) listing_keys: usize,
     pub(crate) listing_wrk_seconds: u64,
+    /// Length of each wrk run of the 1 MiB phase.
+    pub(crate) big_wrk_seconds: u64,
 }

@@ -71,6 +71,16 @@ pub(crate) fn ratios_and_goals(f: &Value) -> (Value, Value) {
               Some(Value::Bool(false)) => Some(false),
               _ => le(rps("/evict/seconds"), 3.0),
           } },
+        { "figure": "1 MiB PUT N=3 vs nginx", "goal": ">= 0.5x",
+          "value": rps("/big/put_n3_vs_nginx"), "met": ge(rps("/big/put_n3_vs_nginx"), 0.5) },
+        { "figure": "1 MiB GET vs nginx", "goal": ">= 0.8x",
+          "value": rps("/big/get_vs_nginx"), "met": ge(rps("/big/get_vs_nginx"), 0.8) },
+        { "figure": "RSS growth during 1 MiB PUT load vs in-flight cap + stored values", "goal": "<= 1.0x",
+          "value": rps("/big/memory/growth_vs_cap_plus_stored"),
+          "met": le(rps("/big/memory/growth_vs_cap_plus_stored"), 1.0) },
+        { "figure": "RSS after every key expired vs idle, N=3", "goal": "<= 1.2x",
+          "value": rps("/memory/after_expiry/after_expiry_vs_idle"),
+          "met": le(rps("/memory/after_expiry/after_expiry_vs_idle"), 1.2) },
     ]);
     (ratios, goals)
 }
@@ -95,6 +105,21 @@ mod tests {
         assert_eq!(goals[2]["met"], json!(false));
         assert_eq!(goals[3]["met"], Value::Null);
         assert_eq!(goals[8]["met"], json!(false));
+    }
+
+    #[test]
+    fn the_big_value_and_expiry_goals_follow_the_figures() {
+        let f = json!({
+            "big": { "put_n3_vs_nginx": 0.6, "get_vs_nginx": 0.7,
+                     "memory": { "growth_vs_cap_plus_stored": 1.5 } },
+            "memory": { "after_expiry": { "after_expiry_vs_idle": 1.1 } },
+        });
+        let (_, goals) = ratios_and_goals(&f);
+        assert_eq!(goals[11]["met"], json!(true));
+        assert_eq!(goals[12]["met"], json!(false));
+        assert_eq!(goals[13]["met"], json!(false));
+        assert_eq!(goals[14]["met"], json!(true));
+        assert_eq!(goals[0]["met"], Value::Null, "no GET figures, no verdict");
     }
 
     #[test]

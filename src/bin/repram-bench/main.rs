@@ -16,6 +16,7 @@
 
 mod args;
 mod bench;
+mod big;
 mod catchup;
 mod children;
 mod cluster;

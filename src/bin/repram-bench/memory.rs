@@ -1,6 +1,7 @@
-//! The `memory` phase: RSS growth per key at N=1 and N=3.
+//! The `memory` phase: RSS growth per key at N=1 and N=3, and RSS once every key of a
+//! load has expired and been purged, against the idle baseline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde_json::{json, Value};
@@ -65,6 +66,63 @@ impl Bench {
                 }),
             );
         }
+        let expiry = self.memory_after_expiry(s).await;
+        out.insert(
+            "after_expiry".into(),
+            expiry.unwrap_or_else(|e| json!({ "error": e })),
+        );
         Ok(Value::Object(out))
+    }
+
+    /// A 3-node process (TTLs from 1 s, purged every second) takes `memory_keys` keys with
+    /// a short TTL through node 1; once every node is empty again its RSS is compared with
+    /// the RSS it had before the load.
+    async fn memory_after_expiry(&mut self, s: &Settings) -> Result<Value, String> {
+        const NODES: u16 = 3;
+        const TTL_S: u64 = 10;
+        let keys = s.memory_keys;
+        let saved = std::mem::replace(
+            &mut self.server_env,
+            vec![
+                ("REPRAM_MIN_TTL", "1".into()),
+                ("REPRAM_CLEANUP_INTERVAL", "1".into()),
+            ],
+        );
+        let spawned = self.spawn_server("memory-expiry-n3", NODES, 10, None);
+        self.server_env = saved;
+        let mut server = spawned?;
+        self.wait_mesh(&mut server, Duration::from_secs(10)).await?;
+        let ports = server.ports();
+        let warm: Vec<_> = (0..64)
+            .map(|i| self.http.get(ports[i % ports.len()], "/health"))
+            .collect();
+        join_all(warm).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle = server.rss_kib().ok_or("cannot read VmRSS")?;
+        let write = self.write_keys(&ports[..1], "exp-", keys, TTL_S, 32).await;
+        let loaded = server.rss_kib().ok_or("cannot read VmRSS")?;
+        let written = Instant::now();
+        let emptied = self
+            .wait_empty(&mut server, &ports, Duration::from_secs(TTL_S + 30))
+            .await;
+        let empty_after_s = written.elapsed().as_secs_f64();
+        // The same settling time as after the load above.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        server.check_alive()?;
+        let drained = server.rss_kib().ok_or("cannot read VmRSS")?;
+        let stop = server.stop().await;
+        emptied?;
+        Ok(json!({
+            "nodes": NODES,
+            "keys": keys,
+            "ttl_s": TTL_S,
+            "rss_idle_kib": idle,
+            "rss_loaded_kib": loaded,
+            "rss_after_expiry_kib": drained,
+            "after_expiry_vs_idle": round3(drained as f64 / idle.max(1) as f64),
+            "empty_after_write_s": round3(empty_after_s),
+            "write": write,
+            "stop": stop,
+        }))
     }
 }

@@ -20,9 +20,9 @@ pub(crate) async fn run_all(args: Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let budget = if args.quick {
-        Duration::from_secs(50)
+        Duration::from_secs(80)
     } else {
-        Duration::from_secs(380)
+        Duration::from_secs(460)
     };
     let mut bench = Bench::new(args.clone(), budget);
     let settings = bench.settings();
@@ -30,7 +30,7 @@ pub(crate) async fn run_all(args: Args) -> ExitCode {
     let mut figures = serde_json::Map::new();
     let mut skipped: Vec<&str> = Vec::new();
     let phases = [
-        "get", "put", "mesh", "visible", "memory", "catchup", "listing", "evict",
+        "get", "put", "mesh", "visible", "memory", "catchup", "listing", "evict", "big",
     ];
     for phase in phases {
         if !bench.wants(phase) {
@@ -60,7 +60,8 @@ pub(crate) async fn run_all(args: Args) -> ExitCode {
             "memory" => bench.phase_memory(&settings).await,
             "catchup" => bench.phase_catchup(&settings).await,
             "listing" => bench.phase_listing(&settings).await,
-            _ => bench.phase_evict(&settings).await,
+            "evict" => bench.phase_evict(&settings).await,
+            _ => bench.phase_big(&settings).await,
         };
         kill_all_children(); // nothing of a phase outlives it, even after an error
         match result {
@@ -96,6 +97,7 @@ pub(crate) async fn run_all(args: Args) -> ExitCode {
             "memory_keys": settings.memory_keys,
             "catchup_keys": settings.catchup_keys,
             "listing_keys": settings.listing_keys,
+            "big_value_bytes": crate::big::BIG_BYTES,
         },
         "build_seconds": args.build_s,
         "run_seconds": round1(bench.started.elapsed().as_secs_f64()),

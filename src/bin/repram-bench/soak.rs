@@ -167,34 +167,11 @@ async fn sampler(bench: &Bench, server: &Server, port: u16, until: Instant, tall
     }
 }
 
-/// Waits until every node reports 0 keys and 0 bytes; the seconds it took, or an error
-/// with what the nodes still hold.
+/// Waits until every node is empty after a cycle's load.
 async fn drained(bench: &Bench, server: &mut Server, ports: &[u16]) -> Result<f64, String> {
-    let t0 = Instant::now();
-    let limit = Duration::from_secs(MAX_TTL + 10);
-    loop {
-        server.check_alive()?;
-        let held: Vec<(u64, u64)> = join_all(ports.iter().map(|p| bench.http.json(*p, "/status")))
-            .await
-            .into_iter()
-            .map(|r| match r {
-                Ok(v) => (
-                    v["keys"].as_u64().unwrap_or(u64::MAX),
-                    v["bytes"].as_u64().unwrap_or(u64::MAX),
-                ),
-                Err(_) => (u64::MAX, u64::MAX),
-            })
-            .collect();
-        if held.iter().all(|&(k, b)| k == 0 && b == 0) {
-            return Ok(t0.elapsed().as_secs_f64());
-        }
-        if t0.elapsed() > limit {
-            return Err(format!(
-                "nodes still hold (keys, bytes) {held:?} {limit:?} after the load stopped"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    bench
+        .wait_empty(server, ports, Duration::from_secs(MAX_TTL + 10))
+        .await
 }
 
 fn mib(kib: u64) -> f64 {

@@ -220,6 +220,64 @@ pub(crate) fn render_table(report: &Value) -> String {
         "<= 3 s".into(),
         met(10).into(),
     ]);
+    rows.push([
+        "memory after every key expired, N=3".into(),
+        format!(
+            "{} MiB",
+            fmt_num(
+                num("/memory/after_expiry/rss_after_expiry_kib").map(|k| k / 1024.0),
+                1
+            )
+        ),
+        format!(
+            "idle {} MiB",
+            fmt_num(
+                num("/memory/after_expiry/rss_idle_kib").map(|k| k / 1024.0),
+                1
+            )
+        ),
+        format!(
+            "{}x (<= 1.2x)",
+            fmt_num(num("/memory/after_expiry/after_expiry_vs_idle"), 2)
+        ),
+        met(14).into(),
+    ]);
+    rows.push([
+        "1 MiB PUT req/s N=3".into(),
+        fmt_num(num("/big/repram_put_n3/requests_per_s"), 0),
+        format!("nginx {}", fmt_num(num("/big/nginx_put/requests_per_s"), 0)),
+        format!("{}x (>= 0.5x)", fmt_num(num("/big/put_n3_vs_nginx"), 2)),
+        met(11).into(),
+    ]);
+    rows.push([
+        "1 MiB GET req/s".into(),
+        fmt_num(num("/big/repram_get/requests_per_s"), 0),
+        format!("nginx {}", fmt_num(num("/big/nginx_get/requests_per_s"), 0)),
+        format!("{}x (>= 0.8x)", fmt_num(num("/big/get_vs_nginx"), 2)),
+        met(12).into(),
+    ]);
+    rows.push([
+        "RSS growth in 1 MiB PUT load".into(),
+        format!(
+            "{} MiB",
+            fmt_num(
+                num("/big/memory/rss_peak_growth_bytes").map(|b| b / 1048576.0),
+                1
+            )
+        ),
+        format!(
+            "cap {} MiB",
+            fmt_num(
+                num("/big/memory/inflight_cap_bytes").map(|b| b / 1048576.0),
+                0
+            )
+        ),
+        format!(
+            "{}x of cap + stored (<= 1x)",
+            fmt_num(num("/big/memory/growth_vs_cap_plus_stored"), 2)
+        ),
+        met(13).into(),
+    ]);
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
