@@ -40,7 +40,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::args::{parse_args, USAGE};
+use crate::args::{parse_command, Cmd, USAGE};
 use crate::children::{kill_all_children, port_is_free};
 use crate::run::run_all;
 use crate::table::render_table;
@@ -53,12 +53,13 @@ pub(crate) const FIRST_PORT: u16 = 20_000;
 pub(crate) const LAST_PORT: u16 = 32_000;
 
 fn main() -> ExitCode {
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.is_empty() || argv[0] == "-h" || argv[0] == "--help" {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let cmd = argv.remove(0);
+    let cmd = match parse_command(std::env::args().skip(1).collect()) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("repram-bench: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,63 +70,36 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cmd.as_str() {
-        "free-port" => {
-            let mut from = 19_000u16;
-            if argv.len() == 2 && argv[0] == "--from" {
-                from = argv[1].parse().unwrap_or(from);
+    match cmd {
+        Cmd::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Cmd::FreePort { from } => match (from..LAST_PORT).find(|p| port_is_free(*p)) {
+            Some(p) => {
+                println!("{p}");
+                ExitCode::SUCCESS
             }
-            match (from..LAST_PORT).find(|p| port_is_free(*p)) {
-                Some(p) => {
-                    println!("{p}");
-                    ExitCode::SUCCESS
-                }
-                None => {
-                    eprintln!("repram-bench: no free port from {from}");
-                    ExitCode::FAILURE
-                }
+            None => {
+                eprintln!("repram-bench: no free port from {from}");
+                ExitCode::FAILURE
             }
-        }
-        "table" => {
-            let path = argv.first().map_or("bench/results.json", String::as_str);
-            match std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
-            {
-                Ok(report) => {
-                    println!("{}", render_table(&report));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("repram-bench: {path}: {e}");
-                    ExitCode::FAILURE
-                }
+        },
+        Cmd::Table { path } => match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(report) => {
+                println!("{}", render_table(&report));
+                ExitCode::SUCCESS
             }
-        }
-        "all" => {
-            let args = match parse_args(argv) {
-                Ok(a) => a,
-                Err(e) => {
-                    eprintln!("repram-bench: {e}\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            };
-            guarded(&runtime, run_all(args))
-        }
-        "soak" => {
-            let args = match soak::parse(argv) {
-                Ok(a) => a,
-                Err(e) => {
-                    eprintln!("repram-bench: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            guarded(&runtime, soak::run(args))
-        }
-        other => {
-            eprintln!("repram-bench: unknown command {other:?}\n{USAGE}");
-            ExitCode::from(2)
-        }
+            Err(e) => {
+                eprintln!("repram-bench: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::All(args) => guarded(&runtime, run_all(args)),
+        Cmd::Soak(args) => guarded(&runtime, soak::run(args)),
     }
 }
 
