@@ -6,7 +6,7 @@
 #                              bench/tmp/results-quick.json; uses the debug build unless
 #                              --release is given, so CI needs no release build
 #
-# Other options: --release, --out FILE, --only get,put,mesh,visible,memory,catchup,listing,evict,
+# Other options: --release, --out FILE, --only get,put,mesh,visible,memory,catchup,listing,evict,big,
 # --server PATH (measure that repram-flux binary, e.g. an older build for a before/after
 # comparison, instead of the one built here)
 #
@@ -122,6 +122,9 @@ rm -rf "$NGX"
 mkdir -p "$NGX/logs" "$NGX/temp"
 NGINX_PORT=$("$BIN_DIR/repram-bench" free-port --from 19000)
 BODY=$(printf 'v%.0s' $(seq 1 100)) # 100 bytes, like the benchmark values
+# The 1 MiB file nginx serves for the big-value phase (repram-bench's big.rs names it).
+mkdir -p "$NGX/www/big"
+head -c 1048576 /dev/zero | tr '\0' b >"$NGX/www/big/value.bin"
 cat >"$NGX/nginx.conf" <<EOF
 worker_processes auto;
 pid $NGX/nginx.pid;
@@ -135,11 +138,17 @@ http {
     fastcgi_temp_path $NGX/temp/fastcgi;
     uwsgi_temp_path $NGX/temp/uwsgi;
     scgi_temp_path $NGX/temp/scgi;
+    client_max_body_size 2m; # the big-value phase PUTs 1 MiB bodies
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
             default_type application/octet-stream;
             return 200 "$BODY";
+        }
+        location /big/ {
+            root $NGX/www;
+            default_type application/octet-stream;
+            sendfile on;
         }
     }
 }

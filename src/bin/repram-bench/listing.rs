@@ -10,7 +10,8 @@ use futures::future::join_all;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::{latency_summary, round3, Bench, Settings};
+use crate::bench::{Bench, Settings};
+use crate::stats::{latency_summary, round3};
 
 /// Clients paging at once while GETs are measured.
 const PAGERS: usize = 4;

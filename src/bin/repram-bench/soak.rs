@@ -5,13 +5,22 @@
 //! still holds data after a cycle, and on RSS that does not come back down (see
 //! [`Verdict`]). Stops by itself after `--seconds`.
 
+use std::cell::{Cell, RefCell};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use hyper::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
 
-use super::*;
+use crate::args::{Args, SoakArgs};
+use crate::bench::Bench;
+use crate::children::{kill_all_children, Server};
+use crate::stats::round1;
 
-const SOAK_USAGE: &str = "usage: repram-bench soak --server PATH [--seconds 60] [--nodes 3] \
-                          [--tmp DIR] [--out FILE]";
 /// Seconds of load per cycle.
 const LOAD_S: u64 = 7;
 /// Longest TTL of a write, seconds; each write draws its TTL from `1..=MAX_TTL` (the server
@@ -26,52 +35,6 @@ const WORKERS: usize = 16;
 const SLOTS: usize = 64;
 /// Measured cycles needed after the warm-up (to compare one cycle with the next).
 const MIN_CYCLES: usize = 2;
-
-pub struct SoakArgs {
-    server: PathBuf,
-    seconds: u64,
-    nodes: u16,
-    tmp: PathBuf,
-    out: Option<PathBuf>,
-}
-
-pub fn parse(mut argv: Vec<String>) -> Result<SoakArgs, String> {
-    let mut args = SoakArgs {
-        server: PathBuf::new(),
-        seconds: 60,
-        nodes: 3,
-        tmp: PathBuf::from("bench/tmp"),
-        out: None,
-    };
-    argv.reverse();
-    while let Some(flag) = argv.pop() {
-        let mut value = |name: &str| argv.pop().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--server" => args.server = value("--server")?.into(),
-            "--tmp" => args.tmp = value("--tmp")?.into(),
-            "--out" => args.out = Some(value("--out")?.into()),
-            "--seconds" => args.seconds = within("--seconds", &value("--seconds")?, 45..=600)?,
-            "--nodes" => args.nodes = within("--nodes", &value("--nodes")?, 1..=10)?,
-            other => return Err(format!("unknown argument {other:?}\n{SOAK_USAGE}")),
-        }
-    }
-    if args.server.as_os_str().is_empty() {
-        return Err(format!("--server PATH is required\n{SOAK_USAGE}"));
-    }
-    Ok(args)
-}
-
-/// `v` as a number in `range`, or an error naming `flag`.
-fn within<T>(flag: &str, v: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    v.parse().ok().filter(|n| range.contains(n)).ok_or(format!(
-        "{flag} must be {}..={}, got {v:?}",
-        range.start(),
-        range.end()
-    ))
-}
 
 /// Answers of one cycle.
 #[derive(Default)]
@@ -155,34 +118,11 @@ async fn sampler(bench: &Bench, server: &Server, port: u16, until: Instant, tall
     }
 }
 
-/// Waits until every node reports 0 keys and 0 bytes; the seconds it took, or an error
-/// with what the nodes still hold.
+/// Waits until every node is empty after a cycle's load.
 async fn drained(bench: &Bench, server: &mut Server, ports: &[u16]) -> Result<f64, String> {
-    let t0 = Instant::now();
-    let limit = Duration::from_secs(MAX_TTL + 10);
-    loop {
-        server.check_alive()?;
-        let held: Vec<(u64, u64)> = join_all(ports.iter().map(|p| bench.http.json(*p, "/status")))
-            .await
-            .into_iter()
-            .map(|r| match r {
-                Ok(v) => (
-                    v["keys"].as_u64().unwrap_or(u64::MAX),
-                    v["bytes"].as_u64().unwrap_or(u64::MAX),
-                ),
-                Err(_) => (u64::MAX, u64::MAX),
-            })
-            .collect();
-        if held.iter().all(|&(k, b)| k == 0 && b == 0) {
-            return Ok(t0.elapsed().as_secs_f64());
-        }
-        if t0.elapsed() > limit {
-            return Err(format!(
-                "nodes still hold (keys, bytes) {held:?} {limit:?} after the load stopped"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    bench
+        .wait_empty(server, ports, Duration::from_secs(MAX_TTL + 10))
+        .await
 }
 
 fn mib(kib: u64) -> f64 {
@@ -258,7 +198,7 @@ async fn cycle(
     })
 }
 
-pub async fn run(args: SoakArgs) -> ExitCode {
+pub(crate) async fn run(args: SoakArgs) -> ExitCode {
     let started = Instant::now();
     let mut bench = Bench::new(
         Args {
@@ -430,15 +370,5 @@ mod tests {
         let v = Verdict::judge(10 * 1024, &at(210, 20), &[at(200, 39)]);
         assert_eq!(v.slack_kib, 20 * 1024);
         assert!(v.failure.is_none());
-    }
-
-    #[test]
-    fn soak_arguments_parse() {
-        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()).collect());
-        let a = args(&["--server", "x", "--seconds", "120", "--nodes", "2"]).unwrap();
-        assert_eq!((a.seconds, a.nodes), (120, 2));
-        assert!(args(&["--server", "x", "--seconds", "10"]).is_err());
-        assert!(args(&["--seconds", "60"]).is_err());
-        assert!(args(&["--server", "x", "--bogus"]).is_err());
     }
 }
