@@ -305,7 +305,7 @@ async fn soak(bench: &Bench, args: &SoakArgs, started: Instant) -> Result<Value,
 /// The RSS criterion.
 ///
 /// glibc's malloc keeps freed memory in its heap; the server hands it back to the OS after
-/// purges (`spawn_heap_trimmer` in `src/main.rs`), so once every key has expired RSS comes
+/// purges (`heap_trim::spawn` in `src/heap_trim.rs`), so once every key has expired RSS comes
 /// back to where the warm-up left it. The baseline is the RSS after the warm-up (which
 /// also holds what stays after the first load: connection buffers, map capacity, the
 /// allocator's bookkeeping). Every later cycle must end within `slack` of it; a leak
