@@ -84,8 +84,14 @@ impl Store {
             let mut read = 0;
             let next = state.order.created_page(before, batch, |ms, tag| {
                 read += 1;
+                // The map yields every entry whose hash bits look alike: keep only this
+                // tag's, or an entry would be listed once per look-alike tag.
                 let same = state.map.iter_hash(spread(tag));
-                let live = same.filter(|n| n.created_ms == ms && n.deadline > now);
+                let live = same.filter(|n| {
+                    n.created_ms == ms
+                        && n.deadline > now
+                        && shared.tags.of(n.key.as_bytes()) == tag
+                });
                 page.extend(live.map(|n| Reverse((ms, n.key.string()))));
             });
             drop(state);

@@ -896,3 +896,21 @@ async fn a_slot_moves_into_near_in_batches() {
     assert_eq!(store.len(), overwritten);
     only(&store).check_index(tags);
 }
+
+#[tokio::test(start_paused = true)]
+async fn scan_lists_each_key_once_among_keys_of_one_millisecond() {
+    // Many keys of one millisecond share a shard with entries whose map hash looks like
+    // theirs (hashbrown matches 7 bits): each must still be listed once.
+    let store = Store::new(u64::MAX);
+    let mut want = Vec::new();
+    for i in 0..3_000u64 {
+        let mut r = rec("v", 60_000, 1);
+        r.created_ms = 1_000_000;
+        let key = format!("k{i:04}");
+        store.apply(&key, r).unwrap();
+        want.push(key);
+    }
+    let mut got = store.scan(10_000);
+    got.sort();
+    assert_eq!(got, want);
+}
