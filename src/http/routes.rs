@@ -847,6 +847,7 @@ async fn internal_route(
         node.metrics.rejected_messages.inc();
         ApiError::bad_request(format!("invalid node message: {e}"))
     })?;
+    node.count_http_arrival(path, &msg);
     let reply = node
         .answer(path, msg, remote.ip(), addressed)
         .await

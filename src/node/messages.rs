@@ -27,11 +27,9 @@ impl Node {
         Ok(match (path, msg) {
             (GOSSIP_PATH, Message::Gossip(g)) => self.on_gossip(g, source, addressed).await,
             (REPLICATE_PATH, Message::Replicate(entries)) => {
-                self.metrics.replication_received_http.inc();
                 Message::Ack(self.apply_batch(&entries))
             }
             (REPLICATE_PATH, Message::Relay(entries)) => {
-                self.metrics.replication_received_http.inc();
                 Message::Holders(self.relay_batch(&entries))
             }
             (SYNC_PATH, Message::Digest(d)) => self.versions_for(&d),
@@ -44,6 +42,15 @@ impl Node {
                 ));
             }
         })
+    }
+
+    /// Count `msg`, received over HTTP for `path`, as a replication batch that came
+    /// `via="Http"` when it is one (the HTTP route calls this before [`Node::answer`];
+    /// batches of other transports are no HTTP arrivals).
+    pub fn count_http_arrival(&self, path: &str, msg: &Message) {
+        if path == REPLICATE_PATH && matches!(msg, Message::Replicate(_) | Message::Relay(_)) {
+            self.metrics.replication_received_http.inc();
+        }
     }
 }
 

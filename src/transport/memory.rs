@@ -37,6 +37,8 @@ pub enum Fault {
     Delay(Duration),
     /// Taken but never answered: the caller's timeout ends it.
     Hang,
+    /// Taken, then dropped without an answer, as by a peer that closes the connection.
+    Break,
 }
 
 #[derive(Default)]
@@ -114,6 +116,12 @@ impl MemoryTransport {
         match fault {
             Some(Fault::Refuse) => return (Err(CallError::Refused), None),
             Some(Fault::Hang) => std::future::pending::<()>().await,
+            Some(Fault::Break) => {
+                return (
+                    Err(CallError::Http("connection closed before an answer".into())),
+                    None,
+                )
+            }
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
             None => {}
         }
@@ -132,6 +140,39 @@ impl MemoryTransport {
             ),
             Err(status) => (Err(CallError::Status(status)), clock),
         }
+    }
+}
+
+/// A stand-in peer that answers each message as `answer` says: with a reply, or with
+/// the status of a refusal (a node of an older version refuses an unknown kind with
+/// 400). Its clock reads 0.
+pub struct Scripted<F>(F);
+
+impl<F> Scripted<F>
+where
+    F: Fn(&str, Message) -> Result<Message, StatusCode> + Send + Sync + 'static,
+{
+    /// A peer answering with `answer(path, message)`.
+    pub fn new(answer: F) -> Arc<Scripted<F>> {
+        Arc::new(Scripted(answer))
+    }
+}
+
+impl<F> Handler for Scripted<F>
+where
+    F: Fn(&str, Message) -> Result<Message, StatusCode> + Send + Sync + 'static,
+{
+    fn handle<'a>(
+        self: Arc<Self>,
+        path: &'a str,
+        msg: Message,
+        _source: IpAddr,
+    ) -> BoxFuture<'a, Result<Message, StatusCode>> {
+        Box::pin(async move { (self.0)(path, msg) })
+    }
+
+    fn clock_ms(&self) -> u64 {
+        0
     }
 }
 
@@ -239,5 +280,41 @@ mod tests {
         ));
         assert_eq!(transport.calls_to("n:1"), 5);
         drop(node);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scripted_peer_answers_or_refuses_as_told_and_a_broken_link_drops_the_call() {
+        let transport = MemoryTransport::new();
+        // Acknowledges gossip with its path's length, refuses anything else with 400.
+        let peer = Scripted::new(|path: &str, msg| match msg {
+            Message::Ack(_) if path == GOSSIP_PATH => Ok(Message::Ack(path.len() as u32)),
+            _ => Err(StatusCode::BAD_REQUEST),
+        });
+        transport.add("n:1", Arc::downgrade(&(peer.clone() as Arc<dyn Handler>)));
+        let client = PeerClient::over(transport.clone());
+
+        let (reply, clock) = call(&client, "n:1").await;
+        assert!(
+            matches!(reply, Ok(Message::Ack(n)) if n as usize == GOSSIP_PATH.len()),
+            "{reply:?}"
+        );
+        assert_eq!(clock, Some(0));
+        let timeout = Duration::from_secs(2);
+        let other = Message::Holders(Vec::new()).encode();
+        let refused = client
+            .call_encoded("n:1", None, GOSSIP_PATH, other, timeout)
+            .await;
+        assert!(
+            matches!(refused, Err(CallError::Status(StatusCode::BAD_REQUEST))),
+            "{refused:?}"
+        );
+
+        transport.set_fault("n:1", Some(Fault::Break));
+        let started = Instant::now();
+        let (broken, clock) = call(&client, "n:1").await;
+        assert!(matches!(broken, Err(CallError::Http(_))), "{broken:?}");
+        assert_eq!(clock, None, "no answer, no clock");
+        assert_eq!(started.elapsed(), Duration::ZERO, "dropped at once");
+        assert_eq!(transport.calls_to("n:1"), 3);
     }
 }
