@@ -367,9 +367,6 @@ fn restart_backoff(failures: u32, ran: Duration) -> (Duration, u32) {
 }
 
 #[cfg(test)]
-mod replication_tests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};

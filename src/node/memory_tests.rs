@@ -1,7 +1,7 @@
 //! Nodes over the in-memory transport on paused tokio time: the membership driver,
-//! replication fan-out (including a hung peer), catch-up and anti-entropy, with no
-//! socket. Each node plays its own process (failure domain), so every message between
-//! nodes goes through the transport.
+//! replication fan-out (a hung peer here, the rest in [`replication`]), catch-up and
+//! anti-entropy, with no socket. Here each node plays its own process (failure domain),
+//! so every message between nodes goes through the transport.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -15,6 +15,8 @@ use crate::transport::memory::{Fault, Handler};
 use crate::transport::{MemoryTransport, PeerClient};
 
 use super::{Node, ProcessWide, Tuning};
+
+mod replication;
 
 const BASE_PORT: u16 = 9100;
 
@@ -203,81 +205,4 @@ async fn a_node_that_starts_late_catches_up_from_its_peers() {
     })
     .await;
     assert!(sim.transport.calls_to(&addr(BASE_PORT)) > 0);
-}
-
-/// `n` nodes of one process over `transport` (registered in their registry and at
-/// `127.0.0.1:{port}` in the transport; no background tasks): the nodes and addresses.
-fn process_over(
-    transport: &Arc<MemoryTransport>,
-    n: usize,
-    first_port: u16,
-    stop: &watch::Receiver<bool>,
-) -> (
-    Vec<Arc<Node>>,
-    Vec<String>,
-    Vec<crate::local::Registration<Node>>,
-) {
-    let config = Arc::new(Config::for_test());
-    let process = ProcessWide {
-        transport: Some(PeerClient::over(transport.clone())),
-        ..ProcessWide::new(&config)
-    };
-    let tag = crate::ids::new_process_tag();
-    let (mut nodes, mut addrs, mut regs) = (Vec::new(), Vec::new(), Vec::new());
-    for index in 1..=n {
-        let port = first_port + index as u16 - 1;
-        let node = Node::serving_on(
-            process.clone(),
-            crate::ids::node_id(index, &tag, 0),
-            index,
-            port,
-            config.clone(),
-            Tuning::default(),
-            stop.clone(),
-        );
-        let handler: Weak<dyn Handler> = Arc::downgrade(&(node.clone() as Arc<dyn Handler>));
-        transport.add(&addr(port), handler);
-        regs.push(node.registry().register(&node));
-        addrs.push(addr(port));
-        nodes.push(node);
-    }
-    (nodes, addrs, regs)
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_hung_relay_delays_only_its_own_process() {
-    use crate::replication::{Replicator, BATCH_TIMEOUT};
-    let transport = MemoryTransport::new();
-    let (_stop_tx, stop) = watch::channel(false);
-    let (a, _, _serving_a) = process_over(&transport, 1, 9300, &stop);
-    let (b, addrs_b, _serving_b) = process_over(&transport, 2, 9310, &stop);
-    let (c, addrs_c, _serving_c) = process_over(&transport, 2, 9320, &stop);
-    let a = &a[0];
-    let ids: Vec<String> = b.iter().map(|n| n.id.clone()).collect();
-    let first = &Replicator::relay_order(&a.id, &ids)[0];
-    let hung = b.iter().position(|n| &n.id == first).unwrap();
-    transport.set_fault(&addrs_b[hung], Some(Fault::Hang));
-    for (n, addr) in b.iter().zip(&addrs_b).chain(c.iter().zip(&addrs_c)) {
-        a.replicator.add_peer(&n.id, addr.clone());
-    }
-    let started = Instant::now();
-    let out = a
-        .put("k1".into(), Bytes::from_static(b"v"), 60)
-        .await
-        .unwrap();
-    // c acknowledged (quorum of 5 nodes: 3) while b's relay hangs.
-    assert!(out.acks >= 3 && out.durable(), "{out:?}");
-    assert!(
-        started.elapsed() < BATCH_TIMEOUT,
-        "the write waited for the hung relay"
-    );
-    assert_eq!(a.metrics.relay_failovers.get(), 0);
-    assert!(c.iter().all(|n| n.store.get("k1").is_some()));
-    // After the relay's timeout, the batch goes to b's other node, which hands it on.
-    wait_until(4 * BATCH_TIMEOUT, "b got the write", || {
-        b.iter().all(|n| n.store.get("k1").is_some())
-    })
-    .await;
-    assert!(started.elapsed() >= BATCH_TIMEOUT);
-    assert_eq!(a.metrics.relay_failovers.get(), 1);
 }
