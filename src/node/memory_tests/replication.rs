@@ -331,6 +331,8 @@ async fn a_write_reaches_every_node_of_another_process_through_one_call() {
         let expected = if &n.id == relay { 5 } else { 0 };
         assert_eq!(calls(addr), expected, "{}", n.id);
     }
+    // Calls of the in-memory transport are no HTTP arrivals.
+    assert_eq!(sum(&b, |m| m.replication_received_http.get()), 0);
     assert_eq!(a.metrics.replication_batches.get(), 5);
     assert_eq!(a.metrics.relay_failovers.get(), 0);
     assert_eq!(a.metrics.replication_failures.get(), 0);
