@@ -1,8 +1,8 @@
 //! Request routing: the entry points [`handle`] and [`answer_now`], the rate limit and
 //! the dispatch by path to the public API (also under `/v1/`) and the `/internal/`
-//! node-to-node routes. The handlers live in a file per kind of route: [`data`] (one
-//! key), [`keys`] (listings), [`status`] (what a node tells about itself), [`internal`];
-//! [`error`] is the error answer, [`header_memo`] the per-thread memo of GET headers.
+//! node-to-node routes. The handlers live in a file per kind of route: `data` (one
+//! key), `keys` (listings), `status` (what a node tells about itself), `internal`;
+//! `error` is the error answer, `header_memo` the per-thread memo of GET headers.
 
 mod body;
 mod data;
