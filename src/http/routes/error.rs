@@ -46,6 +46,7 @@ impl ApiError {
         }
     }
 
+    #[inline]
     pub(super) fn into_response(self) -> Resp {
         let mut resp = json_response(self.status, &json!({ "error": self.message }));
         if let Some(allow) = self.allow {
