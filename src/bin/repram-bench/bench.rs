@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::args::Args;
-use crate::children::{port_is_free, register_child, Server};
+use crate::children::{port_is_free, Children, Server};
 use crate::http::Http;
 use crate::{FIRST_PORT, LAST_PORT, VALUE_BYTES};
 
@@ -22,10 +22,12 @@ pub(crate) struct Bench {
     pub(crate) value: Bytes,
     /// Extra environment for every server started (the soak's TTL policy).
     pub(crate) server_env: Vec<(&'static str, String)>,
+    /// The child processes alive, killed when the run ends or is interrupted.
+    pub(crate) children: Children,
 }
 
 impl Bench {
-    pub(crate) fn new(args: Args, budget: Duration) -> Bench {
+    pub(crate) fn new(args: Args, budget: Duration, children: Children) -> Bench {
         Bench {
             args,
             http: Http::new(),
@@ -35,6 +37,7 @@ impl Bench {
             errors: Vec::new(),
             value: Bytes::from(vec![b'v'; VALUE_BYTES]),
             server_env: Vec::new(),
+            children,
         }
     }
 
@@ -157,7 +160,7 @@ impl Bench {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.args.server.display()))?;
         let pid = child.id();
-        register_child(pid);
+        self.children.add(pid);
         Ok(Server {
             child,
             pid,
@@ -166,6 +169,7 @@ impl Bench {
             nodes,
             log,
             done: false,
+            children: self.children.clone(),
         })
     }
 }

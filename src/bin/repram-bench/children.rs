@@ -1,10 +1,10 @@
-//! Child processes of a run (servers, wrk): the registry a signal kills, and the server
+//! Child processes of a run (servers, wrk): the list a signal kills, and the server
 //! process handle with its log.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
@@ -12,31 +12,35 @@ use serde_json::{json, Value};
 
 use crate::stats::round3;
 
-/// Pids of every child process alive, so a signal can kill them all.
-pub(crate) static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Pids of every child process of a run that is alive, so a signal can kill them all.
+/// A cheap handle: the run owns it, and the signal handler holds a clone.
+#[derive(Clone, Default)]
+pub(crate) struct Children(Arc<Mutex<Vec<u32>>>);
 
-pub(crate) fn register_child(pid: u32) {
-    CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
-}
+impl Children {
+    pub(crate) fn add(&self, pid: u32) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    }
 
-pub(crate) fn unregister_child(pid: u32) {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| *p != pid);
+    pub(crate) fn remove(&self, pid: u32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != pid);
+    }
+
+    pub(crate) fn kill_all(&self) {
+        let pids: Vec<u32> = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for pid in pids {
+            send_signal(pid, Signal::KILL);
+        }
+    }
 }
 
 /// Sends `signal` to process `pid`; a process already gone is not an error here.
 pub(crate) fn send_signal(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = kill_process(pid, signal);
-    }
-}
-
-pub(crate) fn kill_all_children() {
-    let pids: Vec<u32> = CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for pid in pids {
-        send_signal(pid, Signal::KILL);
     }
 }
 
@@ -53,6 +57,8 @@ pub(crate) struct Server {
     pub(crate) nodes: u16,
     pub(crate) log: PathBuf,
     pub(crate) done: bool,
+    /// The run's children, which this server leaves when it ends.
+    pub(crate) children: Children,
 }
 
 impl Server {
@@ -78,7 +84,7 @@ impl Server {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
                 self.done = true;
-                unregister_child(self.pid);
+                self.children.remove(self.pid);
                 Err(format!(
                     "server process exited unexpectedly ({status}); log {}:\n{}",
                     self.log.display(),
@@ -112,7 +118,7 @@ impl Server {
             }
         };
         self.done = true;
-        unregister_child(self.pid);
+        self.children.remove(self.pid);
         json!({
             "shutdown_s": round3(t0.elapsed().as_secs_f64()),
             "exit_code": status,
@@ -127,7 +133,7 @@ impl Drop for Server {
         if !self.done {
             let _ = self.child.kill();
             let _ = self.child.wait();
-            unregister_child(self.pid);
+            self.children.remove(self.pid);
         }
     }
 }

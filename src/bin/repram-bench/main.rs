@@ -41,7 +41,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::args::{parse_command, Cmd, USAGE};
-use crate::children::{kill_all_children, port_is_free};
+use crate::children::{port_is_free, Children};
 use crate::run::run_all;
 use crate::table::render_table;
 
@@ -98,26 +98,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::All(args) => guarded(&runtime, run_all(args)),
-        Cmd::Soak(args) => guarded(&runtime, soak::run(args)),
+        Cmd::All(args) => guarded(&runtime, |children| run_all(args, children)),
+        Cmd::Soak(args) => guarded(&runtime, |children| soak::run(args, children)),
     }
 }
 
-/// Runs `run` to its end; on SIGINT/SIGTERM, and after it ends, kills every child process.
-fn guarded(
+/// Runs `run` with the run's list of child processes to its end; on SIGINT/SIGTERM, and
+/// after it ends, kills every child process on that list.
+fn guarded<F: std::future::Future<Output = ExitCode>>(
     runtime: &tokio::runtime::Runtime,
-    run: impl std::future::Future<Output = ExitCode>,
+    run: impl FnOnce(Children) -> F,
 ) -> ExitCode {
-    let code = runtime.block_on(async move {
-        tokio::spawn(async {
+    let children = Children::default();
+    let code = runtime.block_on(async {
+        let on_signal = children.clone();
+        tokio::spawn(async move {
             wait_for_signal().await;
             eprintln!("repram-bench: interrupted; killing child processes");
-            kill_all_children();
+            on_signal.kill_all();
             std::process::exit(130);
         });
-        run.await
+        run(children.clone()).await
     });
-    kill_all_children();
+    children.kill_all();
     code
 }
 

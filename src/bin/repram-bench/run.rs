@@ -7,14 +7,14 @@ use serde_json::{json, Value};
 
 use crate::args::Args;
 use crate::bench::Bench;
-use crate::children::kill_all_children;
+use crate::children::Children;
 use crate::goals::ratios_and_goals;
 use crate::machine::{git_commit, machine_info};
 use crate::stats::{round1, round3};
 use crate::table::render_table;
 use crate::VALUE_BYTES;
 
-pub(crate) async fn run_all(args: Args) -> ExitCode {
+pub(crate) async fn run_all(args: Args, children: Children) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&args.tmp) {
         eprintln!("repram-bench: {}: {e}", args.tmp.display());
         return ExitCode::FAILURE;
@@ -24,7 +24,7 @@ pub(crate) async fn run_all(args: Args) -> ExitCode {
     } else {
         Duration::from_secs(460)
     };
-    let mut bench = Bench::new(args.clone(), budget);
+    let mut bench = Bench::new(args.clone(), budget, children);
     let settings = bench.settings();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut figures = serde_json::Map::new();
@@ -63,7 +63,7 @@ pub(crate) async fn run_all(args: Args) -> ExitCode {
             "evict" => bench.phase_evict(&settings).await,
             _ => bench.phase_big(&settings).await,
         };
-        kill_all_children(); // nothing of a phase outlives it, even after an error
+        bench.children.kill_all(); // nothing of a phase outlives it, even after an error
         match result {
             Ok(mut v) => {
                 v["phase_seconds"] = json!(round3(t0.elapsed().as_secs_f64()));

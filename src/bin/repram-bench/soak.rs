@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::args::{Args, SoakArgs};
 use crate::bench::Bench;
-use crate::children::{kill_all_children, Server};
+use crate::children::{Children, Server};
 use crate::stats::round1;
 
 /// Seconds of load per cycle.
@@ -198,7 +198,7 @@ async fn cycle(
     })
 }
 
-pub(crate) async fn run(args: SoakArgs) -> ExitCode {
+pub(crate) async fn run(args: SoakArgs, children: Children) -> ExitCode {
     let started = Instant::now();
     let mut bench = Bench::new(
         Args {
@@ -207,13 +207,14 @@ pub(crate) async fn run(args: SoakArgs) -> ExitCode {
             ..Args::default()
         },
         Duration::from_secs(args.seconds),
+        children,
     );
     bench.server_env = vec![
         ("REPRAM_MIN_TTL", "1".into()),
         ("REPRAM_CLEANUP_INTERVAL", "1".into()),
     ];
     let result = soak(&bench, &args, started).await;
-    kill_all_children();
+    bench.children.kill_all();
     let report = match result {
         Ok(report) => report,
         Err(e) => {

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::bench::Bench;
-use crate::children::{register_child, unregister_child};
 use crate::stats::{round1, round3};
 
 impl Bench {
@@ -35,7 +34,7 @@ impl Bench {
             .stderr(err)
             .spawn()
             .map_err(|e| format!("cannot start wrk: {e}"))?;
-        register_child(child.id());
+        self.children.add(child.id());
         let deadline = Instant::now() + Duration::from_secs(seconds + 20);
         let status = loop {
             match child.try_wait() {
@@ -43,14 +42,14 @@ impl Bench {
                 Ok(None) if Instant::now() > deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    unregister_child(child.id());
+                    self.children.remove(child.id());
                     return Err("wrk did not finish in time".into());
                 }
                 Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
                 Err(e) => return Err(e.to_string()),
             }
         };
-        unregister_child(child.id());
+        self.children.remove(child.id());
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         if !status.success() {
             return Err(format!("wrk failed ({status}): {text}"));

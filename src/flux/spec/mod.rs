@@ -12,8 +12,10 @@
 //! - `generate`: the spec for a repram-flux cluster;
 //! - `validate`: FluxOS's registration rules and repram's own; `order`: the key order
 //!   its signature check needs;
-//! - `cli`: the `flux-spec` command line; `error`: what it reports.
+//! - `args`: the `flux-spec` arguments and their walk; `cli`: what the command does
+//!   with them; `error`: what it reports.
 
+mod args;
 mod cli;
 mod enterprise;
 mod error;
@@ -24,10 +26,8 @@ mod order;
 mod placeholders;
 mod validate;
 
-pub use cli::{
-    check_text, parse_args, run, usage, Outcome, SpecCommand, EXIT_INVALID, EXIT_OK, EXIT_USAGE,
-    EXIT_WARNINGS,
-};
+pub use args::{parse_args, SpecCommand};
+pub use cli::{check_text, run, usage, Outcome, EXIT_INVALID, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS};
 pub use enterprise::{check_blob, EnterprisePlaintext, Secret};
 pub use error::SpecError;
 pub use generate::{
