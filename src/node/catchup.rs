@@ -11,7 +11,13 @@
 //! caught up a node is not `/ready`, and a read that misses locally is read through from
 //! one or two such peers. A node whose clock jumps (the process was paused, or starved
 //! for [`PAUSE`]) or that sees peers it had declared dead come back while it had no other
-//! peer outside its process catches up again. When no peer gives the data in
+//! peer outside its process catches up again, and so does a node that found no peer of
+//! another process and then meets one (its first probes were refused: a host on a new
+//! address is a stranger to the others until they resolve their sources again). A node
+//! whose discovery probes were turned away (401, 403: live nodes that do not know it
+//! yet) waits up to [`TURNED_AWAY_WAIT`] for one of them to reach it before it concludes
+//! it is alone. When no
+//! peer gives the data in
 //! [`GIVE_UP_AFTER`] rounds, the node is ready without it and anti-entropy goes on.
 
 use std::collections::HashSet;
@@ -57,6 +63,11 @@ const KNOWN_WAIT: Duration = Duration::from_secs(5);
 /// Rounds in which every peer asked failed to give the data, before a node gives up and
 /// is ready without it.
 const GIVE_UP_AFTER: u32 = 3;
+/// How long a node whose discovery probes were turned away waits for a peer of another
+/// process before it is ready alone: longer than the others take to resolve their
+/// sources again when a stranger knocks (at most every 5 s) and to hear the node's next
+/// probe (discovery backs off to 4 s by then).
+pub const TURNED_AWAY_WAIT: Duration = Duration::from_secs(10);
 /// Ids of lost peers remembered, at most.
 const MAX_LOST: usize = 1_024;
 
@@ -65,6 +76,11 @@ pub struct CatchUp {
     state: AtomicU8,
     /// Set when catch-up must run (again) after the current one.
     again: AtomicBool,
+    /// Set while this node is caught up only because it found no peer of another
+    /// process: the first such peer to join may hold data it lacks.
+    alone: AtomicBool,
+    /// Set when a discovery probe was turned away (401, 403) since the last catch-up.
+    turned_away: Mutex<Option<String>>,
     /// Addresses of the peers that hold the data, best first.
     sources: Mutex<Vec<String>>,
     /// Ms since the node started at the pause watch's last tick.
@@ -79,6 +95,8 @@ impl Default for CatchUp {
         CatchUp {
             state: AtomicU8::new(IDLE),
             again: AtomicBool::new(false),
+            alone: AtomicBool::new(false),
+            turned_away: Mutex::new(None),
             sources: Mutex::new(Vec::new()),
             last_tick_ms: AtomicU64::new(0),
             lost: Mutex::new(HashSet::new()),
@@ -282,14 +300,23 @@ impl Node {
     async fn catch_up(self: &Arc<Self>) {
         let started = Instant::now();
         let mut failures = 0u32;
+        let mut waited = false;
         loop {
             if self.is_stopping() {
                 return;
             }
             self.catchup.again.store(false, Ordering::Release);
             let siblings = self.siblings();
-            if let Some(source) = siblings.iter().find(|s| s.is_caught_up()) {
+            // A sibling that found nobody has nothing to give once a peer is known.
+            let source = siblings.iter().find(|s| {
+                s.is_caught_up()
+                    && (!s.catchup.alone.load(Ordering::Acquire)
+                        || self.external_peers(&siblings).is_empty())
+            });
+            if let Some(source) = source {
                 let n = self.copy_from(source);
+                let alone = source.catchup.alone.load(Ordering::Acquire);
+                self.catchup.alone.store(alone, Ordering::Release);
                 *lock(&self.catchup.sources) = lock(&source.catchup.sources).clone();
                 if self.finish() {
                     info!(node = %self.id, port = self.port, from = %source.id, entries = n, ms = started.elapsed().as_millis() as u64, "caught up from a node of this process, in memory");
@@ -309,12 +336,36 @@ impl Node {
             let candidates = self.external_peers(&siblings);
             if candidates.is_empty() {
                 // The first process of the cluster (or alone): nobody to catch up from.
+                // Marked before the last look, so a peer joining from now on is seen
+                // either here or by `catch_up_peer_joined`.
+                let turned_away = lock(&self.catchup.turned_away).clone();
+                if let Some(addr) = &turned_away {
+                    if started.elapsed() < TURNED_AWAY_WAIT {
+                        if !waited {
+                            waited = true;
+                            info!(node = %self.id, port = self.port, addr = %addr, wait_s = TURNED_AWAY_WAIT.as_secs(),
+                                "a node turned this one away: not ready until a peer of another process knows this node, or the wait ends");
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+                self.catchup.alone.store(true, Ordering::Release);
+                if !self.external_peers(&siblings).is_empty() {
+                    self.catchup.alone.store(false, Ordering::Release);
+                    continue;
+                }
+                if let Some(addr) = turned_away {
+                    warn!(node = %self.id, port = self.port, addr = %addr, waited_s = TURNED_AWAY_WAIT.as_secs(),
+                        "nodes still turn this one away (not one of their cluster hosts, or another REPRAM_CLUSTER_SECRET): ready without their data");
+                }
                 if self.finish() {
                     info!(node = %self.id, port = self.port, ms = started.elapsed().as_millis() as u64, "no peer in another process; nothing to catch up");
                     return;
                 }
                 continue;
             }
+            self.catchup.alone.store(false, Ordering::Release);
             let ranked = self.rank(candidates).await;
             *lock(&self.catchup.sources) = ranked.clone();
             let mut done = false;
@@ -363,7 +414,16 @@ impl Node {
             return false;
         }
         self.catchup.state.store(DONE, Ordering::Release);
+        *lock(&self.catchup.turned_away) = None;
         true
+    }
+
+    /// A discovery probe to `addr` was turned away (401, 403): a live node that does not
+    /// know this one yet. Catch-up waits for it (see [`TURNED_AWAY_WAIT`]).
+    pub(crate) fn catch_up_turned_away(&self, addr: &str) {
+        if !self.catchup.is_done() {
+            lock(&self.catchup.turned_away).get_or_insert_with(|| addr.to_string());
+        }
     }
 
     /// Wait (at most [`KNOWN_WAIT`]) until every live peer of another process lists this
@@ -459,12 +519,23 @@ impl Node {
         }
     }
 
-    /// A peer joined. A peer of another process this node had declared dead, coming
-    /// back while no other peer outside this process was alive, means this node was
-    /// cut off: it catches up again.
+    /// A peer joined. This node catches up again when it is a peer of another process
+    /// and either this node found no such peer when it caught up (its own probes were
+    /// refused, or the peer started at the same time), or it is a peer this node had
+    /// declared dead coming back while no other peer outside this process was alive
+    /// (this node was cut off).
     pub(crate) fn catch_up_peer_joined(&self, id: &str) {
         let domain = failure_domain(&self.id);
-        if failure_domain(id) == domain || !lock(&self.catchup.lost).remove(id) {
+        if failure_domain(id) == domain {
+            return;
+        }
+        if self.catchup.alone.swap(false, Ordering::AcqRel) {
+            lock(&self.catchup.lost).remove(id);
+            info!(node = %self.id, port = self.port, peer = %id, "a peer of another process joined after this node found none; catching up from it");
+            self.resync();
+            return;
+        }
+        if !lock(&self.catchup.lost).remove(id) {
             return;
         }
         let others = self

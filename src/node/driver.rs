@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::StatusCode;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -222,6 +223,11 @@ impl Node {
                     }
                 }
                 _ => {}
+            }
+        }
+        if let (Err(CallError::Status(status)), None) = (&result, &probe.member) {
+            if matches!(*status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED) {
+                self.catch_up_turned_away(&probe.addr);
             }
         }
         let outcome = match result {

@@ -206,3 +206,112 @@ async fn a_node_that_starts_late_catches_up_from_its_peers() {
     .await;
     assert!(sim.transport.calls_to(&addr(BASE_PORT)) > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_whose_first_probes_were_refused_catches_up_when_a_peer_joins() {
+    let mut sim = Sim::new(2);
+    let a = sim.start(1);
+    wait_until(Duration::from_secs(30), "a ready", || a.is_ready()).await;
+    for i in 0..20 {
+        a.put(format!("k{i}"), Bytes::from_static(b"v"), 600)
+            .await
+            .unwrap();
+    }
+    // As a host on a new address is a stranger to the others until they resolve their
+    // sources again: b finds nobody and is caught up with nothing...
+    sim.transport
+        .set_fault(&addr(BASE_PORT), Some(Fault::Refuse));
+    sim.transport
+        .set_fault(&addr(BASE_PORT + 1), Some(Fault::Refuse));
+    let b = sim.start(2);
+    wait_until(Duration::from_secs(30), "b alone and caught up", || {
+        b.is_caught_up()
+    })
+    .await;
+    assert_eq!(b.store.len(), 0);
+    // ...until a reaches it: from then on b is never caught up without a's data.
+    sim.transport.set_fault(&addr(BASE_PORT), None);
+    sim.transport.set_fault(&addr(BASE_PORT + 1), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.membership().is_empty() {
+        assert!(Instant::now() < deadline, "a and b never met");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if b.is_caught_up() {
+            let held = (0..20)
+                .filter(|i| b.store.get(&format!("k{i}")).is_some())
+                .count();
+            assert_eq!(held, 20, "b is caught up holding {held} of a's 20 keys");
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never caught up again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A node with 20 keys, then a second one that a turns away (403) and cannot reach it.
+async fn turned_away_start(sim: &mut Sim) -> (Arc<Node>, Arc<Node>) {
+    let a = sim.start(1);
+    wait_until(Duration::from_secs(30), "a ready", || a.is_ready()).await;
+    for i in 0..20 {
+        a.put(format!("k{i}"), Bytes::from_static(b"v"), 600)
+            .await
+            .unwrap();
+    }
+    sim.transport.set_fault(
+        &addr(BASE_PORT),
+        Some(Fault::Answer(hyper::StatusCode::FORBIDDEN)),
+    );
+    sim.transport
+        .set_fault(&addr(BASE_PORT + 1), Some(Fault::Refuse));
+    let b = sim.start(2);
+    wait_until(Duration::from_secs(30), "b's first discovery round", || {
+        b.is_ready()
+    })
+    .await;
+    (a, b)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_turned_away_is_not_caught_up_until_a_peer_reaches_it() {
+    let mut sim = Sim::new(2);
+    let (_a, b) = turned_away_start(&mut sim).await;
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert!(
+            !b.is_caught_up(),
+            "caught up while turned away, with nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.transport.set_fault(&addr(BASE_PORT), None);
+    sim.transport.set_fault(&addr(BASE_PORT + 1), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.is_caught_up() {
+        assert!(Instant::now() < deadline, "b never caught up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held = (0..20)
+        .filter(|i| b.store.get(&format!("k{i}")).is_some())
+        .count();
+    assert_eq!(held, 20, "b is caught up holding {held} of a's 20 keys");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_turned_away_for_good_is_ready_alone_after_the_wait() {
+    let mut sim = Sim::new(2);
+    let (_a, b) = turned_away_start(&mut sim).await;
+    let since = Instant::now();
+    wait_until(Duration::from_secs(30), "b caught up alone", || {
+        b.is_caught_up()
+    })
+    .await;
+    let waited = since.elapsed();
+    assert!(
+        waited >= super::catchup::TURNED_AWAY_WAIT - Duration::from_millis(500),
+        "ready alone after {waited:?}"
+    );
+    assert_eq!(b.store.len(), 0);
+}

@@ -39,6 +39,8 @@ pub enum Fault {
     Hang,
     /// Taken, then dropped without an answer, as by a peer that closes the connection.
     Break,
+    /// Answered with this status and no message, as by a gate that turns the caller away.
+    Answer(StatusCode),
 }
 
 #[derive(Default)]
@@ -123,6 +125,7 @@ impl MemoryTransport {
                 )
             }
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Fault::Answer(status)) => return (Err(CallError::Status(status)), None),
             None => {}
         }
         let msg = match Message::decode(body) {
@@ -255,6 +258,12 @@ mod tests {
             Err(CallError::Refused)
         ));
 
+        transport.set_fault("n:1", Some(Fault::Answer(StatusCode::FORBIDDEN)));
+        assert!(matches!(
+            call(&client, "n:1").await.0,
+            Err(CallError::Status(StatusCode::FORBIDDEN))
+        ));
+
         transport.set_fault("n:1", Some(Fault::Delay(Duration::from_millis(300))));
         let started = Instant::now();
         assert!(matches!(call(&client, "n:1").await.0, Ok(Message::Ack(7))));
@@ -278,7 +287,7 @@ mod tests {
             call(&client, "n:1").await.0,
             Err(CallError::Refused)
         ));
-        assert_eq!(transport.calls_to("n:1"), 5);
+        assert_eq!(transport.calls_to("n:1"), 6);
         drop(node);
     }
 

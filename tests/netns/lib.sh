@@ -49,7 +49,8 @@ netns_cleanup() {
 }
 
 # Inside: a bridge $SUBNET.254/24 and hosts h1..hHOSTS at $SUBNET.1.., each on its own veth
-# (vethI on the bridge, eth0 in the host); NAME resolves to every host address.
+# (vethI on the bridge, eth0 in the host); NAME resolves to the addresses of the first
+# LISTED hosts (all of them unless LISTED is set), `netns_list HOST` adds one later.
 netns_setup() {
     WORK="$(mktemp -d)"
     trap netns_cleanup EXIT
@@ -71,12 +72,19 @@ netns_setup() {
         mkdir -p "/etc/netns/h$i"
         {
             echo "127.0.0.1 localhost"
-            for ((j = 1; j <= HOSTS; j++)); do echo "$SUBNET.$j $NAME"; done
+            for ((j = 1; j <= ${LISTED:-$HOSTS}; j++)); do echo "$SUBNET.$j $NAME"; done
         } >"/etc/netns/h$i/hosts"
     done
     local resolved
     resolved="$(ip netns exec h1 getent ahostsv4 "$NAME" | awk '{print $1}' | sort -u | tr '\n' ' ')"
     echo "$TEST: $NAME resolves to: $resolved"
+}
+
+# netns_list HOST: NAME resolves to HOST's address too, on every host (as cluster DNS
+# lists a new pod). Appended in place: `ip netns exec` bind-mounts the file's inode.
+netns_list() {
+    local i
+    for ((i = 1; i <= HOSTS; i++)); do echo "$SUBNET.$1 $NAME" >>"/etc/netns/h$i/hosts"; done
 }
 
 # netns_start HOST [VAR=value ...]: the launcher on host HOST (NODES nodes on 8081..),
