@@ -30,6 +30,7 @@ pub mod command;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod flags;
 pub mod flux;
 pub mod heap_trim;
 pub mod http;

@@ -1,6 +1,7 @@
 //! The command line of `repram-bench`: every subcommand and its flags.
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -104,17 +105,17 @@ pub(crate) fn parse_command(mut argv: Vec<String>) -> Result<Cmd, String> {
     }
 }
 
-/// Walks `--flag [value]` pairs in order; `f` gets each flag and a way to take its value.
+/// Walks the flags of `argv` ([`repram_flux::flags::walk`]); `f` gets each flag and a
+/// way to take its value.
 fn flags(
-    mut argv: Vec<String>,
+    argv: Vec<String>,
     mut f: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<(), String>,
 ) -> Result<(), String> {
-    argv.reverse();
-    while let Some(flag) = argv.pop() {
-        let mut value = || argv.pop().ok_or(format!("{flag} needs a value"));
-        f(&flag, &mut value)?;
-    }
-    Ok(())
+    repram_flux::flags::walk(argv, |flag| {
+        let name = flag.name().to_string();
+        f(&name, &mut || flag.value().map_err(String::from))?;
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 /// `v` as a number in `range`, or an error naming `flag`.
@@ -211,6 +212,15 @@ mod tests {
         assert!(a.only.unwrap().contains("mesh"));
         assert!(parse_args(vec!["--bogus".into()]).is_err());
         assert!(parse_args(vec![]).is_err());
+        let a = parse_args(vec!["--server=y".into(), "--out=o.json".into()]).unwrap();
+        assert_eq!(
+            (a.server.to_str(), a.out.to_str()),
+            (Some("y"), Some("o.json"))
+        );
+        assert_eq!(
+            parse_args(vec!["--server=y".into(), "--quick=1".into()]).err(),
+            Some("--quick takes no value".into())
+        );
     }
 
     #[test]

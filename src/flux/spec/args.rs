@@ -1,6 +1,8 @@
 //! The `flux-spec` arguments: what they ask for ([`SpecCommand`]) and the walk over
 //! them ([`parse_args`]).
 
+use std::ops::ControlFlow;
+
 use super::enterprise::Secret;
 use super::error::SpecError;
 use super::generate::SpecOptions;
@@ -34,7 +36,8 @@ pub enum SpecCommand {
     Check(String),
 }
 
-/// Parses the arguments after `flux-spec` (`--flag value` or `--flag=value`).
+/// Parses the arguments after `flux-spec` (`--flag value` or `--flag=value`, walked by
+/// [`crate::flags::walk`]).
 pub fn parse_args<I, S>(args: I) -> Result<SpecCommand, SpecError>
 where
     I: IntoIterator<Item = S>,
@@ -57,36 +60,33 @@ where
     ];
     let mut values: [Option<String>; 13] = Default::default();
     let mut enterprise = false;
-    let mut args = args.into_iter().map(Into::into);
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(SpecCommand::Help);
-        }
-        if arg == "--enterprise" {
-            if std::mem::replace(&mut enterprise, true) {
-                return Err(SpecError::Repeated("--enterprise"));
+    let mut help = false;
+    crate::flags::walk(args, |flag| {
+        match flag.name() {
+            "-h" | "--help" => {
+                help = true;
+                return Ok(ControlFlow::Break(()));
             }
-            continue;
+            "--enterprise" => {
+                if std::mem::replace(&mut enterprise, true) {
+                    return Err(SpecError::Repeated("--enterprise"));
+                }
+            }
+            name => {
+                // Never echo what may be a mistyped secret flag's value: the walk hands
+                // over the name alone.
+                let Some(i) = FLAGS.iter().position(|f| *f == name) else {
+                    return Err(SpecError::Unknown(shown(name)));
+                };
+                if values[i].replace(flag.value()?).is_some() {
+                    return Err(SpecError::Repeated(FLAGS[i]));
+                }
+            }
         }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let Some(i) = FLAGS.iter().position(|f| *f == flag) else {
-            // Never echo what may be a mistyped secret flag's value.
-            return Err(SpecError::Unknown(shown(if flag.starts_with("--") {
-                &flag
-            } else {
-                &arg
-            })));
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => args.next().ok_or(SpecError::NoValue(FLAGS[i]))?,
-        };
-        if values[i].replace(value).is_some() {
-            return Err(SpecError::Repeated(FLAGS[i]));
-        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if help {
+        return Ok(SpecCommand::Help);
     }
     let [name, owner, image, domain, nodes, instances, base_port, description, expire, secret, blob, check, home_page] =
         values;

@@ -23,9 +23,9 @@ pub enum SpecError {
     /// A flag was given twice.
     #[error("{0} given twice")]
     Repeated(&'static str),
-    /// A flag without its value.
-    #[error("{0} needs a value")]
-    NoValue(&'static str),
+    /// A flag without its value, or a switch given one.
+    #[error("{0}")]
+    Flag(#[from] crate::flags::FlagError),
     /// Flags that do not go together.
     #[error("{0}")]
     Conflict(&'static str),
