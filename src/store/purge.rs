@@ -31,6 +31,13 @@ impl PurgedBytes {
     }
 }
 
+/// A shard's table is shrunk after a purge when it holds fewer entries than one in
+/// [`SPARSE`] of its buckets (and has more than [`MIN_SHRINK_BUCKETS`]): a burst of keys
+/// that all expired leaves a table sized for the burst, which a hash table never gives
+/// back on its own. The wide margin keeps a steady churn from growing and shrinking it.
+const SPARSE: usize = 8;
+const MIN_SHRINK_BUCKETS: usize = 1024;
+
 /// Bounds for the purge task's safety-net interval.
 pub(super) const MIN_SWEEP: Duration = Duration::from_millis(1);
 pub(super) const MAX_SWEEP: Duration = Duration::from_secs(24 * 3600);
@@ -97,7 +104,19 @@ impl State {
             self.order.remove(key, node.created_ms, tags.of(key));
         }
         self.purged_total += removed as u64;
+        if done && removed > 0 {
+            self.shrink_if_sparse(tags);
+        }
         (removed, done)
+    }
+
+    /// Gives back most of the table's buckets when few are used (see [`SPARSE`]).
+    fn shrink_if_sparse(&mut self, tags: &Tags) {
+        let buckets = self.map.capacity();
+        if buckets > MIN_SHRINK_BUCKETS && self.map.len() < buckets / SPARSE {
+            self.map
+                .shrink_to(self.map.len() * 2, |n| spread(tags.of(n.key.as_bytes())));
+        }
     }
 }
 

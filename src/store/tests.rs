@@ -914,3 +914,40 @@ async fn scan_lists_each_key_once_among_keys_of_one_millisecond() {
     got.sort();
     assert_eq!(got, want);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_purge_that_empties_a_burst_gives_the_table_back() {
+    let room = |store: &Store| -> usize {
+        store
+            .shared
+            .shards
+            .iter()
+            .map(|s| s.lock().map.capacity())
+            .sum()
+    };
+    let store = Store::new(u64::MAX);
+    for i in 0..100 {
+        store
+            .apply(&format!("stays-{i}"), rec("v", 600_000, 1))
+            .unwrap();
+    }
+    let small = room(&store);
+    for i in 0..200_000 {
+        store
+            .apply(&format!("burst-{i}"), rec("v", 1_000, 1))
+            .unwrap();
+    }
+    let grown = room(&store);
+    assert!(grown >= 200_000, "{grown}");
+    tokio::time::advance(Duration::from_millis(1_001)).await;
+    assert_eq!(store.purge_expired(), 200_000);
+    let after = room(&store);
+    assert!(
+        after <= small.max(SHARDS * 2 * 1024),
+        "room for {after} entries left for 100 keys (had {grown}, {small} before the burst)"
+    );
+    check_all(&store);
+    for i in 0..100 {
+        assert!(store.get(&format!("stays-{i}")).is_some());
+    }
+}
