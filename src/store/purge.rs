@@ -32,11 +32,11 @@ impl PurgedBytes {
 }
 
 /// A shard's table is shrunk after a purge when it holds fewer entries than one in
-/// [`SPARSE`] of its buckets (and has more than [`MIN_SHRINK_BUCKETS`]): a burst of keys
+/// [`SPARSE`] of its buckets (and room for more than [`MIN_SHRINK_BUCKETS`]): a burst of keys
 /// that all expired leaves a table sized for the burst, which a hash table never gives
 /// back on its own. The wide margin keeps a steady churn from growing and shrinking it.
 const SPARSE: usize = 8;
-const MIN_SHRINK_BUCKETS: usize = 1024;
+const MIN_SHRINK_BUCKETS: usize = 64;
 
 /// Bounds for the purge task's safety-net interval.
 pub(super) const MIN_SWEEP: Duration = Duration::from_millis(1);
