@@ -16,8 +16,7 @@
 //! address is a stranger to the others until they resolve their sources again). A node
 //! whose discovery probes were turned away (401, 403: live nodes that do not know it
 //! yet) waits up to [`TURNED_AWAY_WAIT`] for one of them to reach it before it concludes
-//! it is alone. When no
-//! peer gives the data in
+//! it is alone. When no peer gives the data in
 //! [`GIVE_UP_AFTER`] rounds, the node is ready without it and anti-entropy goes on.
 
 use std::collections::HashSet;
@@ -307,11 +306,11 @@ impl Node {
             }
             self.catchup.again.store(false, Ordering::Release);
             let siblings = self.siblings();
+            let candidates = self.external_peers(&siblings);
             // A sibling that found nobody has nothing to give once a peer is known.
             let source = siblings.iter().find(|s| {
                 s.is_caught_up()
-                    && (!s.catchup.alone.load(Ordering::Acquire)
-                        || self.external_peers(&siblings).is_empty())
+                    && (!s.catchup.alone.load(Ordering::Acquire) || candidates.is_empty())
             });
             if let Some(source) = source {
                 let n = self.copy_from(source);
@@ -333,7 +332,6 @@ impl Node {
                 continue;
             }
             self.catchup.state.store(RUNNING, Ordering::Release);
-            let candidates = self.external_peers(&siblings);
             if candidates.is_empty() {
                 // The first process of the cluster (or alone): nobody to catch up from.
                 // Marked before the last look, so a peer joining from now on is seen

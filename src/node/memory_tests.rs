@@ -189,19 +189,52 @@ async fn anti_entropy_repairs_what_a_peer_missed() {
     assert!(b.metrics.anti_entropy_repairs.get() + b.metrics.entries_applied.get() >= 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_node_that_starts_late_catches_up_from_its_peers() {
-    let mut sim = Sim::new(2);
+/// Keys [`seeded`] writes.
+const KEYS: usize = 20;
+
+/// Starts the node of slot 1 and writes [`KEYS`] keys through it.
+async fn seeded(sim: &mut Sim) -> Arc<Node> {
     let a = sim.start(1);
     wait_until(Duration::from_secs(30), "a ready", || a.is_ready()).await;
-    for i in 0..20 {
+    for i in 0..KEYS {
         a.put(format!("k{i}"), Bytes::from_static(b"v"), 600)
             .await
             .unwrap();
     }
+    a
+}
+
+/// How many of [`seeded`]'s keys `node` holds.
+fn held(node: &Node) -> usize {
+    (0..KEYS)
+        .filter(|i| node.store.get(&format!("k{i}")).is_some())
+        .count()
+}
+
+/// Sets the faults of the nodes of slots 1 and 2.
+fn faults(sim: &Sim, first: Option<Fault>, second: Option<Fault>) {
+    sim.transport.set_fault(&addr(BASE_PORT), first);
+    sim.transport.set_fault(&addr(BASE_PORT + 1), second);
+}
+
+/// Polls `node` every 10 ms until it is caught up (panics after 30 s): how many of
+/// [`seeded`]'s keys it holds at that first moment.
+async fn held_once_caught_up(node: &Node) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !node.is_caught_up() {
+        assert!(Instant::now() < deadline, "never caught up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    held(node)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_starts_late_catches_up_from_its_peers() {
+    let mut sim = Sim::new(2);
+    seeded(&mut sim).await;
     let b = sim.start(2);
     wait_until(Duration::from_secs(60), "b caught up", || {
-        b.is_caught_up() && (0..20).all(|i| b.store.get(&format!("k{i}")).is_some())
+        b.is_caught_up() && held(&b) == KEYS
     })
     .await;
     assert!(sim.transport.calls_to(&addr(BASE_PORT)) > 0);
@@ -210,19 +243,10 @@ async fn a_node_that_starts_late_catches_up_from_its_peers() {
 #[tokio::test(start_paused = true)]
 async fn a_node_whose_first_probes_were_refused_catches_up_when_a_peer_joins() {
     let mut sim = Sim::new(2);
-    let a = sim.start(1);
-    wait_until(Duration::from_secs(30), "a ready", || a.is_ready()).await;
-    for i in 0..20 {
-        a.put(format!("k{i}"), Bytes::from_static(b"v"), 600)
-            .await
-            .unwrap();
-    }
+    seeded(&mut sim).await;
     // As a host on a new address is a stranger to the others until they resolve their
     // sources again: b finds nobody and is caught up with nothing...
-    sim.transport
-        .set_fault(&addr(BASE_PORT), Some(Fault::Refuse));
-    sim.transport
-        .set_fault(&addr(BASE_PORT + 1), Some(Fault::Refuse));
+    faults(&sim, Some(Fault::Refuse), Some(Fault::Refuse));
     let b = sim.start(2);
     wait_until(Duration::from_secs(30), "b alone and caught up", || {
         b.is_caught_up()
@@ -230,42 +254,24 @@ async fn a_node_whose_first_probes_were_refused_catches_up_when_a_peer_joins() {
     .await;
     assert_eq!(b.store.len(), 0);
     // ...until a reaches it: from then on b is never caught up without a's data.
-    sim.transport.set_fault(&addr(BASE_PORT), None);
-    sim.transport.set_fault(&addr(BASE_PORT + 1), None);
+    faults(&sim, None, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while b.membership().is_empty() {
         assert!(Instant::now() < deadline, "a and b never met");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if b.is_caught_up() {
-            let held = (0..20)
-                .filter(|i| b.store.get(&format!("k{i}")).is_some())
-                .count();
-            assert_eq!(held, 20, "b is caught up holding {held} of a's 20 keys");
-            break;
-        }
-        assert!(Instant::now() < deadline, "b never caught up again");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let held = held_once_caught_up(&b).await;
+    assert_eq!(held, KEYS, "b is caught up holding {held} of a's keys");
 }
 
-/// A node with 20 keys, then a second one that a turns away (403) and cannot reach it.
+/// A [`seeded`] node, then a second one that it turns away (403) and cannot reach.
 async fn turned_away_start(sim: &mut Sim) -> (Arc<Node>, Arc<Node>) {
-    let a = sim.start(1);
-    wait_until(Duration::from_secs(30), "a ready", || a.is_ready()).await;
-    for i in 0..20 {
-        a.put(format!("k{i}"), Bytes::from_static(b"v"), 600)
-            .await
-            .unwrap();
-    }
-    sim.transport.set_fault(
-        &addr(BASE_PORT),
+    let a = seeded(sim).await;
+    faults(
+        sim,
         Some(Fault::Answer(hyper::StatusCode::FORBIDDEN)),
+        Some(Fault::Refuse),
     );
-    sim.transport
-        .set_fault(&addr(BASE_PORT + 1), Some(Fault::Refuse));
     let b = sim.start(2);
     wait_until(Duration::from_secs(30), "b's first discovery round", || {
         b.is_ready()
@@ -286,17 +292,9 @@ async fn a_node_turned_away_is_not_caught_up_until_a_peer_reaches_it() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sim.transport.set_fault(&addr(BASE_PORT), None);
-    sim.transport.set_fault(&addr(BASE_PORT + 1), None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !b.is_caught_up() {
-        assert!(Instant::now() < deadline, "b never caught up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let held = (0..20)
-        .filter(|i| b.store.get(&format!("k{i}")).is_some())
-        .count();
-    assert_eq!(held, 20, "b is caught up holding {held} of a's 20 keys");
+    faults(&sim, None, None);
+    let held = held_once_caught_up(&b).await;
+    assert_eq!(held, KEYS, "b is caught up holding {held} of a's keys");
 }
 
 #[tokio::test(start_paused = true)]
