@@ -65,7 +65,7 @@ pub struct Node {
     pub config: Arc<Config>,
     /// Timing knobs.
     pub tuning: Tuning,
-    /// The key/value data.
+    /// The key/value data, shared with the other nodes of this process.
     pub store: Store,
     /// Write versions.
     pub hlc: Hlc,
@@ -112,8 +112,9 @@ pub struct ProcessWide {
     pub knock: Arc<Notify>,
     /// How the nodes reach their peers; `None`: over HTTP, each with its own client.
     pub transport: Option<PeerClient>,
-    /// Bytes freed by every node's purges (read by the binary's heap trimmer).
-    pub purged: crate::store::PurgedBytes,
+    /// The data, one copy per process: every node of the cluster here serves this store
+    /// (a write that reaches one has reached them all), and so does a restart of one.
+    pub store: Store,
     /// The Flux instance lists every node's discovery reads.
     pub locations: Arc<crate::flux::location::LocationCache>,
 }
@@ -126,7 +127,7 @@ impl ProcessWide {
             hosts: Arc::new(ClusterHosts::new(config)),
             knock: Arc::new(Notify::new()),
             transport: None,
-            purged: crate::store::PurgedBytes::default(),
+            store: Store::new(config.max_storage_bytes),
             locations: Arc::default(),
         }
     }
@@ -187,16 +188,22 @@ impl Node {
             }),
             membership_changed: Notify::new(),
             fault: Notify::new(),
-            replicator: Replicator::new(&id, client.clone(), metrics.clone(), {
-                let registry = process.registry.clone();
-                let local: LocalReplicas = Arc::new(move |id| {
-                    registry
-                        .lookup(id)
-                        .map(|n| n as std::sync::Weak<dyn Replica>)
-                });
-                local
-            }),
-            store: Store::with_purged_bytes(config.max_storage_bytes, process.purged.clone()),
+            replicator: Replicator::new(
+                &id,
+                client.clone(),
+                metrics.clone(),
+                {
+                    let registry = process.registry.clone();
+                    let local: LocalReplicas = Arc::new(move |id| {
+                        registry
+                            .lookup(id)
+                            .map(|n| n as std::sync::Weak<dyn Replica>)
+                    });
+                    local
+                },
+                process.store.clone(),
+            ),
+            store: process.store,
             hlc: Hlc::new(),
             client,
             metrics,
@@ -291,8 +298,18 @@ impl Replica for Node {
         Node::accepts_replication(self)
     }
 
-    fn take_in_memory(&self, entries: &mut dyn Iterator<Item = &Entry>) -> u32 {
+    fn take_in_memory(
+        &self,
+        entries: &mut dyn Iterator<Item = &Entry>,
+        held_in: Option<&Store>,
+    ) -> u32 {
         self.metrics.replication_received_memory.inc();
-        self.apply_batch(entries)
+        match held_in {
+            // The nodes of a process share their store: what the writer holds, so does it.
+            Some(store) if store.is_same(&self.store) => {
+                u32::try_from(entries.count()).unwrap_or(u32::MAX)
+            }
+            _ => self.apply_batch(entries),
+        }
     }
 }

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use crate::ids::failure_domain;
 use crate::metrics::Metrics;
 use crate::runtime::Home;
+use crate::store::Store;
 use crate::transport::{CallError, PeerClient, REPLICATE_PATH};
 use crate::wire::{self, Entry, Message, MAX_BATCH_BYTES};
 use hyper::StatusCode;
@@ -45,17 +46,25 @@ use hyper::StatusCode;
 pub trait Replica: Send + Sync {
     /// True while it takes batches handed over in memory.
     fn accepts_replication(&self) -> bool;
-    /// Apply a batch handed over in memory: how many of its entries it holds now.
-    fn take_in_memory(&self, entries: &mut dyn Iterator<Item = &Entry>) -> u32;
+    /// Take a batch handed over in memory: how many of its entries it holds now.
+    /// `held_in` already holds every entry: a node that serves from that very store
+    /// holds them without applying anything.
+    fn take_in_memory(
+        &self,
+        entries: &mut dyn Iterator<Item = &Entry>,
+        held_in: Option<&Store>,
+    ) -> u32;
 }
 
 /// Hand a batch of `len` entries over in memory to each of `nodes` (id, the node if it
 /// still exists) that takes replication: `took(id, whole)` for every node, `whole` when
-/// it now holds every entry. Sender tasks and relays share it.
+/// it now holds every entry. `held_in`: a store that holds all of them already (see
+/// [`Replica::take_in_memory`]). Sender tasks and relays share it.
 pub fn hand_over<'n, 'e, R, I>(
     nodes: impl IntoIterator<Item = (&'n str, Option<Arc<R>>)>,
     len: usize,
     entries: impl Fn() -> I,
+    held_in: Option<&Store>,
     mut took: impl FnMut(&'n str, bool),
 ) where
     R: Replica + ?Sized,
@@ -64,7 +73,7 @@ pub fn hand_over<'n, 'e, R, I>(
     for (id, node) in nodes {
         let held = node
             .filter(|n| n.accepts_replication())
-            .map(|n| n.take_in_memory(&mut entries()));
+            .map(|n| n.take_in_memory(&mut entries(), held_in));
         took(id, held.is_some_and(|n| n as usize == len));
     }
 }
@@ -288,6 +297,8 @@ struct SiblingLink {
     view: Arc<View>,
     /// The same with the nodes, as the sender task reads it for every batch.
     shared: Arc<Mutex<Arc<Siblings>>>,
+    /// The writer's store, which holds every write before it is queued.
+    store: Store,
 }
 
 /// The nodes a [`SiblingLink`] delivers to.
@@ -317,6 +328,7 @@ impl SiblingLink {
         let target = Target::Siblings {
             nodes: self.shared.clone(),
             metrics: metrics.clone(),
+            held_in: self.store.clone(),
         };
         let task = sender_task(target, "this process".into(), rx, false, metrics.clone());
         match Handle::try_current() {
@@ -382,6 +394,8 @@ enum Target {
     Siblings {
         nodes: Arc<Mutex<Arc<Siblings>>>,
         metrics: Arc<Metrics>,
+        /// The writer's store (see [`SiblingLink::store`]).
+        held_in: Store,
     },
     /// Another process: POST a relay request to one of its nodes.
     Process(Relays),
@@ -506,12 +520,16 @@ impl Target {
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            Target::Siblings { nodes, metrics } => {
+            Target::Siblings {
+                nodes,
+                metrics,
+                held_in,
+            } => {
                 let nodes = lock(nodes).clone();
                 let mut holders = HashSet::with_capacity(nodes.nodes.len());
                 let each = nodes.nodes.iter().map(|(id, n)| (id.as_str(), n.upgrade()));
                 let entries = || batch.iter().map(|j| j.entry.as_ref());
-                hand_over(each, batch.len(), entries, |id, whole| {
+                hand_over(each, batch.len(), entries, Some(held_in), |id, whole| {
                     if whole {
                         holders.insert(id.to_string());
                     } else {
@@ -545,11 +563,19 @@ pub struct Replicator {
     home: Home,
     /// The nodes serving in this process.
     local: LocalReplicas,
+    /// The store this node writes to.
+    store: Store,
 }
 
 impl Replicator {
-    /// No peers yet, for the node `id`.
-    pub fn new(id: &str, client: PeerClient, metrics: Arc<Metrics>, local: LocalReplicas) -> Self {
+    /// No peers yet, for the node `id`, which writes to `store`.
+    pub fn new(
+        id: &str,
+        client: PeerClient,
+        metrics: Arc<Metrics>,
+        local: LocalReplicas,
+        store: Store,
+    ) -> Self {
         Replicator {
             id: id.to_string(),
             domain: failure_domain(id).to_string(),
@@ -558,6 +584,7 @@ impl Replicator {
             metrics,
             home: Home::here(),
             local,
+            store,
         }
     }
 
@@ -607,6 +634,7 @@ impl Replicator {
             members: BTreeMap::new(),
             view: Arc::new(View::default()),
             shared: Arc::new(Mutex::new(Arc::new(Siblings::default()))),
+            store: self.store.clone(),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::local::Registry;
 use crate::net::{claim_port, port_order, ClaimError};
 use crate::node::{Node, ProcessWide, Tuning};
 use crate::runtime::ConnThreads;
-use crate::store::PurgedBytes;
+use crate::store::{PurgedBytes, Store};
 
 /// How long the supervisor waits for all nodes to stop after the shutdown signal.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4_500);
@@ -200,7 +200,7 @@ impl Supervisor {
             hosts: server.gate.shared_hosts(),
             knock: server.gate.shared_knock(),
             transport: None,
-            purged,
+            store: Store::with_purged_bytes(config.max_storage_bytes, purged),
             locations: Default::default(),
         };
         let supervisor = Supervisor {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use repram_flux::clock::{now_ms, Version};
@@ -74,23 +75,23 @@ async fn a_write_a_full_replica_cannot_hold_is_answered_202() {
     let config = Config {
         base_port: base,
         max_ports: 2,
-        node_count: 2,
+        node_count: 1,
         max_value_bytes: 200,
         max_storage_bytes: 200,
         ..Config::for_test()
     };
-    let (cluster, ports) = start_meshed(config).await;
-    let nodes = cluster.nodes();
-    let full = nodes
-        .iter()
-        .find(|n| n.port == ports[1])
-        .expect("second node");
-    // Fill the second node (150 + 6 of 200 bytes), as a write that only it got would.
+    // Two processes of one node each: the nodes of one process share their store.
+    let writer = repram_flux::start(config.clone(), Tuning::default()).expect("start");
+    let replica = repram_flux::start(config, Tuning::default()).expect("start");
+    let ports = [writer.ports()[0], replica.ports()[0]];
+    wait_until(Duration::from_secs(5), "full mesh", || full_mesh(&ports)).await;
+    let full = replica.nodes()[0].clone();
+    // Fill the replica (150 + 6 of 200 bytes), as a write that only it got would.
     assert!(full
         .apply_remote(&entry("filler", Bytes::from(vec![b'f'; 150]), 600_000))
         .is_some());
 
-    // 60 more bytes fit on the first node but not on the second: no quorum of 2.
+    // 60 more bytes fit on the writer but not on the replica: no quorum of 2.
     let r = request(
         hyper::Method::PUT,
         &format!("http://127.0.0.1:{}/data/k?ttl=60", ports[0]),
@@ -102,7 +103,8 @@ async fn a_write_a_full_replica_cannot_hold_is_answered_202() {
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["acks"], 1, "{}", r.text());
     // Kept on the writer, refused by the full replica.
-    assert!(nodes.iter().any(|n| n.store.get("k").is_some()));
+    assert!(writer.nodes()[0].store.get("k").is_some());
     assert!(full.store.get("k").is_none());
-    cluster.shutdown().await;
+    writer.shutdown().await;
+    replica.shutdown().await;
 }

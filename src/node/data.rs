@@ -124,7 +124,8 @@ impl Node {
         self.metrics.relay_entries.inc_by(entries.len() as u64);
         let whole = |held: u32| held as usize == entries.len();
         let mut holders = Vec::new();
-        if whole(self.apply_batch(entries)) {
+        let held_here = whole(self.apply_batch(entries));
+        if held_here {
             holders.push(self.id.clone());
         }
         let siblings = self.local.serving_in(crate::ids::failure_domain(&self.id));
@@ -136,6 +137,7 @@ impl Node {
             others,
             entries.len(),
             || entries.iter(),
+            held_here.then_some(&self.store),
             |id, whole| {
                 if whole && holders.len() < wire::MAX_HOLDERS {
                     holders.push(id.to_string());

@@ -22,11 +22,12 @@ impl Node {
     pub async fn run(self: Arc<Self>, serving: impl std::future::Future<Output = ()>) {
         // Background tasks die with this future, also when it panics (unwinding drops
         // the guards), so a restarted node never runs beside its predecessor's tasks.
+        // The purge task belongs to the store the process's nodes share, not to this node:
+        // the first node to ask starts it, and it outlives a node that panics.
+        let _ = self
+            .store
+            .spawn_purger(self.config.cleanup_interval, self.shutdown.clone());
         let _tasks = [
-            AbortOnDrop(
-                self.store
-                    .spawn_purger(self.config.cleanup_interval, self.shutdown.clone()),
-            ),
             AbortOnDrop(tokio::spawn(self.clone().drive_membership())),
             AbortOnDrop(tokio::spawn(self.clone().anti_entropy_loop())),
             AbortOnDrop(tokio::spawn(self.clone().catch_up_loop())),

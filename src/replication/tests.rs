@@ -91,7 +91,8 @@ fn replicator(transport: &Arc<MemoryTransport>) -> Replicator {
     let id = process_ids(1).remove(0);
     let client = PeerClient::over(transport.clone());
     let nobody_here: LocalReplicas = Arc::new(|_: &str| None);
-    Replicator::new(&id, client, Arc::new(Metrics::new()), nobody_here)
+    let store = crate::store::Store::new(1 << 20);
+    Replicator::new(&id, client, Arc::new(Metrics::new()), nobody_here, store)
 }
 
 /// Put `peer` at `addr` in `transport`.

@@ -7,7 +7,7 @@
 //! table growing (a pause of tens of milliseconds for one table of 200k keys).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -70,6 +70,9 @@ struct Shared {
     listed: AtomicU64,
     /// Where this store counts the bytes its purges free.
     purged: PurgedBytes,
+    /// True while a purge task runs for this store ([`Store::spawn_purger`]); shared
+    /// with the task, which clears it when it ends.
+    purging: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -164,6 +167,7 @@ impl Store {
                 tags,
                 listed: AtomicU64::new(0),
                 purged,
+                purging: Arc::default(),
             }),
         }
     }
@@ -199,6 +203,11 @@ impl Store {
     /// Bytes charged for the stored keys ([`Record::cost`] summed).
     pub fn bytes(&self) -> u64 {
         self.shared.totals.bytes.load(AtomicOrdering::Relaxed)
+    }
+
+    /// True when `other` is a handle to this very store.
+    pub fn is_same(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// The memory budget given to [`Store::new`].

@@ -1,6 +1,6 @@
 //! Removing expired entries: batches under the lock, and the purge task.
 
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -175,16 +175,26 @@ impl Store {
     /// earlier one), purges what is due, and also runs at least every `sweep_interval`
     /// (clamped to 1 ms ..= 24 h). It exits when `shutdown` turns true or every `Store`
     /// handle is dropped; if the `shutdown` sender is dropped it keeps running until the
-    /// latter. Spawn one per store (an early wake-up reaches only one task).
+    /// latter.
+    ///
+    /// One task per store (an early wake-up reaches only one): `None`, spawning nothing,
+    /// while a task spawned earlier for this store still runs. The nodes of a process
+    /// share one store, so each may ask and the first one gets it.
     pub fn spawn_purger(
         &self,
         sweep_interval: Duration,
         mut shutdown: watch::Receiver<bool>,
-    ) -> JoinHandle<()> {
+    ) -> Option<JoinHandle<()>> {
+        if self.shared.purging.swap(true, AtomicOrdering::AcqRel) {
+            return None;
+        }
+        let running = Running(Arc::clone(&self.shared.purging));
         let weak: Weak<Shared> = Arc::downgrade(&self.shared);
         let notify = Arc::clone(&self.shared.notify);
         let sweep = sweep_interval.clamp(MIN_SWEEP, MAX_SWEEP);
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
+            // Cleared however the task ends (also aborted), so a later call spawns again.
+            let _running = running;
             let mut watching = true;
             loop {
                 if *shutdown.borrow() {
@@ -211,6 +221,15 @@ impl Store {
                     }
                 }
             }
-        })
+        }))
+    }
+}
+
+/// Marks a store's purge task as running while it lives.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, AtomicOrdering::Release);
     }
 }

@@ -386,7 +386,7 @@ async fn purge_expired_in_batches() {
 async fn purger_removes_due_entries_and_stops_on_shutdown() {
     let store = Store::new(1 << 20);
     let (tx, rx) = watch::channel(false);
-    let task = store.spawn_purger(Duration::from_secs(3600), rx);
+    let task = store.spawn_purger(Duration::from_secs(3600), rx).unwrap();
     store.apply("a", rec("v", 1000, 1)).unwrap();
     store.apply("b", rec("v", 5000, 1)).unwrap();
     run_pending().await;
@@ -412,7 +412,7 @@ async fn purger_wakes_early_for_earlier_deadline() {
     let store = Store::new(1 << 20);
     let (_tx, rx) = watch::channel(false);
     store.apply("late", rec("v", 100_000, 1)).unwrap();
-    let _task = store.spawn_purger(Duration::from_secs(3600), rx);
+    let _task = store.spawn_purger(Duration::from_secs(3600), rx).unwrap();
     run_pending().await; // the task now sleeps until "late" expires
 
     store.apply("soon", rec("v", 1000, 1)).unwrap();
@@ -428,7 +428,7 @@ async fn purger_sweeps_and_exits_when_store_dropped() {
     let store = Store::new(1 << 20);
     let (tx, rx) = watch::channel(false);
     drop(tx); // a dropped sender is not a shutdown
-    let task = store.spawn_purger(Duration::from_secs(1), rx);
+    let task = store.spawn_purger(Duration::from_secs(1), rx).unwrap();
     run_pending().await;
     store.apply("k", rec("v", 500, 1)).unwrap();
     advance(Duration::from_secs(1)).await;
@@ -441,6 +441,33 @@ async fn purger_sweeps_and_exits_when_store_dropped() {
         .await
         .expect("purger stops with its store")
         .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_has_one_purge_task_however_many_ask() {
+    let store = Store::new(1 << 20);
+    let (tx, rx) = watch::channel(false);
+    let first = store.spawn_purger(Duration::from_secs(1), rx.clone());
+    let first = first.expect("the first to ask starts it");
+    assert!(store
+        .spawn_purger(Duration::from_secs(1), rx.clone())
+        .is_none());
+    assert!(store
+        .clone()
+        .spawn_purger(Duration::from_secs(1), rx)
+        .is_none());
+    // Once it has ended (here aborted, as when its runtime goes), the next ask starts one.
+    first.abort();
+    let _ = first.await;
+    let (_tx2, rx2) = watch::channel(false);
+    let again = store.spawn_purger(Duration::from_secs(1), rx2);
+    let again = again.expect("a new task once the first is gone");
+    store.apply("k", rec("v", 500, 1)).unwrap();
+    advance(Duration::from_secs(1)).await;
+    run_pending().await;
+    assert!(store.is_empty(), "the new task purges");
+    drop(tx);
+    again.abort();
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::join_all;
 use hyper::StatusCode;
 use serde_json::{json, Value};
@@ -148,6 +149,20 @@ impl Bench {
         ttl: u64,
         concurrency: usize,
     ) -> Value {
+        self.write_values(ports, prefix, count, ttl, concurrency, &self.value)
+            .await
+    }
+
+    /// [`Bench::write_keys`] with `value` under every key.
+    pub(crate) async fn write_values(
+        &self,
+        ports: &[u16],
+        prefix: &str,
+        count: usize,
+        ttl: u64,
+        concurrency: usize,
+        value: &Bytes,
+    ) -> Value {
         let next = Cell::new(0usize);
         let (created, accepted, other, failed) = (
             Cell::new(0u64),
@@ -167,7 +182,7 @@ impl Bench {
                 next.set(i + 1);
                 let port = ports[i % ports.len()];
                 let path = format!("/data/{prefix}{i:07}?ttl={ttl}");
-                match self.http.put(port, &path, self.value.clone()).await {
+                match self.http.put(port, &path, value.clone()).await {
                     Ok(StatusCode::CREATED) => created.set(created.get() + 1),
                     Ok(StatusCode::ACCEPTED) => accepted.set(accepted.get() + 1),
                     Ok(s) => {

@@ -8,7 +8,7 @@ use super::names::{check_app_name, check_repotag, is_domain, shown};
 use super::validate::{check_repram_env, validate, View, SECRET_VAR};
 use crate::config::HomePage;
 
-/// Share of a component's RAM given to its nodes' value stores, percent.
+/// Share of a component's RAM given to the store its nodes share, percent.
 const STORAGE_SHARE_PERCENT: u64 = 60;
 
 /// What the generator is asked for.
@@ -209,9 +209,7 @@ fn build(opts: &SpecOptions, secret: Option<&Secret>) -> Result<FluxApp, SpecErr
         remaining -= count;
         let base = opts.base_port + (i as u16) * PORTS_PER_COMPONENT;
         let ports: Vec<u16> = (base..base + PORTS_PER_COMPONENT).collect();
-        let storage = u64::from(COMPONENT_RAM_MB) * 1024 * 1024 * STORAGE_SHARE_PERCENT
-            / 100
-            / u64::from(count);
+        let storage = u64::from(COMPONENT_RAM_MB) * 1024 * 1024 * STORAGE_SHARE_PERCENT / 100;
         let mut env = vec![
             "DISCOVERY_DOMAIN=localhost".to_string(),
             format!("BASE_PORT={base}"),

@@ -17,6 +17,7 @@ use crate::local::Registration;
 use crate::metrics::Metrics;
 use crate::node::{Node, ProcessWide, Tuning};
 use crate::replication::{Replicator, BATCH_TIMEOUT};
+use crate::store::Store;
 use crate::transport::memory::{Fault, Handler, Scripted};
 use crate::transport::{MemoryTransport, PeerClient};
 use crate::wire::Message;
@@ -24,6 +25,9 @@ use crate::wire::Message;
 /// `n` nodes of one new process calling their peers through `transport`, node `i` on
 /// port `first_port + i - 1`; none registered as serving or reachable yet (see
 /// [`reach`]), and no background tasks.
+///
+/// Unlike the nodes of a real process, each has a store of its own, so that what reached
+/// a node shows in its store: the hand-over is tested as if it had to carry the data.
 fn process(
     transport: &Arc<MemoryTransport>,
     n: usize,
@@ -39,7 +43,10 @@ fn process(
     (1..=n)
         .map(|index| {
             Node::serving_on(
-                process.clone(),
+                ProcessWide {
+                    store: Store::new(config.max_storage_bytes),
+                    ..process.clone()
+                },
                 crate::ids::node_id(index, &tag, 0),
                 index,
                 first_port + index as u16 - 1,
@@ -134,6 +141,48 @@ async fn a_peer_of_this_process_gets_writes_in_memory_without_the_transport() {
     assert_eq!(b.metrics.entries_applied.get(), 1);
     assert_eq!(a.metrics.replication_entries.get(), 1);
     assert_eq!(a.metrics.replication_failures.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_nodes_of_a_process_keep_one_copy_of_the_data() {
+    let transport = MemoryTransport::new();
+    let (_stop_tx, stop) = watch::channel(false);
+    let config = Arc::new(Config::for_test());
+    let process = ProcessWide {
+        transport: Some(PeerClient::over(transport.clone())),
+        ..ProcessWide::new(&config)
+    };
+    let tag = crate::ids::new_process_tag();
+    let nodes: Vec<_> = (1..=3)
+        .map(|index| {
+            Node::serving_on(
+                process.clone(),
+                crate::ids::node_id(index, &tag, 0),
+                index,
+                9400 + index as u16,
+                config.clone(),
+                Tuning::default(),
+                stop.clone(),
+            )
+        })
+        .collect();
+    let (_serving, _) = serve_all(&transport, &nodes);
+    let a = &nodes[0];
+    for p in &nodes[1..] {
+        a.replicator.add_peer(&p.id, addr(p.port));
+    }
+    let value = Bytes::from(vec![b'v'; 4096]);
+    let out = a.put("k1".into(), value.clone(), 60).await.unwrap();
+    assert_eq!((out.acks, out.quorum), (3, 2), "the siblings acknowledge");
+    assert_eq!(process.store.len(), 1, "one entry for the whole process");
+    assert_eq!(process.store.bytes(), 2 + 4096, "charged once");
+    for p in &nodes {
+        let held = p.store.get("k1").expect("every node serves it");
+        assert_eq!(held.value.as_ptr(), value.as_ptr(), "not copied");
+    }
+    // The siblings were handed the write and applied nothing: they already held it.
+    assert_eq!(sum(&nodes[1..], |m| m.replication_received_memory.get()), 2);
+    assert_eq!(sum(&nodes[1..], |m| m.entries_applied.get()), 0);
 }
 
 #[tokio::test(start_paused = true)]
