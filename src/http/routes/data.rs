@@ -119,6 +119,9 @@ async fn put_value(served: &Served, key: String, req: Request<Incoming>) -> Resu
     };
     // The reservations in `received` last until the write is stored.
     let value = received.take_value();
+    // The request's head shares hyper's read buffer: held while the write waits for its
+    // quorum, it makes hyper allocate a fresh buffer for every keep-alive check.
+    drop((parts, body));
     match node.put(key.clone(), value, ttl).await {
         Ok(outcome) => {
             let (status, word) = if outcome.durable() {

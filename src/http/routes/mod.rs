@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -39,6 +39,12 @@ use keys::{keys, scan};
 use status::{health, metrics, peers, ready, status};
 
 type Resp = Response<Full<Bytes>>;
+
+/// `uri` in bytes of its own: hyper parses it as a slice of the connection's read buffer,
+/// which a request that waits (a PUT waits for its quorum) must not keep from reuse.
+fn owned_uri(uri: &Uri) -> Uri {
+    Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
+}
 
 /// Entry point of every request on a node (see also [`answer_now`]).
 pub async fn handle(
@@ -97,7 +103,10 @@ impl Head {
             origin: if node.config.cors_origins.is_empty() {
                 None
             } else {
-                req.headers().get(header::ORIGIN).cloned()
+                // A copy, not a clone sharing hyper's read buffer (see `owned_uri`).
+                req.headers()
+                    .get(header::ORIGIN)
+                    .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
             },
         }
     }
@@ -141,8 +150,9 @@ async fn route(
     req: Request<Incoming>,
 ) -> (Route, Result<Resp>) {
     let node = &served.node;
-    // A cheap handle (reference-counted bytes): the path can be borrowed while `req` moves.
-    let uri = req.uri().clone();
+    // A copy, so the path can be borrowed while `req` moves: a clone would share hyper's
+    // read buffer while the route waits (see `put_value`).
+    let uri = owned_uri(req.uri());
     let path = uri.path();
     if let Some(internal) = path.strip_prefix("/internal/") {
         let kind = match internal {
