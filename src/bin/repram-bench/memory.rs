@@ -8,6 +8,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 
 use crate::bench::{Bench, Settings};
+use crate::children::Server;
 use crate::stats::{round1, round3};
 use crate::VALUE_BYTES;
 
@@ -46,6 +47,20 @@ impl Bench {
         Ok(Value::Object(out))
     }
 
+    /// Once `server` has meshed and its connections are warm (and the server's
+    /// per-connection buffers allocated): its ports and its RSS in KiB.
+    async fn settled_rss(&self, server: &mut Server) -> Result<(Vec<u16>, u64), String> {
+        self.wait_mesh(server, Duration::from_secs(10)).await?;
+        let ports = server.ports();
+        let warm: Vec<_> = (0..64)
+            .map(|i| self.http.get(ports[i % ports.len()], "/health"))
+            .collect();
+        join_all(warm).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss = server.rss_kib().ok_or("cannot read VmRSS")?;
+        Ok((ports, rss))
+    }
+
     /// RSS growth of a `nodes`-node process taking `keys` keys of `value` through node 1.
     async fn memory_growth(
         &mut self,
@@ -55,15 +70,7 @@ impl Bench {
         value: &Bytes,
     ) -> Result<Value, String> {
         let mut server = self.spawn_server(&format!("memory-{name}"), nodes, 10, None)?;
-        self.wait_mesh(&mut server, Duration::from_secs(10)).await?;
-        let ports = server.ports();
-        // Warm up the connections (and the server's per-connection buffers).
-        let warm: Vec<_> = (0..64)
-            .map(|i| self.http.get(ports[i % ports.len()], "/health"))
-            .collect();
-        join_all(warm).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = server.rss_kib().ok_or("cannot read VmRSS")?;
+        let (ports, before) = self.settled_rss(&mut server).await?;
         let prefix = format!("mem-{name}-");
         let write = self
             .write_values(&ports[..1], &prefix, keys, 3600, 32, value)
@@ -122,14 +129,7 @@ impl Bench {
         let spawned = self.spawn_server("memory-expiry-n3", NODES, 10, None);
         self.server_env = saved;
         let mut server = spawned?;
-        self.wait_mesh(&mut server, Duration::from_secs(10)).await?;
-        let ports = server.ports();
-        let warm: Vec<_> = (0..64)
-            .map(|i| self.http.get(ports[i % ports.len()], "/health"))
-            .collect();
-        join_all(warm).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let idle = server.rss_kib().ok_or("cannot read VmRSS")?;
+        let (ports, idle) = self.settled_rss(&mut server).await?;
         let write = self.write_keys(&ports[..1], "exp-", keys, TTL_S, 32).await;
         let loaded = server.rss_kib().ok_or("cannot read VmRSS")?;
         let written = Instant::now();
