@@ -6,8 +6,12 @@
 //! one shard at a time (a lock held for microseconds), and merges the shards' runs.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{btree_map, BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::ops::Bound;
+
+mod created;
+
+use created::CreatedIndex;
 
 /// Longest key kept inside an [`IndexKey`] rather than in an allocation of its own.
 const INLINE: usize = 22;
@@ -80,45 +84,35 @@ impl std::borrow::Borrow<[u8]> for IndexKey {
 pub struct Order {
     /// Every key of the shard.
     by_key: BTreeSet<IndexKey>,
-    /// (created ms, tag) of every entry, counted for the rare entries that share both.
-    by_created: BTreeMap<(u64, u32), u32>,
+    /// (created ms, tag) of every entry.
+    by_created: CreatedIndex,
 }
 
 impl Order {
     /// Files a new entry.
     pub fn add(&mut self, key: &[u8], created_ms: u64, tag: u32) {
         self.by_key.insert(IndexKey::new(key));
-        *self.by_created.entry((created_ms, tag)).or_insert(0) += 1;
+        self.by_created.add(created_ms, tag);
     }
 
     /// Unfiles an entry that left the map.
     pub fn remove(&mut self, key: &[u8], created_ms: u64, tag: u32) {
         self.by_key.remove(key);
-        self.uncount(created_ms, tag);
+        self.by_created.remove(created_ms, tag);
     }
 
     /// The entry under a key that stays filed changed its creation time.
     pub fn recreate(&mut self, from_ms: u64, to_ms: u64, tag: u32) {
         if from_ms != to_ms {
-            self.uncount(from_ms, tag);
-            *self.by_created.entry((to_ms, tag)).or_insert(0) += 1;
-        }
-    }
-
-    fn uncount(&mut self, created_ms: u64, tag: u32) {
-        if let btree_map::Entry::Occupied(mut e) = self.by_created.entry((created_ms, tag)) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
+            self.by_created.remove(from_ms, tag);
+            self.by_created.add(to_ms, tag);
         }
     }
 
     /// Entries filed (by key, by creation time); equal unless the index is broken.
     #[cfg(test)]
     pub fn lens(&self) -> (usize, usize) {
-        let created: u32 = self.by_created.values().sum();
-        (self.by_key.len(), created as usize)
+        (self.by_key.len(), self.by_created.len())
     }
 
     /// Up to `budget` keys from `from` on, in order, while they start with `prefix`;
@@ -158,22 +152,9 @@ impl Order {
         &self,
         before: Option<u64>,
         budget: usize,
-        mut take: impl FnMut(u64, u32),
+        take: impl FnMut(u64, u32),
     ) -> Option<u64> {
-        let end = match before {
-            Some(ms) => Bound::Excluded((ms, 0)),
-            None => Bound::Unbounded,
-        };
-        let mut last = None;
-        let older = self.by_created.range((Bound::Unbounded, end)).rev();
-        for (seen, (&(ms, tag), _)) in older.enumerate() {
-            if seen >= budget && last != Some(ms) {
-                return last;
-            }
-            take(ms, tag);
-            last = Some(ms);
-        }
-        None
+        self.by_created.created_page(before, budget, take)
     }
 }
 

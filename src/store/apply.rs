@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 
 use tokio::time::Instant;
 
-use super::{Applied, Key, Node, Record, Store, StoreError};
+use super::{Applied, Node, Record, Store, StoreError};
 
 impl Store {
     /// Stores `rec` under `key` unless the key holds an equal or newer version (last
@@ -34,14 +34,14 @@ impl Store {
         let tags = &shared.tags;
         let totals = &shared.totals;
         let tag = tags.of(key.as_bytes());
-        let node = Box::new(Node {
-            key: Key::new(key),
-            value: rec.value,
-            created_ms: rec.created_ms,
-            expires_ms: rec.expires_ms,
+        let node = Box::new(Node::new(
+            key,
+            rec.value,
+            rec.created_ms,
+            rec.expires_ms,
             deadline,
-            version: rec.version,
-        });
+            rec.version,
+        ));
         let mut freed = Vec::new();
         let mut purged = false;
         let (replaced, earliest, old_cost) = loop {

@@ -11,7 +11,7 @@ impl Store {
     /// Every live entry, for sending a full copy to a joining peer. Values are shared
     /// handles, not copies.
     pub fn snapshot(&self) -> Vec<(String, Record)> {
-        self.collect(|node| Some((node.key.string(), self.shared.record(node))))
+        self.collect(|node| Some((node.key_string(), self.shared.record(node))))
     }
 
     /// The anti-entropy digest: per bucket, the XOR of the hashes of its entries.
@@ -25,7 +25,7 @@ impl Store {
     pub fn versions_in(&self, buckets: &[bool], settled_ms: u64) -> Vec<(String, Version)> {
         self.collect(|n| {
             let flagged = buckets.get(n.digest_part().0).copied().unwrap_or(false);
-            (n.version.wall_ms() <= settled_ms && flagged).then(|| (n.key.string(), n.version))
+            (n.version.wall_ms() <= settled_ms && flagged).then(|| (n.key_string(), n.version))
         })
     }
 

@@ -9,7 +9,7 @@ use super::{spread, Node};
 /// log2 of the width of an expiry slot, in nanoseconds (2^30 ns ≈ 1.07 s).
 pub(super) const SLOT_BITS: u32 = 30;
 
-/// [`Key::place`] of an entry filed in [`Expiry::near`].
+/// [`Node::place`] of an entry filed in [`Expiry::near`].
 pub(super) const NEAR: u32 = u32::MAX;
 
 pub(super) fn slot_of(deadline: i64) -> i64 {
@@ -28,7 +28,7 @@ pub(super) fn slot_end(slot: i64) -> i64 {
 ///
 /// Deadlines from `near_end` on are filed coarsely, in slots of 2^[`SLOT_BITS`] ns: per
 /// slot, the tags of its entries in no order (4 bytes an entry), and each entry knows its
-/// position there ([`Key::place`]), so removing one is a swap with the slot's last tag.
+/// position there ([`Node::place`]), so removing one is a swap with the slot's last tag.
 /// Once a slot has started, the purge moves its entries, a batch at a time, into `near`:
 /// (deadline, tag) in order, counted for the rare entries that share both. Deadlines
 /// before `near_end` (short TTLs) are filed there directly.
@@ -41,7 +41,7 @@ pub(super) struct Expiry {
 }
 
 pub(super) struct Slot {
-    /// The tags of the entries filed here, at their [`Key::place`].
+    /// The tags of the entries filed here, at their [`Node::place`].
     pub(super) tags: Vec<u32>,
     /// No entry here expires before this (exact until the earliest one leaves).
     pub(super) min: i64,
@@ -58,7 +58,7 @@ impl Default for Expiry {
 }
 
 impl Expiry {
-    /// Files a new entry; returns its [`Key::place`].
+    /// Files a new entry; returns its [`Node::place`].
     pub(super) fn file(&mut self, deadline: i64, tag: u32) -> u32 {
         if deadline >= self.near_end {
             let slot = self.far.entry(slot_of(deadline)).or_insert(Slot {
@@ -81,7 +81,7 @@ impl Expiry {
     /// Unfiles an entry that has left the map. Filling the gap moves another entry of
     /// the slot, whose place is updated in `map`.
     pub(super) fn unfile(&mut self, node: &Node, tag: u32, map: &mut HashTable<Box<Node>>) {
-        let place = node.key.place();
+        let place = node.place();
         if place == NEAR {
             if let btree_map::Entry::Occupied(mut e) = self.near.entry((node.deadline, tag)) {
                 *e.get_mut() -= 1;
@@ -104,7 +104,7 @@ impl Expiry {
         if let Some(&moved) = tags.get(place) {
             let last = tags.len();
             if let Some(other) = at_place(map, moved, s, last) {
-                other.key.set_place(place as u32);
+                other.set_place(place as u32);
             }
         }
         if tags.is_empty() {
@@ -137,7 +137,7 @@ impl Expiry {
             let Some(tag) = tags.pop() else { break };
             moved += 1;
             if let Some(node) = at_place(map, tag, s, tags.len()) {
-                node.key.set_place(NEAR);
+                node.set_place(NEAR);
                 *self.near.entry((node.deadline, tag)).or_insert(0) += 1;
             }
         }
@@ -174,7 +174,7 @@ impl Expiry {
                 continue;
             };
             let found = map.find_entry(spread(tag), |node| {
-                node.key.place() == place && slot_of(node.deadline) == s
+                node.place() == place && slot_of(node.deadline) == s
             });
             if let Ok(found) = found {
                 freed.push(found.remove().0);
@@ -219,5 +219,5 @@ pub(super) fn at_place(
     let place = u32::try_from(place).ok()?;
     map.iter_hash_mut(spread(tag))
         .map(|node| &mut **node)
-        .find(|node| node.key.place() == place && slot_of(node.deadline) == s)
+        .find(|node| node.place() == place && slot_of(node.deadline) == s)
 }

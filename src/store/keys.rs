@@ -88,11 +88,9 @@ impl Store {
                 // tag's, or an entry would be listed once per look-alike tag.
                 let same = state.map.iter_hash(spread(tag));
                 let live = same.filter(|n| {
-                    n.created_ms == ms
-                        && n.deadline > now
-                        && shared.tags.of(n.key.as_bytes()) == tag
+                    n.created_ms == ms && n.deadline > now && shared.tags.of(n.key()) == tag
                 });
-                page.extend(live.map(|n| Reverse((ms, n.key.string()))));
+                page.extend(live.map(|n| Reverse((ms, n.key_string()))));
             });
             drop(state);
             shared.listed.fetch_add(read, AtomicOrdering::Relaxed);

@@ -36,7 +36,7 @@ pub use record::{Applied, Record, StoreError};
 pub use shard::SHARDS;
 
 use budget::Totals;
-use entry::{Key, Node};
+use entry::Node;
 use expiry::{Expiry, NEAR};
 use shard::{Shard, State, SHARD_BITS};
 use tags::{spread, Tags};
@@ -110,7 +110,7 @@ impl Shared {
 
     fn record(&self, node: &Node) -> Record {
         Record {
-            value: node.value.clone(),
+            value: node.value(),
             created_ms: node.created_ms,
             expires_ms: node.expires_ms,
             expires_at: self.instant(node.deadline),

@@ -87,9 +87,7 @@ impl State {
             work += 1;
             for _ in 0..count {
                 let Ok(found) = self.map.find_entry(spread(tag), |node| {
-                    node.deadline == deadline
-                        && node.key.place() == NEAR
-                        && tags.of(node.key.as_bytes()) == tag
+                    node.deadline == deadline && node.place() == NEAR && tags.of(node.key()) == tag
                 }) else {
                     break;
                 };
@@ -100,7 +98,7 @@ impl State {
         let removed = freed.len() - first_freed;
         for node in &freed[first_freed..] {
             totals.release(node);
-            let key = node.key.as_bytes();
+            let key = node.key();
             self.order.remove(key, node.created_ms, tags.of(key));
         }
         self.purged_total += removed as u64;
@@ -115,7 +113,7 @@ impl State {
         let buckets = self.map.capacity();
         if buckets > MIN_SHRINK_BUCKETS && self.map.len() < buckets / SPARSE {
             self.map
-                .shrink_to(self.map.len() * 2, |n| spread(tags.of(n.key.as_bytes())));
+                .shrink_to(self.map.len() * 2, |n| spread(tags.of(n.key())));
         }
     }
 }

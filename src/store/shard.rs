@@ -46,7 +46,7 @@ impl Shard {
 impl State {
     /// The entry under `key` (whose tag is `tag`).
     pub(super) fn get(&self, key: &[u8], tag: u32) -> Option<&Node> {
-        let node = self.map.find(spread(tag), |n| n.key.as_bytes() == key)?;
+        let node = self.map.find(spread(tag), |n| n.key() == key)?;
         Some(node)
     }
 
@@ -60,8 +60,8 @@ impl State {
         totals: &Totals,
     ) -> Option<Box<Node>> {
         let hash = spread(tag);
-        let key = node.key.as_bytes();
-        let old = match self.map.find_entry(hash, |n| n.key.as_bytes() == key) {
+        let key = node.key();
+        let old = match self.map.find_entry(hash, |n| n.key() == key) {
             Ok(found) => Some(found.remove().0),
             Err(_) => None,
         };
@@ -69,11 +69,11 @@ impl State {
         // Same slot: the new entry takes the old one's place (same key, same tag).
         let same_slot = old
             .as_ref()
-            .filter(|old| old.key.place() != NEAR && slot_of(old.deadline) == slot_of(deadline))
+            .filter(|old| old.place() != NEAR && slot_of(old.deadline) == slot_of(deadline))
             .and_then(|old| {
                 let slot = self.index.far.get_mut(&slot_of(deadline))?;
                 slot.min = slot.min.min(deadline);
-                Some(old.key.place())
+                Some(old.place())
             });
         let place = match (same_slot, &old) {
             (Some(place), _) => place,
@@ -83,24 +83,22 @@ impl State {
             }
             (None, None) => self.index.file(deadline, tag),
         };
-        node.key.set_place(place);
+        node.set_place(place);
         if let Some(old) = &old {
             totals.toggle(old);
             self.order.recreate(old.created_ms, node.created_ms, tag);
         } else {
-            self.order.add(node.key.as_bytes(), node.created_ms, tag);
+            self.order.add(node.key(), node.created_ms, tag);
         }
         totals.toggle(&node);
         self.map
-            .insert_unique(hash, node, |n| spread(tags.of(n.key.as_bytes())));
+            .insert_unique(hash, node, |n| spread(tags.of(n.key())));
         old
     }
 
     /// Removes the entry under `key` (whose tag is `tag`).
     pub(super) fn remove(&mut self, key: &[u8], tag: u32, totals: &Totals) -> Option<Box<Node>> {
-        let found = self
-            .map
-            .find_entry(spread(tag), |n| n.key.as_bytes() == key);
+        let found = self.map.find_entry(spread(tag), |n| n.key() == key);
         let (node, _) = found.ok()?.remove();
         totals.release(&node);
         self.index.unfile(&node, tag, &mut self.map);
@@ -112,15 +110,15 @@ impl State {
 #[cfg(test)]
 impl State {
     /// Asserts that the expiry index files exactly the entries of the map, each where
-    /// its [`Key::place`] says.
+    /// its [`Node::place`] says.
     pub(super) fn check_index(&self, tags: &Tags) {
         assert_eq!(self.order.lens(), (self.map.len(), self.map.len()));
         let index = &self.index;
         let mut near = BTreeMap::new();
         let mut far = BTreeMap::new();
         for node in self.map.iter() {
-            let tag = tags.of(node.key.as_bytes());
-            let place = node.key.place();
+            let tag = tags.of(node.key());
+            let place = node.place();
             if place == NEAR {
                 *near.entry((node.deadline, tag)).or_insert(0u32) += 1;
             } else {

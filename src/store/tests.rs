@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::{advance, Instant};
 
-use super::entry::INLINE_KEY;
+use super::entry::PACKED_VALUE_MAX;
 use super::expiry::{slot_end, slot_of, slot_start, SLOT_BITS};
 use super::purge::PURGE_BATCH;
 use super::*;
@@ -23,7 +23,7 @@ fn check_all(store: &Store) -> usize {
         let state = shard.lock();
         state.check_index(&shared.tags);
         for node in state.map.iter() {
-            let tag = shared.tags.of(node.key.as_bytes());
+            let tag = shared.tags.of(node.key());
             assert!(std::ptr::eq(shared.shard(tag), &shared.shards[i]));
         }
         filed += state.index.len();
@@ -508,34 +508,51 @@ async fn deadline_round_trips_exactly() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn inline_and_heap_keys() {
+async fn packed_and_shared_bodies_round_trip() {
     assert_eq!(
         std::mem::size_of::<Node>(),
-        104,
-        "one 112-byte malloc chunk per key"
+        56,
+        "one 64-byte malloc chunk per key, besides its body"
     );
-    let store = Store::new(1 << 20);
-    let short = "x".repeat(INLINE_KEY);
-    let long = "x".repeat(INLINE_KEY + 1);
+    let store = Store::new(1 << 30);
+    let long_key = "k".repeat(usize::from(u16::MAX) + 1);
     let utf8 = "ключ/日本語/🔑";
-    for (i, k) in [short.as_str(), long.as_str(), utf8, ""]
-        .into_iter()
-        .enumerate()
-    {
-        let r = rec("v", 10_000, i as u64);
-        assert_eq!(store.apply(k, r.clone()), Ok(Applied::Inserted));
-        assert_eq!(store.get(k), Some(r));
+    let cases = [
+        ("packed", PACKED_VALUE_MAX),
+        ("shared", PACKED_VALUE_MAX + 1),
+        (long_key.as_str(), 3),
+        (utf8, 0),
+        ("", 5),
+    ];
+    for (i, &(key, len)) in cases.iter().enumerate() {
+        let value = Bytes::from(vec![i as u8 + 1; len]);
+        let r = Record {
+            value: value.clone(),
+            ..rec("", 10_000, i as u64 + 1)
+        };
+        assert_eq!(store.apply(key, r.clone()), Ok(Applied::Inserted));
+        let got = store.get(key).expect("stored");
+        assert_eq!(got, r, "{len} bytes under a {}-byte key", key.len());
+        // A big value (or one under a key too long to pack) is the very bytes written;
+        // a packed one is a copy.
+        let shared = len > PACKED_VALUE_MAX || key.len() > usize::from(u16::MAX);
+        if len > 0 {
+            let same = got.value.as_ptr() == value.as_ptr();
+            assert_eq!(same, shared, "{len} bytes");
+        }
     }
-    assert!(matches!(Key::new(&short), Key::Inline { .. }));
-    assert!(matches!(Key::new(&long), Key::Heap { .. }));
-    assert_eq!(store.get(&short[1..]), None);
-    assert_eq!(store.bytes(), (2 * INLINE_KEY + 1 + utf8.len() + 4) as u64);
+    assert_eq!(store.get("pack"), None);
+    let total: usize = cases.iter().map(|(k, len)| k.len() + len).sum();
+    assert_eq!(store.bytes(), total as u64);
     let (all, _) = store.keys("", None, 10);
-    assert_eq!(all, ["", short.as_str(), long.as_str(), utf8]);
+    let mut keys: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    keys.sort();
+    assert_eq!(all, keys);
     assert_eq!(store.keys("ключ/", None, 10).0, [utf8]);
     let mut snap: Vec<String> = store.snapshot().into_iter().map(|(k, _)| k).collect();
     snap.sort();
     assert_eq!(snap, all);
+    check_all(&store);
 }
 
 #[test]
