@@ -108,11 +108,13 @@ config_table! {
         max_value_bytes: usize = "REPRAM_MAX_VALUE_BYTES",
             Whole { default: 10 * 1024 * 1024, min: 1, max: usize::MAX },
             help "largest value accepted (413 above)";
-        /// `REPRAM_MAX_STORAGE_BYTES`: per-node memory budget for values (507 when full).
+        /// `REPRAM_MAX_STORAGE_BYTES`: memory budget for keys and values of the process,
+        /// whose nodes share one copy (507 when full).
         /// Default 1 GiB; at least 1.
         max_storage_bytes: u64 = "REPRAM_MAX_STORAGE_BYTES",
             Whole { default: 1024 * 1024 * 1024, min: 1, max: u64::MAX },
-            help "per-node memory budget for values (507 when full)";
+            help "memory budget for keys + values, per process (its nodes share one copy; \
+                  507 when full)";
         /// `REPRAM_MAX_INFLIGHT_BYTES`: request-body bytes the whole process receives at
         /// once; an upload reserves its `Content-Length` before it is read (503 with
         /// `Retry-After` when it does not fit). Default 256 MiB, or `max_value_bytes` if

@@ -1,9 +1,18 @@
 //! Acknowledgement counting, and the replicator's links and relaying over the in-memory
 //! transport on paused time, with stand-in peers.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::*;
+use crate::metrics::Metrics;
 use crate::transport::memory::{Handler, Scripted};
 use crate::transport::MemoryTransport;
+use crate::transport::PeerClient;
+use crate::wire::{Entry, Message};
 use bytes::Bytes;
 
 #[tokio::test]

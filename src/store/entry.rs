@@ -10,7 +10,7 @@ use crate::clock::Version;
 /// Longest value stored in the same allocation as its key. A read copies such a value
 /// out (cheaper than a shared handle, which costs a header of its own for the entry's
 /// life once shared); bigger values stay shared handles, never copied.
-pub(super) const PACKED_VALUE_MAX: usize = 1 << 10;
+pub const PACKED_VALUE_MAX: usize = 1 << 10;
 
 /// One entry, owned by the map: 56 bytes (a 64-byte glibc chunk) plus its body.
 pub(super) struct Node {

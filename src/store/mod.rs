@@ -31,6 +31,7 @@ mod tags;
 mod tests;
 
 pub use budget::StoreReservation;
+pub use entry::PACKED_VALUE_MAX;
 pub use purge::PurgedBytes;
 pub use record::{Applied, Record, StoreError};
 pub use shard::SHARDS;

@@ -125,7 +125,8 @@ async fn a_peer_of_this_process_gets_writes_in_memory_without_the_transport() {
     let _serving = b.registry().register(b);
     // Nobody is at the address in the transport: only the in-memory path can deliver.
     a.replicator.add_peer(&b.id, addr(b.port));
-    let value = Bytes::from_static(b"shared value");
+    // Big enough for stores to keep it as a shared handle (they copy small values).
+    let value = Bytes::from(vec![7u8; crate::store::PACKED_VALUE_MAX + 1]);
     let out = a.put("k1".into(), value.clone(), 60).await.unwrap();
     assert_eq!((out.acks, out.quorum), (2, 2), "b acknowledged");
     let held = b.store.get("k1").expect("b holds the write");
