@@ -47,30 +47,70 @@ const MMAP_THRESHOLD: i32 = 1 << 20;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Purged bytes that make the heap trimmer give memory back.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const TRIM_AFTER_BYTES: u64 = 1 << 20;
+/// Purged bytes that make it give memory back once purging has paused for a check
+/// interval: the tail of a wave of expiries, below [`TRIM_AFTER_BYTES`], would otherwise
+/// stay in the heap until the next wave.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const TRIM_SETTLED_BYTES: u64 = 64 << 10;
 /// Growth of the free memory glibc holds that makes the heap trimmer give memory back.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const TRIM_AFTER_FREE_BYTES: u64 = 16 << 20;
+
+/// When to trim, from what the trimmer reads once per check interval.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+#[derive(Debug)]
+struct Trigger {
+    /// Purged bytes at the last trim.
+    trimmed_at: u64,
+    /// Purged bytes at the last check.
+    last_purged: u64,
+    /// The free memory after the last trim, or the least seen since: what grows past
+    /// it was freed since then.
+    free_floor: u64,
+}
+
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+impl Trigger {
+    fn new(purged: u64, free: u64) -> Trigger {
+        Trigger {
+            trimmed_at: purged,
+            last_purged: purged,
+            free_floor: free,
+        }
+    }
+
+    /// True when the heap should be trimmed now, given the purged bytes so far and the
+    /// free memory glibc holds.
+    fn check(&mut self, purged: u64, free: u64) -> bool {
+        self.free_floor = self.free_floor.min(free);
+        let since_trim = purged.wrapping_sub(self.trimmed_at);
+        let settled = purged == self.last_purged;
+        self.last_purged = purged;
+        since_trim >= TRIM_AFTER_BYTES
+            || (settled && since_trim >= TRIM_SETTLED_BYTES)
+            || free.saturating_sub(self.free_floor) >= TRIM_AFTER_FREE_BYTES
+    }
+
+    /// A trim happened; `free` is what glibc holds after it.
+    fn trimmed(&mut self, purged: u64, free: u64) {
+        self.trimmed_at = purged;
+        self.free_floor = free;
+    }
+}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_forever(purged_bytes: impl Fn() -> u64) {
-    let mut trimmed_at = purged_bytes();
-    // The free memory after the last trim, or the least seen since: what grows past it
-    // was freed since then.
-    let mut free_floor = glibc::heap_free();
+    let mut trigger = Trigger::new(purged_bytes(), glibc::heap_free());
     loop {
         std::thread::sleep(TRIM_EVERY);
         let purged = purged_bytes();
         let free = glibc::heap_free();
-        free_floor = free_floor.min(free);
-        if purged.wrapping_sub(trimmed_at) >= TRIM_AFTER_BYTES
-            || free.saturating_sub(free_floor) >= TRIM_AFTER_FREE_BYTES
-        {
-            trimmed_at = purged;
+        if trigger.check(purged, free) {
             let t0 = std::time::Instant::now();
             glibc::trim();
-            free_floor = glibc::heap_free();
+            trigger.trimmed(purged, glibc::heap_free());
             tracing::debug!(
                 took_us = t0.elapsed().as_micros() as u64,
                 free,
@@ -104,5 +144,40 @@ mod glibc {
         // SAFETY: mallopt only changes a malloc tuning parameter (an integer in glibc's
         // state, set under its lock); no memory of ours is involved.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) == 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_after_a_megabyte_purged_or_when_purging_pauses() {
+        let mut t = Trigger::new(0, 0);
+        assert!(!t.check(0, 0), "nothing happened");
+        assert!(t.check(TRIM_AFTER_BYTES, 0), "a MiB purged");
+        t.trimmed(TRIM_AFTER_BYTES, 0);
+        // The tail of the wave: too little to trim while purging goes on...
+        let tail = TRIM_AFTER_BYTES + TRIM_SETTLED_BYTES;
+        assert!(!t.check(tail, 0));
+        // ...trimmed once purging has paused for a check.
+        assert!(t.check(tail, 0));
+        t.trimmed(tail, 0);
+        assert!(!t.check(tail, 0), "once");
+        // A trickle below the settled amount waits for more.
+        assert!(!t.check(tail + 10, 0));
+        assert!(!t.check(tail + 10, 0));
+    }
+
+    #[test]
+    fn trims_when_free_memory_grows() {
+        let mut t = Trigger::new(0, 5 << 20);
+        assert!(!t.check(0, 1 << 20));
+        assert!(
+            t.check(0, (1 << 20) + TRIM_AFTER_FREE_BYTES),
+            "over the least seen"
+        );
+        t.trimmed(0, 2 << 20);
+        assert!(!t.check(0, 3 << 20));
     }
 }

@@ -6,11 +6,13 @@
 //! one shard at a time (a lock held for microseconds), and merges the shards' runs.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::ops::Bound;
 
+mod chunks;
 mod created;
 
+use chunks::SortedChunks;
 use created::CreatedIndex;
 
 /// Longest key kept inside an [`IndexKey`] rather than in an allocation of its own.
@@ -83,7 +85,7 @@ impl std::borrow::Borrow<[u8]> for IndexKey {
 #[derive(Default)]
 pub struct Order {
     /// Every key of the shard.
-    by_key: BTreeSet<IndexKey>,
+    by_key: SortedChunks<IndexKey>,
     /// (created ms, tag) of every entry.
     by_created: CreatedIndex,
 }
@@ -128,7 +130,7 @@ impl Order {
         out: &mut VecDeque<Box<[u8]>>,
     ) -> (Option<Box<[u8]>>, usize) {
         let mut seen = 0;
-        for key in self.by_key.range::<[u8], _>((from, Bound::Unbounded)) {
+        for key in self.by_key.iter_from(from) {
             let key = key.as_bytes();
             seen += 1;
             if !key.starts_with(prefix) {
@@ -231,6 +233,8 @@ pub fn batch(want: usize, shards: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
