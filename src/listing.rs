@@ -5,87 +5,22 @@
 //! updated under the shard's lock with the map. A listing takes a few dozen entries of
 //! one shard at a time (a lock held for microseconds), and merges the shards' runs.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::ops::Bound;
 
 mod chunks;
 mod created;
+mod key_runs;
 
-use chunks::SortedChunks;
 use created::CreatedIndex;
-
-/// Longest key kept inside an [`IndexKey`] rather than in an allocation of its own.
-const INLINE: usize = 22;
-
-/// A key's bytes as the key index holds them: 24 bytes, inline up to [`INLINE`] bytes.
-/// Ordered and compared as bytes (which orders exactly like `str`).
-#[derive(Clone)]
-pub enum IndexKey {
-    /// Short keys: no allocation of their own.
-    Inline {
-        /// Bytes used of `bytes`.
-        len: u8,
-        /// The key, zero padded.
-        bytes: [u8; INLINE],
-    },
-    /// Longer keys.
-    Heap(Box<[u8]>),
-}
-
-impl IndexKey {
-    /// The index form of `key`.
-    pub fn new(key: &[u8]) -> IndexKey {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE => {
-                let mut bytes = [0; INLINE];
-                bytes[..key.len()].copy_from_slice(key);
-                IndexKey::Inline { len, bytes }
-            }
-            _ => IndexKey::Heap(key.into()),
-        }
-    }
-
-    /// The key's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            IndexKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            IndexKey::Heap(bytes) => bytes,
-        }
-    }
-}
-
-impl PartialEq for IndexKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for IndexKey {}
-
-impl PartialOrd for IndexKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for IndexKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for IndexKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
+use key_runs::KeyRuns;
 
 /// One shard's listing indexes.
 #[derive(Default)]
 pub struct Order {
     /// Every key of the shard.
-    by_key: SortedChunks<IndexKey>,
+    by_key: KeyRuns,
     /// (created ms, tag) of every entry.
     by_created: CreatedIndex,
 }
@@ -93,7 +28,7 @@ pub struct Order {
 impl Order {
     /// Files a new entry.
     pub fn add(&mut self, key: &[u8], created_ms: u64, tag: u32) {
-        self.by_key.insert(IndexKey::new(key));
+        self.by_key.insert(key);
         self.by_created.add(created_ms, tag);
     }
 
@@ -131,7 +66,6 @@ impl Order {
     ) -> (Option<Box<[u8]>>, usize) {
         let mut seen = 0;
         for key in self.by_key.iter_from(from) {
-            let key = key.as_bytes();
             seen += 1;
             if !key.starts_with(prefix) {
                 return (None, seen);
@@ -233,30 +167,7 @@ pub fn batch(want: usize, shards: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
-
-    #[test]
-    fn index_keys_order_as_bytes() {
-        let keys = [
-            "",
-            "a",
-            "ab",
-            &"x".repeat(INLINE),
-            &"x".repeat(INLINE + 1),
-            "é",
-        ];
-        let mut set: BTreeSet<IndexKey> =
-            keys.iter().map(|k| IndexKey::new(k.as_bytes())).collect();
-        let mut sorted: Vec<&str> = keys.to_vec();
-        sorted.sort();
-        let got: Vec<&[u8]> = set.iter().map(IndexKey::as_bytes).collect();
-        let want: Vec<&[u8]> = sorted.iter().map(|k| k.as_bytes()).collect();
-        assert_eq!(got, want);
-        assert!(set.remove(&b"ab"[..]));
-        assert_eq!(std::mem::size_of::<IndexKey>(), 24);
-    }
 
     #[test]
     fn merge_takes_the_smallest_across_runs() {

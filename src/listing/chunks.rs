@@ -1,6 +1,6 @@
-//! A sorted multiset in chunks: the ordered indexes of a shard. Items sit in sorted runs
-//! of at most [`CHUNK`], so an index costs little more than its items: a B-tree's nodes
-//! stay about half full when filled in order, as keys and creation times mostly are.
+//! A sorted multiset in chunks: the creation-time index of a shard. Items sit in sorted
+//! runs of at most [`CHUNK`], so an index costs little more than its items: a B-tree's
+//! nodes stay about half full when filled in order, as creation times mostly are.
 
 use std::borrow::Borrow;
 use std::ops::Bound;
@@ -119,28 +119,6 @@ impl<T: Ord> SortedChunks<T> {
         }
     }
 
-    /// The items from `from` on, in order.
-    pub fn iter_from<'a, Q>(&'a self, from: Bound<&Q>) -> impl Iterator<Item = &'a T> + 'a
-    where
-        T: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        let (c, i) = match from {
-            Bound::Unbounded => (0, 0),
-            Bound::Included(q) | Bound::Excluded(q) => {
-                let past = matches!(from, Bound::Excluded(_));
-                let c = self.chunk_after(q, past);
-                let i = self.chunks.get(c).map_or(0, |chunk| {
-                    chunk.partition_point(|x| x.borrow() < q || (past && x.borrow() == q))
-                });
-                (c, i)
-            }
-        };
-        let first = self.chunks.get(c).map_or(&[][..], |chunk| &chunk[i..]);
-        let rest = self.chunks.get(c + 1..).unwrap_or_default();
-        first.iter().chain(rest.iter().flatten())
-    }
-
     /// The items before `end`, last first.
     pub fn iter_before<'a, Q>(&'a self, end: Bound<&Q>) -> impl Iterator<Item = &'a T> + 'a
     where
@@ -250,13 +228,6 @@ mod tests {
             let all: Vec<u32> = model.iter().flat_map(|(&x, &n)| std::iter::repeat(x).take(n)).collect();
             prop_assert_eq!(chunks.len(), all.len());
             for (kind, q) in probes {
-                let from: Vec<u32> = chunks.iter_from(bound(kind, &q)).copied().collect();
-                let want: Vec<u32> = all.iter().copied().filter(|&x| match kind {
-                    0 => true,
-                    1 => x >= q,
-                    _ => x > q,
-                }).collect();
-                prop_assert_eq!(from, want);
                 let before: Vec<u32> = chunks.iter_before(bound(kind, &q)).copied().collect();
                 let want: Vec<u32> = all.iter().rev().copied().filter(|&x| match kind {
                     0 => true,
