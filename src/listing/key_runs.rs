@@ -5,13 +5,16 @@
 use std::ops::Bound;
 
 /// Most bytes in one run: an insert or removal scans and moves at most about this many.
-const RUN_BYTES: usize = 2048;
+const RUN_BYTES: usize = 1024;
 
 /// A sorted set of byte strings, compared as bytes (which orders exactly like `str`).
 pub struct KeyRuns {
     /// Non-empty runs of entries in increasing order; every key of a run is below every
     /// key of the next.
     runs: Vec<Vec<u8>>,
+    /// [`head`] of each run's first key, so finding a run mostly reads this array rather
+    /// than a run of its own.
+    heads: Vec<u128>,
     len: usize,
     /// Size at which a run splits ([`RUN_BYTES`]; smaller in tests).
     run_bytes: usize,
@@ -57,6 +60,16 @@ fn first(run: &[u8]) -> &[u8] {
     entry_at(run, 0).0
 }
 
+/// The first 16 bytes of `key`, zero padded, as a number: when the heads of two keys
+/// differ, they order the keys (a shorter key padded with zeros is either below the
+/// other or has the same head).
+fn head(key: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = key.len().min(16);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(bytes)
+}
+
 /// Where in `run` the first entry not below `key` (with `past`: above it) starts, and
 /// whether the entry there is `key` itself.
 fn seek(run: &[u8], key: &[u8], past: bool) -> (usize, bool) {
@@ -79,6 +92,7 @@ impl KeyRuns {
     pub fn with_run_bytes(run_bytes: usize) -> KeyRuns {
         KeyRuns {
             runs: Vec::new(),
+            heads: Vec::new(),
             len: 0,
             run_bytes,
         }
@@ -87,22 +101,25 @@ impl KeyRuns {
     /// The run that holds `key` if anything does: the last whose first key is not above
     /// it (the first run when none is). Only called with runs present.
     fn run_for(&self, key: &[u8]) -> usize {
-        self.runs
-            .partition_point(|r| first(r) <= key)
-            .saturating_sub(1)
+        let h = head(key);
+        let below = self.heads.partition_point(|&x| x < h);
+        let tied = self.heads[below..].partition_point(|&x| x == h);
+        let runs = &self.runs[below..below + tied];
+        (below + runs.partition_point(|r| first(r) <= key)).saturating_sub(1)
     }
 
     /// Adds `key`; false if it was there already.
     pub fn insert(&mut self, key: &[u8]) -> bool {
         let mut buf = [0u8; 10];
         let n = put_len(key.len(), &mut buf);
-        let head = &buf[..n];
-        let add = head.len() + key.len();
+        let len_bytes = &buf[..n];
+        let add = len_bytes.len() + key.len();
         if self.runs.is_empty() {
             let mut run = Vec::with_capacity(add);
-            run.extend_from_slice(head);
+            run.extend_from_slice(len_bytes);
             run.extend_from_slice(key);
             self.runs.push(run);
+            self.heads.push(head(key));
             self.len = 1;
             return true;
         }
@@ -119,8 +136,11 @@ impl KeyRuns {
             // for every key.
             run.reserve_exact(add.max(old / 8).max(32));
         }
-        run.splice(at..at, head.iter().chain(key).copied());
+        run.splice(at..at, len_bytes.iter().chain(key).copied());
         self.len += 1;
+        if at == 0 {
+            self.heads[r] = head(key);
+        }
         if run.len() > self.run_bytes {
             let split = if last && at >= old - old / 16 {
                 // Appending (or nearly), as keys that start with a time do: the full run
@@ -132,6 +152,7 @@ impl KeyRuns {
             if split > 0 && split < run.len() {
                 let right = run.split_off(split);
                 run.shrink_to(run.len() + run.len() / 8);
+                self.heads.insert(r + 1, head(first(&right)));
                 self.runs.insert(r + 1, right);
             }
         }
@@ -163,10 +184,15 @@ impl KeyRuns {
         self.len -= 1;
         if run.is_empty() {
             self.runs.remove(r);
+            self.heads.remove(r);
             if self.runs.is_empty() {
                 self.runs = Vec::new();
+                self.heads = Vec::new();
             }
         } else {
+            if at == 0 {
+                self.heads[r] = head(first(run));
+            }
             self.tidy(r);
         }
         true
@@ -185,6 +211,7 @@ impl KeyRuns {
             if let Some(n) = into {
                 let (left, right) = (r.min(n), r.max(n));
                 let moved = self.runs.remove(right);
+                self.heads.remove(right);
                 self.runs[left].extend_from_slice(&moved);
                 return;
             }
@@ -230,8 +257,10 @@ impl KeyRuns {
     pub fn check(&self) {
         let mut n = 0;
         let mut previous: Option<&[u8]> = None;
-        for run in &self.runs {
+        assert_eq!(self.heads.len(), self.runs.len());
+        for (run, &h) in self.runs.iter().zip(&self.heads) {
             assert!(!run.is_empty() && run.len() <= self.run_bytes);
+            assert_eq!(h, head(first(run)));
             let mut at = 0;
             while at < run.len() {
                 let (key, next) = entry_at(run, at);
@@ -278,8 +307,15 @@ mod tests {
 
     use super::*;
 
+    /// Short keys, and keys that share their first 16 bytes (a tie of heads); a zero
+    /// byte among them, so that padding ties too.
     fn key(parts: &[u8]) -> Vec<u8> {
-        parts.iter().map(|p| b'a' + p).collect()
+        let mut k = Vec::new();
+        if parts.first() == Some(&2) {
+            k.extend_from_slice(b"0123456789abcdef");
+        }
+        k.extend(parts.iter().map(|&p| [0, b'a', b'b'][usize::from(p)]));
+        k
     }
 
     fn bound(kind: u8, q: &[u8]) -> Bound<&[u8]> {
@@ -296,8 +332,9 @@ mod tests {
             ops in prop::collection::vec((0u8..4, prop::collection::vec(0u8..3, 0..7)), 1..3000),
             probes in prop::collection::vec((0u8..3, prop::collection::vec(0u8..3, 0..7)), 1..20),
         ) {
-            // Small runs, so that splits and merges happen often.
-            let mut runs = KeyRuns::with_run_bytes(48);
+            // Small runs (a few times the longest key), so that splits and merges happen
+            // often.
+            let mut runs = KeyRuns::with_run_bytes(128);
             let mut model = BTreeSet::new();
             for (op, parts) in ops {
                 let k = key(&parts);
