@@ -4,7 +4,11 @@
 //! glibc's malloc keeps the memory of freed values in its heap: without help, RSS stays
 //! at the load's high-water mark long after every key expired or a burst of uploads was
 //! answered (`scripts/soak.sh` measures it). The only `unsafe` code of the crate is the
-//! three calls into glibc in the private `glibc` module below.
+//! two calls into glibc in the private `glibc` module below.
+//!
+//! The trimmer reads the process's RSS, not glibc's own statistics: `mallinfo2` walks
+//! every free chunk under each arena's lock, which under load takes tens of
+//! milliseconds and holds up every allocation of that arena meanwhile.
 
 /// Big values (request bodies, stored values of a MiB or more) get pages of their own,
 /// returned to the kernel the moment they are freed. glibc starts at 128 KiB but raises
@@ -22,10 +26,10 @@ pub fn map_big_allocations() {
 }
 
 /// Starts the `heap-trim` thread: once a second, if `purged_bytes` (bytes of expired
-/// data purged so far) grew by at least 1 MiB, or the free memory inside glibc's heap
-/// grew by 16 MiB (request bodies and connection buffers freed after a burst), hand the
-/// free pages of the heap back to the OS. A thread of its own: the calls walk the heap
-/// and must not hold up a runtime worker.
+/// data purged so far) grew by at least 1 MiB, or RSS stands 16 MiB above where the
+/// last trim left it and stopped growing (a burst of request bodies and connection
+/// buffers is over), hand the free pages of the heap back to the OS. A thread of its
+/// own: a trim walks the heap and must not hold up a runtime worker.
 pub fn spawn(purged_bytes: impl Fn() -> u64 + Send + 'static) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -54,9 +58,10 @@ const TRIM_AFTER_BYTES: u64 = 1 << 20;
 /// stay in the heap until the next wave.
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const TRIM_SETTLED_BYTES: u64 = 64 << 10;
-/// Growth of the free memory glibc holds that makes the heap trimmer give memory back.
+/// Growth of RSS since the last trim that makes the heap trimmer give memory back once
+/// RSS stops growing.
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
-const TRIM_AFTER_FREE_BYTES: u64 = 16 << 20;
+const TRIM_AFTER_RSS_BYTES: u64 = 16 << 20;
 
 /// When to trim, from what the trimmer reads once per check interval.
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
@@ -66,72 +71,100 @@ struct Trigger {
     trimmed_at: u64,
     /// Purged bytes at the last check.
     last_purged: u64,
-    /// The free memory after the last trim, or the least seen since: what grows past
-    /// it was freed since then.
-    free_floor: u64,
+    /// RSS after the last trim, or the least seen since.
+    rss_floor: u64,
+    /// RSS at the last check.
+    last_rss: u64,
 }
 
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 impl Trigger {
-    fn new(purged: u64, free: u64) -> Trigger {
+    fn new(purged: u64, rss: u64) -> Trigger {
         Trigger {
             trimmed_at: purged,
             last_purged: purged,
-            free_floor: free,
+            rss_floor: rss,
+            last_rss: rss,
         }
     }
 
     /// True when the heap should be trimmed now, given the purged bytes so far and the
-    /// free memory glibc holds.
-    fn check(&mut self, purged: u64, free: u64) -> bool {
-        self.free_floor = self.free_floor.min(free);
+    /// process's RSS.
+    fn check(&mut self, purged: u64, rss: u64) -> bool {
+        self.rss_floor = self.rss_floor.min(rss);
         let since_trim = purged.wrapping_sub(self.trimmed_at);
         let settled = purged == self.last_purged;
         self.last_purged = purged;
+        // Growth that goes on is data or load still coming: a trim then would find
+        // little and cost a walk of the heap under its locks.
+        let growing = rss > self.last_rss;
+        self.last_rss = rss;
         since_trim >= TRIM_AFTER_BYTES
             || (settled && since_trim >= TRIM_SETTLED_BYTES)
-            || free.saturating_sub(self.free_floor) >= TRIM_AFTER_FREE_BYTES
+            || (!growing && rss.saturating_sub(self.rss_floor) >= TRIM_AFTER_RSS_BYTES)
     }
 
-    /// A trim happened; `free` is what glibc holds after it.
-    fn trimmed(&mut self, purged: u64, free: u64) {
+    /// A trim happened; `rss` is the process's RSS after it.
+    fn trimmed(&mut self, purged: u64, rss: u64) {
         self.trimmed_at = purged;
-        self.free_floor = free;
+        self.rss_floor = rss;
+        self.last_rss = rss;
     }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_forever(purged_bytes: impl Fn() -> u64) {
-    let mut trigger = Trigger::new(purged_bytes(), glibc::heap_free());
+    let Some(rss) = rss_bytes() else {
+        tracing::warn!("cannot read /proc/self/statm; the heap is trimmed only after expiries");
+        return trim_on_purges(purged_bytes);
+    };
+    let mut trigger = Trigger::new(purged_bytes(), rss);
     loop {
         std::thread::sleep(TRIM_EVERY);
         let purged = purged_bytes();
-        let free = glibc::heap_free();
-        if trigger.check(purged, free) {
+        let rss = rss_bytes().unwrap_or(0);
+        if trigger.check(purged, rss) {
             let t0 = std::time::Instant::now();
             glibc::trim();
-            trigger.trimmed(purged, glibc::heap_free());
+            let after = rss_bytes().unwrap_or(0);
+            trigger.trimmed(purged, after);
             tracing::debug!(
                 took_us = t0.elapsed().as_micros() as u64,
-                free,
+                rss,
+                after,
                 "heap trimmed"
             );
         }
     }
 }
 
-/// Safe wrappers around the three glibc malloc calls used: the crate's only `unsafe`.
+/// The trimmer without RSS readings: on purged bytes alone.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_on_purges(purged_bytes: impl Fn() -> u64) {
+    let mut trigger = Trigger::new(purged_bytes(), 0);
+    loop {
+        std::thread::sleep(TRIM_EVERY);
+        let purged = purged_bytes();
+        if trigger.check(purged, 0) {
+            glibc::trim();
+            trigger.trimmed(purged, 0);
+        }
+    }
+}
+
+/// The process's resident set in bytes, from `/proc/self/statm` (its second field, in
+/// pages).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(rustix::param::page_size() as u64))
+}
+
+/// Safe wrappers around the two glibc malloc calls used: the crate's only `unsafe`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 mod glibc {
-    /// Free bytes glibc holds in its arenas (and in big chunks it keeps mapped).
-    pub(super) fn heap_free() -> u64 {
-        // SAFETY: mallinfo2 takes no arguments, only reads glibc's own bookkeeping
-        // (under its arena locks) and returns a plain struct by value.
-        let info = unsafe { libc::mallinfo2() };
-        (info.fordblks as u64).saturating_add(info.fsmblks as u64)
-    }
-
     /// Returns the free pages of glibc's heap to the kernel.
     pub(super) fn trim() {
         // SAFETY: malloc_trim only returns free pages of glibc's own heap to the kernel;
@@ -170,14 +203,17 @@ mod tests {
     }
 
     #[test]
-    fn trims_when_free_memory_grows() {
-        let mut t = Trigger::new(0, 5 << 20);
-        assert!(!t.check(0, 1 << 20));
-        assert!(
-            t.check(0, (1 << 20) + TRIM_AFTER_FREE_BYTES),
-            "over the least seen"
-        );
-        t.trimmed(0, 2 << 20);
-        assert!(!t.check(0, 3 << 20));
+    fn trims_when_rss_grew_and_stopped_growing() {
+        const MIB: u64 = 1 << 20;
+        let mut t = Trigger::new(0, 5 * MIB);
+        assert!(!t.check(0, MIB));
+        // A burst: RSS climbs past the least seen plus the threshold...
+        assert!(!t.check(0, MIB + TRIM_AFTER_RSS_BYTES), "still growing");
+        assert!(!t.check(0, 2 * MIB + TRIM_AFTER_RSS_BYTES), "still growing");
+        // ...and is trimmed once it stops.
+        assert!(t.check(0, 2 * MIB + TRIM_AFTER_RSS_BYTES), "stopped");
+        t.trimmed(0, 2 * MIB);
+        assert!(!t.check(0, 3 * MIB));
+        assert!(!t.check(0, 3 * MIB), "not far enough above the trim");
     }
 }

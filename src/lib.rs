@@ -14,7 +14,7 @@
 //! environment ([`config`]), sets up logs, builds the runtime and starts the heap
 //! trimmer ([`heap_trim`]).
 //!
-//! No `unsafe` code, except three glibc calls in one private module of [`heap_trim`],
+//! No `unsafe` code, except two glibc calls in one private module of [`heap_trim`],
 //! which alone allows it.
 
 #![deny(unsafe_code)]
