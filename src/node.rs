@@ -1,7 +1,8 @@
 //! One REPRAM node: its store, membership driver, replication and catch-up. The
 //! supervisor serves it over HTTP; each concept is a file:
 //! [`data`] (writes and received entries), [`driver`] (membership), [`anti_entropy`],
-//! [`catchup`], [`messages`] (answers to node messages), [`events`] (history for the UI), [`lifecycle`], [`tuning`].
+//! [`catchup`], [`messages`] (answers to node messages), [`views`] (the JSON a node
+//! tells about itself), [`events`] (history for the UI), [`lifecycle`], [`tuning`].
 
 mod anti_entropy;
 pub mod catchup;
@@ -13,6 +14,7 @@ mod lifecycle;
 mod memory_tests;
 mod messages;
 mod tuning;
+mod views;
 
 pub use catchup::ReadThrough;
 pub use data::PutOutcome;

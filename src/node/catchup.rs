@@ -46,7 +46,7 @@ const PAUSE: Duration = Duration::from_secs(3);
 /// How often the pause watch ticks.
 const TICK: Duration = Duration::from_millis(250);
 /// Deadline of one read-through call, and how long a read waits for a first peer to ask.
-const READ_THROUGH_TIMEOUT: Duration = Duration::from_millis(500);
+pub(super) const READ_THROUGH_TIMEOUT: Duration = Duration::from_millis(500);
 const READ_THROUGH_WAIT: Duration = Duration::from_secs(2);
 /// Peers asked per read-through, at most: a miss must not fan out to the cluster.
 const READ_THROUGH_PEERS: usize = 2;
@@ -58,7 +58,7 @@ const FETCH_PARALLEL: usize = 4;
 const RANKED: usize = 6;
 /// How long catch-up waits for every peer to know this node before its last (small)
 /// pull, which takes what was written before peers began replicating to it.
-const KNOWN_WAIT: Duration = Duration::from_secs(5);
+pub(super) const KNOWN_WAIT: Duration = Duration::from_secs(5);
 /// Rounds in which every peer asked failed to give the data, before a node gives up and
 /// is ready without it.
 const GIVE_UP_AFTER: u32 = 3;

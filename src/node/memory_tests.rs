@@ -1,7 +1,8 @@
 //! Nodes over the in-memory transport on paused tokio time: the membership driver,
-//! replication fan-out (a hung peer here, the rest in [`replication`]), catch-up and
-//! anti-entropy, with no socket. Here each node plays its own process (failure domain),
-//! so every message between nodes goes through the transport.
+//! replication fan-out (a hung peer here, the rest in [`replication`]), catch-up (with
+//! the `/ready` and `/peers` GETs it ranks peers and waits by) and anti-entropy, with no
+//! socket. Here each node plays its own process (failure domain), so every message
+//! between nodes goes through the transport.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -58,6 +59,29 @@ impl Sim {
 
     /// Start the node of slot `index` (1-based) as a process of its own.
     fn start(&mut self, index: usize) -> Arc<Node> {
+        let node = self.node(index);
+        let serving = {
+            let node = node.clone();
+            async move {
+                node.stopped().await;
+                node.leave().await;
+            }
+        };
+        tokio::spawn(node.clone().run(serving));
+        node
+    }
+
+    /// Start the node of slot `index` with its membership driver alone: a member of the
+    /// mesh whose catch-up never runs, so it is never caught up and holds only what is
+    /// replicated to it (as a peer stuck catching up would).
+    fn start_stalled(&mut self, index: usize) -> Arc<Node> {
+        let node = self.node(index);
+        tokio::spawn(node.clone().drive_membership());
+        node
+    }
+
+    /// The node of slot `index`, reachable in memory but not yet running.
+    fn node(&mut self, index: usize) -> Arc<Node> {
         let port = BASE_PORT + index as u16 - 1;
         let process = ProcessWide {
             transport: Some(PeerClient::over(self.transport.clone())),
@@ -79,14 +103,6 @@ impl Sim {
         );
         let handler: Weak<dyn Handler> = Arc::downgrade(&(node.clone() as Arc<dyn Handler>));
         self.transport.add(&addr(port), handler);
-        let serving = {
-            let node = node.clone();
-            async move {
-                node.stopped().await;
-                node.leave().await;
-            }
-        };
-        tokio::spawn(node.clone().run(serving));
         self.nodes.push(node.clone());
         node
     }
@@ -312,4 +328,104 @@ async fn a_node_turned_away_for_good_is_ready_alone_after_the_wait() {
         "ready alone after {waited:?}"
     );
     assert_eq!(b.store.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_node_catches_up_from_a_caught_up_peer_before_an_older_one_that_is_not() {
+    let mut sim = Sim::new(3);
+    // c, the older peer, never catches up; a, the younger, does (from c: nothing).
+    let c = sim.start_stalled(3);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let a = sim.start(1);
+    wait_until(
+        Duration::from_secs(30),
+        "a caught up, meshed with c",
+        || a.is_caught_up() && a.membership().len() == 1 && c.membership().len() == 1,
+    )
+    .await;
+    // Writes c misses: only a holds them.
+    sim.transport
+        .set_fault(&addr(BASE_PORT + 2), Some(Fault::Refuse));
+    for i in 0..KEYS {
+        a.put(format!("k{i}"), Bytes::from_static(b"v"), 600)
+            .await
+            .unwrap();
+    }
+    sim.transport.set_fault(&addr(BASE_PORT + 2), None);
+    assert_eq!((held(&a), held(&c)), (KEYS, 0));
+    let (_, ready) = c.ready_view();
+    assert_eq!(ready["caught_up"], false, "{ready}");
+    assert!(c.uptime_s() > a.uptime_s());
+
+    // b asks both for /ready and pulls from a, though c has lived longer.
+    let b = sim.start(2);
+    let held = held_once_caught_up(&b).await;
+    assert_eq!(held, KEYS, "b is caught up holding {held} of a's keys");
+}
+
+/// Seeds a, puts `get_fault` on a's public API only, starts b: how long b took from
+/// holding a's keys (its first pull) to being caught up, while `meanwhile` runs (given
+/// the simulation and b, right after the first pull).
+async fn known_wait_after_first_pull<F, Fut>(get_fault: Fault, meanwhile: F) -> Duration
+where
+    F: FnOnce(Arc<MemoryTransport>, Arc<Node>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut sim = Sim::new(2);
+    seeded(&mut sim).await;
+    sim.transport
+        .set_get_fault(&addr(BASE_PORT), Some(get_fault));
+    let b = sim.start(2);
+    // Polled every 10 ms (not wait_until's 50): the time is what the tests measure.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held(&b) < KEYS {
+        assert!(Instant::now() < deadline, "b never pulled a's keys");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pulled = Instant::now();
+    meanwhile(sim.transport.clone(), b.clone()).await;
+    held_once_caught_up(&b).await;
+    pulled.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_catching_up_node_waits_until_its_peer_lists_it_in_peers() {
+    // a answers its public API 429 (rate limited) at first: its /peers lists nobody.
+    let limited = Fault::Answer(hyper::StatusCode::TOO_MANY_REQUESTS);
+    let listed_after = Duration::from_secs(2);
+    let waited = known_wait_after_first_pull(limited, |transport, b| async move {
+        let until = Instant::now() + listed_after;
+        while Instant::now() < until {
+            assert!(!b.is_caught_up(), "caught up before a listed b");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        transport.set_get_fault(&addr(BASE_PORT), None);
+    })
+    .await;
+    assert!(
+        waited < listed_after + Duration::from_millis(500),
+        "caught up {waited:?} after the first pull: not as soon as a listed b"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_lists_the_node_holds_catch_up_for_the_known_wait_only() {
+    let limited = Fault::Answer(hyper::StatusCode::TOO_MANY_REQUESTS);
+    let waited = known_wait_after_first_pull(limited, |_, _| async {}).await;
+    let wait = super::catchup::KNOWN_WAIT;
+    assert!(
+        waited >= wait - Duration::from_millis(100) && waited < wait + Duration::from_secs(1),
+        "caught up {waited:?} after the first pull, not after {wait:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_whose_public_api_hangs_holds_catch_up_for_one_get_timeout() {
+    let waited = known_wait_after_first_pull(Fault::Hang, |_, _| async {}).await;
+    let timeout = super::catchup::READ_THROUGH_TIMEOUT;
+    assert!(
+        waited >= timeout - Duration::from_millis(20)
+            && waited < super::catchup::KNOWN_WAIT - Duration::from_secs(1),
+        "caught up {waited:?} after the first pull: a hung GET lasts {timeout:?}"
+    );
 }

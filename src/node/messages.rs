@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use hyper::StatusCode;
 
@@ -72,5 +73,11 @@ impl Handler for Node {
 
     fn clock_ms(&self) -> u64 {
         self.wall_ms()
+    }
+
+    /// The same documents the HTTP routes serve (see [`Node::view`]), as the same text.
+    fn get(&self, path: &str) -> Option<(StatusCode, Bytes)> {
+        let (status, doc) = self.view(path)?;
+        Some((status, Bytes::from(doc.to_string())))
     }
 }

@@ -61,7 +61,7 @@ impl HttpTransport {
     }
 
     /// GET `http://{addr}{path}` of a peer's public API, within `timeout`: the status and
-    /// a body of at most `max_bytes` (a longer one is an error).
+    /// a body of at most `max_bytes` (a longer one is an error). Refused like a call.
     async fn get(
         &self,
         addr: &str,
@@ -73,11 +73,7 @@ impl HttpTransport {
             let req = Request::get(format!("http://{addr}{path}"))
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| CallError::Http(e.to_string()))?;
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| CallError::Http(e.to_string()))?;
+            let resp = self.http.request(req).await.map_err(request_error)?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), max_bytes)
                 .collect()
@@ -133,13 +129,7 @@ impl HttpTransport {
         let req = req
             .body(Full::new(body))
             .map_err(|e| CallError::Http(e.to_string()))?;
-        let resp = self.http.request(req).await.map_err(|e| {
-            if is_refused(&e) {
-                CallError::Refused
-            } else {
-                CallError::Http(e.to_string())
-            }
-        })?;
+        let resp = self.http.request(req).await.map_err(request_error)?;
         let status = resp.status();
         *clock = resp
             .headers()
@@ -180,6 +170,15 @@ impl Transport for HttpTransport {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<(StatusCode, Bytes), CallError>> {
         Box::pin(HttpTransport::get(self, addr, path, max_bytes, timeout))
+    }
+}
+
+/// A failed request as a [`CallError`]: [`CallError::Refused`] when nothing listens.
+fn request_error(err: hyper_util::client::legacy::Error) -> CallError {
+    if is_refused(&err) {
+        CallError::Refused
+    } else {
+        CallError::Http(err.to_string())
     }
 }
 

@@ -1,6 +1,8 @@
 //! The in-memory transport: a call goes straight to the receiving node's handler, through
-//! the wire encoding both ways, with no socket. Links can refuse, delay or hang calls, so
-//! tests on paused tokio time can play lost peers and slow ones.
+//! the wire encoding both ways, with no socket; a GET of a public JSON document the node
+//! tells about itself (`/ready`, `/peers`, ...) is answered by the handler too. Links can
+//! refuse, delay or hang calls and GETs alike, so tests on paused tokio time can play lost
+//! peers and slow ones.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -26,6 +28,13 @@ pub trait Handler: Send + Sync {
 
     /// Its wall clock, ms since the Unix epoch (what an HTTP answer's clock header says).
     fn clock_ms(&self) -> u64;
+
+    /// The answer to a GET of the public `path`: status and body, as over HTTP; `None`
+    /// for a path it does not serve in memory (answered 404). A stand-in serves none.
+    fn get(&self, path: &str) -> Option<(StatusCode, Bytes)> {
+        let _ = path;
+        None
+    }
 }
 
 /// What happens to calls to one address.
@@ -39,7 +48,8 @@ pub enum Fault {
     Hang,
     /// Taken, then dropped without an answer, as by a peer that closes the connection.
     Break,
-    /// Answered with this status and no message, as by a gate that turns the caller away.
+    /// Answered with this status and no message (a GET: with an error document), as by a
+    /// gate that turns the caller away.
     Answer(StatusCode),
 }
 
@@ -47,6 +57,8 @@ pub enum Fault {
 struct Links {
     nodes: HashMap<String, Weak<dyn Handler>>,
     faults: HashMap<String, Fault>,
+    /// Faults of GETs only, ahead of `faults`.
+    get_faults: HashMap<String, Fault>,
 }
 
 /// Nodes by address, reached in memory. Holds them weakly: a node holding the transport
@@ -87,18 +99,27 @@ impl MemoryTransport {
         };
     }
 
-    /// How many calls went to `addr` (whatever became of them).
+    /// GETs of the public API at `addr` meet `fault` from now on, whatever the link's
+    /// fault (`None`: the link's fault again): a peer whose public port is rate limited
+    /// or slow while its node-to-node route answers.
+    pub fn set_get_fault(&self, addr: &str, fault: Option<Fault>) {
+        let mut links = self.links();
+        match fault {
+            Some(f) => links.get_faults.insert(addr.to_string(), f),
+            None => links.get_faults.remove(addr),
+        };
+    }
+
+    /// How many calls and GETs went to `addr` (whatever became of them).
     pub fn calls_to(&self, addr: &str) -> u64 {
         let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         calls.get(addr).copied().unwrap_or(0)
     }
 
-    async fn deliver(
-        &self,
-        addr: &str,
-        path: &str,
-        body: Bytes,
-    ) -> (Result<Message, CallError>, Option<u64>) {
+    /// Count a call (`get`: a GET) to `addr` and play its fault: the node there, or how
+    /// the call ended (`CallError::Status` for [`Fault::Answer`]). A hung link never
+    /// returns.
+    async fn reach(&self, addr: &str, get: bool) -> Result<Arc<dyn Handler>, CallError> {
         *self
             .calls
             .lock()
@@ -109,25 +130,36 @@ impl MemoryTransport {
             let links = self.links();
             (
                 links.nodes.get(addr).and_then(Weak::upgrade),
-                links.faults.get(addr).copied(),
+                get.then(|| links.get_faults.get(addr))
+                    .flatten()
+                    .or_else(|| links.faults.get(addr))
+                    .copied(),
             )
         };
-        let Some(node) = node else {
-            return (Err(CallError::Refused), None);
-        };
+        let node = node.ok_or(CallError::Refused)?;
         match fault {
-            Some(Fault::Refuse) => return (Err(CallError::Refused), None),
+            Some(Fault::Refuse) => return Err(CallError::Refused),
             Some(Fault::Hang) => std::future::pending::<()>().await,
             Some(Fault::Break) => {
-                return (
-                    Err(CallError::Http("connection closed before an answer".into())),
-                    None,
-                )
+                return Err(CallError::Http("connection closed before an answer".into()))
             }
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
-            Some(Fault::Answer(status)) => return (Err(CallError::Status(status)), None),
+            Some(Fault::Answer(status)) => return Err(CallError::Status(status)),
             None => {}
         }
+        Ok(node)
+    }
+
+    async fn deliver(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+    ) -> (Result<Message, CallError>, Option<u64>) {
+        let node = match self.reach(addr, false).await {
+            Ok(node) => node,
+            Err(e) => return (Err(e), None),
+        };
         let msg = match Message::decode(body) {
             Ok(m) => m,
             Err(_) => return (Err(CallError::Status(StatusCode::BAD_REQUEST)), None),
@@ -144,6 +176,39 @@ impl MemoryTransport {
             Err(status) => (Err(CallError::Status(status)), clock),
         }
     }
+
+    /// A GET of `path` at `addr`: any status is an answer, as over HTTP, but a body over
+    /// `max_bytes` is an error.
+    async fn fetch(
+        &self,
+        addr: &str,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        let (status, body) = match self.reach(addr, true).await {
+            Ok(node) => node.get(path).unwrap_or_else(|| {
+                (
+                    StatusCode::NOT_FOUND,
+                    error_doc("no such document in memory"),
+                )
+            }),
+            // A gate's refusal, as HTTP would carry it.
+            Err(CallError::Status(status)) => (status, error_doc("turned away")),
+            Err(e) => return Err(e),
+        };
+        if body.len() > max_bytes {
+            return Err(CallError::Http(format!(
+                "body of {} bytes over the limit of {max_bytes}",
+                body.len()
+            )));
+        }
+        Ok((status, body))
+    }
+}
+
+/// An error document, as the HTTP API answers one.
+fn error_doc(message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "error": message }).to_string())
 }
 
 /// A stand-in peer that answers each message as `answer` says: with a reply, or with
@@ -197,13 +262,16 @@ impl Transport for MemoryTransport {
 
     fn get<'a>(
         &'a self,
-        _addr: &'a str,
-        _path: &'a str,
-        _max_bytes: usize,
-        _timeout: Duration,
+        addr: &'a str,
+        path: &'a str,
+        max_bytes: usize,
+        timeout: Duration,
     ) -> BoxFuture<'a, Result<(StatusCode, Bytes), CallError>> {
-        // Only node messages travel in memory; the public API is HTTP's.
-        Box::pin(async { Err(CallError::Http("no public API in memory".into())) })
+        Box::pin(async move {
+            tokio::time::timeout(timeout, self.fetch(addr, path, max_bytes))
+                .await
+                .unwrap_or(Err(CallError::Timeout))
+        })
     }
 }
 
@@ -228,6 +296,10 @@ mod tests {
 
         fn clock_ms(&self) -> u64 {
             42
+        }
+
+        fn get(&self, path: &str) -> Option<(StatusCode, Bytes)> {
+            (path == "/doc").then(|| (StatusCode::OK, Bytes::from_static(b"{\"n\":7}")))
         }
     }
 
@@ -325,5 +397,53 @@ mod tests {
         assert_eq!(clock, None, "no answer, no clock");
         assert_eq!(started.elapsed(), Duration::ZERO, "dropped at once");
         assert_eq!(transport.calls_to("n:1"), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gets_are_answered_by_the_node_and_meet_the_faults_of_calls() {
+        let transport = MemoryTransport::new();
+        let node: Arc<dyn Handler> = Arc::new(Echo);
+        transport.add("n:1", Arc::downgrade(&node));
+        let client = PeerClient::over(transport.clone());
+        let timeout = Duration::from_secs(2);
+        let get = |path: &'static str, max: usize| {
+            let client = client.clone();
+            async move { client.get("n:1", path, max, timeout).await }
+        };
+
+        let (status, body) = get("/doc", 64).await.unwrap();
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"{\"n\":7}"[..]));
+        assert!(get("/doc", 7).await.is_ok(), "a body of exactly max_bytes");
+        assert!(matches!(get("/doc", 6).await, Err(CallError::Http(_))));
+        let (status, _) = get("/other", 64).await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let nobody = client.get("n:2", "/doc", 64, timeout).await;
+        assert!(matches!(nobody, Err(CallError::Refused)), "{nobody:?}");
+
+        // The link's faults apply to GETs too; a turned-away GET is an answer.
+        transport.set_fault("n:1", Some(Fault::Answer(StatusCode::FORBIDDEN)));
+        let (status, doc) = client.get_json("n:1", "/doc", timeout).await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(doc["error"].is_string(), "{doc}");
+        transport.set_fault("n:1", Some(Fault::Break));
+        assert!(matches!(get("/doc", 64).await, Err(CallError::Http(_))));
+        transport.set_fault("n:1", Some(Fault::Delay(Duration::from_millis(300))));
+        let started = Instant::now();
+        assert!(get("/doc", 64).await.is_ok());
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+
+        // A fault of GETs only goes first, and leaves calls alone.
+        transport.set_fault("n:1", None);
+        transport.set_get_fault("n:1", Some(Fault::Hang));
+        let started = Instant::now();
+        assert!(matches!(get("/doc", 64).await, Err(CallError::Timeout)));
+        assert_eq!(started.elapsed(), timeout, "the caller's timeout");
+        assert!(matches!(call(&client, "n:1").await.0, Ok(Message::Ack(7))));
+        transport.set_get_fault("n:1", Some(Fault::Refuse));
+        assert!(matches!(get("/doc", 64).await, Err(CallError::Refused)));
+        transport.set_get_fault("n:1", None);
+        assert!(get("/doc", 64).await.is_ok());
+        assert_eq!(transport.calls_to("n:1"), 11, "GETs are counted with calls");
+        drop(node);
     }
 }

@@ -63,8 +63,8 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, (Result<Message, CallError>, Option<u64>)>;
 
-    /// GET `path` of a peer's public API within `timeout`: the status and a body of at
-    /// most `max_bytes` (a longer one is an error).
+    /// GET `path` of a peer's public API within `timeout`: the status (any) and a body
+    /// of at most `max_bytes` (a longer one is an error); refused and timed out as a call.
     fn get<'a>(
         &'a self,
         addr: &'a str,
