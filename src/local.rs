@@ -64,6 +64,14 @@ impl<T: Member> Registry<T> {
         self.nodes().get(id).cloned()
     }
 
+    /// A node serving in this process for which `pred` holds.
+    pub fn find(&self, pred: impl Fn(&T) -> bool) -> Option<Arc<T>> {
+        self.nodes()
+            .values()
+            .filter_map(Weak::upgrade)
+            .find(|node| pred(node))
+    }
+
     /// The nodes serving in this process whose failure domain is `domain`.
     pub fn serving_in(&self, domain: &str) -> Vec<Arc<T>> {
         self.nodes()

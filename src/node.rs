@@ -40,6 +40,8 @@ use crate::metrics::Metrics;
 use crate::replication::{LocalReplicas, Replica, Replicator};
 use crate::skew::SkewTable;
 use crate::store::Store;
+use crate::transport::local_first::LocalNodes;
+use crate::transport::memory::Handler;
 use crate::transport::PeerClient;
 use crate::wire::{Entry, NodeInfo};
 
@@ -174,7 +176,31 @@ impl Node {
         };
         let metrics = Arc::new(Metrics::new());
         let client = process.transport.clone().unwrap_or_else(|| {
-            PeerClient::http(config.cluster_secret.as_deref(), tuning.clock_offset_ms)
+            // By id; without one, by port when the address is how this host's nodes are
+            // reached (what an HTTP call there would reach). A stopping node is left to
+            // HTTP, whose server stops answering as it drains.
+            let registry = process.registry.clone();
+            let here = local_host(config.bind_addr);
+            let local: LocalNodes = Arc::new(move |addr, id| {
+                let node = match id {
+                    Some(id) => registry.lookup(id)?.upgrade()?,
+                    None => {
+                        let (host, port) = addr.rsplit_once(':')?;
+                        let port: u16 = port.parse().ok()?;
+                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        if host != here {
+                            return None;
+                        }
+                        registry.find(|n| n.port == port)?
+                    }
+                };
+                (!node.is_stopping()).then_some(node as Arc<dyn Handler>)
+            });
+            PeerClient::local_first(
+                local,
+                config.cluster_secret.as_deref(),
+                tuning.clock_offset_ms,
+            )
         });
         Arc::new(Node {
             origin: origin_tag(&id),

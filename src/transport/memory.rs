@@ -156,24 +156,9 @@ impl MemoryTransport {
         path: &str,
         body: Bytes,
     ) -> (Result<Message, CallError>, Option<u64>) {
-        let node = match self.reach(addr, false).await {
-            Ok(node) => node,
-            Err(e) => return (Err(e), None),
-        };
-        let msg = match Message::decode(body) {
-            Ok(m) => m,
-            Err(_) => return (Err(CallError::Status(StatusCode::BAD_REQUEST)), None),
-        };
-        let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let clock = Some(node.clock_ms());
-        let reply = node.handle(path, msg, source).await;
-        match reply {
-            // Through the encoding, as over HTTP.
-            Ok(reply) => (
-                Message::decode(reply.encode()).map_err(CallError::from),
-                clock,
-            ),
-            Err(status) => (Err(CallError::Status(status)), clock),
+        match self.reach(addr, false).await {
+            Ok(node) => hand_to(node, path, body).await,
+            Err(e) => (Err(e), None),
         }
     }
 
@@ -203,6 +188,29 @@ impl MemoryTransport {
             )));
         }
         Ok((status, body))
+    }
+}
+
+/// Hands an encoded message for `path` to `node`, as a loopback peer over HTTP would
+/// reach it, and decodes its answer: the reply (through the encoding both ways, as over
+/// HTTP) and the node's clock.
+pub(super) async fn hand_to(
+    node: Arc<dyn Handler>,
+    path: &str,
+    body: Bytes,
+) -> (Result<Message, CallError>, Option<u64>) {
+    let msg = match Message::decode(body) {
+        Ok(m) => m,
+        Err(_) => return (Err(CallError::Status(StatusCode::BAD_REQUEST)), None),
+    };
+    let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let clock = Some(node.clock_ms());
+    match node.handle(path, msg, source).await {
+        Ok(reply) => (
+            Message::decode(reply.encode()).map_err(CallError::from),
+            clock,
+        ),
+        Err(status) => (Err(CallError::Status(status)), clock),
     }
 }
 

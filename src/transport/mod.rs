@@ -3,6 +3,7 @@
 //! ([`memory`]) in tests that run on paused time.
 
 pub mod http;
+pub mod local_first;
 pub mod memory;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use hyper::StatusCode;
 use crate::wire::{Message, WireError};
 
 pub use self::http::HttpTransport;
+pub use local_first::LocalFirst;
 pub use memory::MemoryTransport;
 
 /// Route of membership exchanges.
@@ -96,6 +98,17 @@ impl PeerClient {
         PeerClient(Arc::new(
             HttpTransport::new(secret).with_clock_offset(clock_offset_ms),
         ))
+    }
+
+    /// To the nodes of this process (`local`) in memory, to the others as
+    /// [`PeerClient::http`].
+    pub fn local_first(
+        local: local_first::LocalNodes,
+        secret: Option<&str>,
+        clock_offset_ms: i64,
+    ) -> Self {
+        let http = HttpTransport::new(secret).with_clock_offset(clock_offset_ms);
+        PeerClient(Arc::new(LocalFirst::new(local, Arc::new(http))))
     }
 
     /// Through `transport`.
