@@ -1,6 +1,7 @@
 //! Node-to-node calls: one wire [`Message`] sent to a peer's `/internal/` route, one
-//! message back, through a [`Transport`]: over HTTP ([`http`]) in production, in memory
-//! ([`memory`]) in tests that run on paused time.
+//! message back, through a [`Transport`]: in production in memory to the nodes of this
+//! process and over HTTP ([`http`]) to the others ([`local_first`]); in tests that run on
+//! paused time, in memory ([`memory`]).
 
 pub mod http;
 pub mod local_first;
