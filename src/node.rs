@@ -35,7 +35,7 @@ use crate::clock::{origin_tag, Hlc};
 use crate::cluster_hosts::ClusterHosts;
 use crate::config::Config;
 use crate::local::{Member, Registry};
-use crate::membership::Membership;
+use crate::membership::{split_addr, Membership};
 use crate::metrics::Metrics;
 use crate::replication::{LocalReplicas, Replica, Replicator};
 use crate::skew::SkewTable;
@@ -185,9 +185,7 @@ impl Node {
                 let node = match id {
                     Some(id) => registry.lookup(id)?.upgrade()?,
                     None => {
-                        let (host, port) = addr.rsplit_once(':')?;
-                        let port: u16 = port.parse().ok()?;
-                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        let (host, port) = split_addr(addr)?;
                         if host != here {
                             return None;
                         }
