@@ -114,10 +114,11 @@ impl Trigger {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_forever(purged_bytes: impl Fn() -> u64) {
-    let Some(rss) = rss_bytes() else {
+    // Without RSS readings (0), only purges trigger a trim.
+    let rss = rss_bytes().unwrap_or_else(|| {
         tracing::warn!("cannot read /proc/self/statm; the heap is trimmed only after expiries");
-        return trim_on_purges(purged_bytes);
-    };
+        0
+    });
     let mut trigger = Trigger::new(purged_bytes(), rss);
     loop {
         std::thread::sleep(TRIM_EVERY);
@@ -134,20 +135,6 @@ fn trim_forever(purged_bytes: impl Fn() -> u64) {
                 after,
                 "heap trimmed"
             );
-        }
-    }
-}
-
-/// The trimmer without RSS readings: on purged bytes alone.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_on_purges(purged_bytes: impl Fn() -> u64) {
-    let mut trigger = Trigger::new(purged_bytes(), 0);
-    loop {
-        std::thread::sleep(TRIM_EVERY);
-        let purged = purged_bytes();
-        if trigger.check(purged, 0) {
-            glibc::trim();
-            trigger.trimmed(purged, 0);
         }
     }
 }
