@@ -94,15 +94,8 @@ impl PeerClient {
         PeerClient(Arc::new(HttpTransport::new(secret)))
     }
 
-    /// Over HTTP, signing with a clock moved by `clock_offset_ms` (the clock test hook).
-    pub fn http(secret: Option<&str>, clock_offset_ms: i64) -> Self {
-        PeerClient(Arc::new(
-            HttpTransport::new(secret).with_clock_offset(clock_offset_ms),
-        ))
-    }
-
-    /// To the nodes of this process (`local`) in memory, to the others as
-    /// [`PeerClient::http`].
+    /// To the nodes of this process (`local`) in memory, to the others over HTTP, signing
+    /// with a clock moved by `clock_offset_ms` (the clock test hook).
     pub fn local_first(
         local: local_first::LocalNodes,
         secret: Option<&str>,
