@@ -4,7 +4,8 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 
 use tokio::time::Instant;
 
-use super::{Applied, Node, Record, Store, StoreError};
+use super::entry::Draft;
+use super::{Applied, Record, Store, StoreError};
 
 impl Store {
     /// Stores `rec` under `key` unless the key holds an equal or newer version (last
@@ -34,29 +35,30 @@ impl Store {
         let tags = &shared.tags;
         let totals = &shared.totals;
         let tag = tags.of(key.as_bytes());
-        let node = Box::new(Node::new(
-            key,
-            rec.value,
-            rec.created_ms,
-            rec.expires_ms,
+        let draft = Draft {
+            key: key.as_bytes(),
+            value: rec.value,
+            created_ms: rec.created_ms,
+            expires_ms: rec.expires_ms,
             deadline,
-            rec.version,
-        ));
+            version: rec.version,
+        };
         let mut freed = Vec::new();
         let mut purged = false;
         let (replaced, earliest, old_cost) = loop {
             let mut state = shared.lock(tag);
             let mut old_cost = None;
             if let Some(old) = state.get(key.as_bytes(), tag) {
-                if old.deadline > now {
-                    if rec.version <= old.version && old.version.hlc <= ceiling {
+                if old.deadline() > now {
+                    let held = old.version();
+                    if draft.version <= held && held.hlc <= ceiling {
                         return Ok(Applied::Stale);
                     }
                     old_cost = Some(old.cost());
-                } else if let Some(dead) = state.remove(key.as_bytes(), tag, totals) {
+                } else if let Some((_, dead)) = state.remove(key.as_bytes(), tag, tags, totals) {
                     // Expired but not yet purged: counts as absent.
                     state.purged_total += 1;
-                    freed.push(dead);
+                    freed.extend(dead);
                 }
             }
             // Charge the new bytes and release the replaced ones in one step.
@@ -72,7 +74,19 @@ impl Store {
             match reserved {
                 Ok(_) => {
                     let earliest = state.index.earliest();
-                    let replaced = state.insert(node, tag, tags, totals);
+                    let Some((_, replaced)) = state.insert(&draft, tag, tags, totals) else {
+                        // No room for a record in the shard (16 GiB of them): undo the charge.
+                        let _ = totals.bytes.fetch_update(
+                            AtomicOrdering::Relaxed,
+                            AtomicOrdering::Relaxed,
+                            |bytes| Some(bytes.saturating_sub(cost) + old_cost.unwrap_or(0)),
+                        );
+                        return Err(StoreError::Full {
+                            needed: cost,
+                            available: 0,
+                            limit,
+                        });
+                    };
                     break (replaced, earliest, old_cost);
                 }
                 Err(bytes) if purged => {

@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
-use super::{Node, Store, StoreError};
+use super::entry::Entry;
+use super::{Store, StoreError};
 
 /// What the shards add up together.
 pub(super) struct Totals {
@@ -16,7 +17,7 @@ pub(super) struct Totals {
 
 impl Totals {
     /// Add or remove (XOR is its own inverse) `node` in the digest.
-    pub(super) fn toggle(&self, node: &Node) {
+    pub(super) fn toggle(&self, node: &Entry<'_>) {
         let (bucket, hash) = node.digest_part();
         if let Some(slot) = self.digest.get(bucket) {
             slot.fetch_xor(hash, AtomicOrdering::Relaxed);
@@ -24,7 +25,7 @@ impl Totals {
     }
 
     /// `node` left the store.
-    pub(super) fn release(&self, node: &Node) {
+    pub(super) fn release(&self, node: &Entry<'_>) {
         self.bytes.fetch_sub(node.cost(), AtomicOrdering::Relaxed);
         self.toggle(node);
     }

@@ -4,7 +4,8 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 
 use tokio::time::Instant;
 
-use super::{Node, Record, Store};
+use super::entry::Entry;
+use super::{Record, Store};
 use crate::clock::Version;
 
 impl Store {
@@ -25,18 +26,19 @@ impl Store {
     pub fn versions_in(&self, buckets: &[bool], settled_ms: u64) -> Vec<(String, Version)> {
         self.collect(|n| {
             let flagged = buckets.get(n.digest_part().0).copied().unwrap_or(false);
-            (n.version.wall_ms() <= settled_ms && flagged).then(|| (n.key_string(), n.version))
+            (n.version().wall_ms() <= settled_ms && flagged).then(|| (n.key_string(), n.version()))
         })
     }
 
     /// `pick` applied to every live entry, shard by shard, keeping its `Some`s.
-    pub(super) fn collect<T>(&self, mut pick: impl FnMut(&Node) -> Option<T>) -> Vec<T> {
+    pub(super) fn collect<T>(&self, mut pick: impl FnMut(&Entry<'_>) -> Option<T>) -> Vec<T> {
         let now = self.shared.offset(Instant::now());
         let mut out = Vec::new();
         for shard in self.shared.shards.iter() {
             let state = shard.lock();
-            let live = state.map.iter().filter(|node| node.deadline > now);
-            out.extend(live.filter_map(|node| pick(node)));
+            let entries = state.map.iter().map(|&h| state.records.entry(h));
+            let live = entries.filter(|node| node.deadline() > now);
+            out.extend(live.filter_map(|node| pick(&node)));
         }
         out
     }

@@ -4,12 +4,16 @@ use std::collections::{btree_map, BTreeMap};
 
 use hashbrown::HashTable;
 
-use super::{spread, Node};
+use super::arena::Handle;
+use super::records::Records;
+use super::spread;
+#[cfg(doc)]
+use super::Entry;
 
 /// log2 of the width of an expiry slot, in nanoseconds (2^30 ns ≈ 1.07 s).
 pub(super) const SLOT_BITS: u32 = 30;
 
-/// [`Node::place`] of an entry filed in [`Expiry::near`].
+/// [`Entry::place`] of an entry filed in [`Expiry::near`].
 pub(super) const NEAR: u32 = u32::MAX;
 
 pub(super) fn slot_of(deadline: i64) -> i64 {
@@ -28,7 +32,7 @@ pub(super) fn slot_end(slot: i64) -> i64 {
 ///
 /// Deadlines from `near_end` on are filed coarsely, in slots of 2^[`SLOT_BITS`] ns: per
 /// slot, the tags of its entries in no order (4 bytes an entry), and each entry knows its
-/// position there ([`Node::place`]), so removing one is a swap with the slot's last tag.
+/// position there ([`Entry::place`]), so removing one is a swap with the slot's last tag.
 /// Once a slot has started, the purge moves its entries, a batch at a time, into `near`:
 /// (deadline, tag) in order, counted for the rare entries that share both. Deadlines
 /// before `near_end` (short TTLs) are filed there directly.
@@ -41,7 +45,7 @@ pub(super) struct Expiry {
 }
 
 pub(super) struct Slot {
-    /// The tags of the entries filed here, at their [`Node::place`].
+    /// The tags of the entries filed here, at their [`Entry::place`].
     pub(super) tags: Vec<u32>,
     /// No entry here expires before this (exact until the earliest one leaves).
     pub(super) min: i64,
@@ -58,7 +62,7 @@ impl Default for Expiry {
 }
 
 impl Expiry {
-    /// Files a new entry; returns its [`Node::place`].
+    /// Files a new entry; returns its [`Entry::place`].
     pub(super) fn file(&mut self, deadline: i64, tag: u32) -> u32 {
         if deadline >= self.near_end {
             let slot = self.far.entry(slot_of(deadline)).or_insert(Slot {
@@ -80,10 +84,16 @@ impl Expiry {
 
     /// Unfiles an entry that has left the map. Filling the gap moves another entry of
     /// the slot, whose place is updated in `map`.
-    pub(super) fn unfile(&mut self, node: &Node, tag: u32, map: &mut HashTable<Box<Node>>) {
-        let place = node.place();
+    pub(super) fn unfile(
+        &mut self,
+        place: u32,
+        deadline: i64,
+        tag: u32,
+        map: &HashTable<Handle>,
+        records: &mut Records,
+    ) {
         if place == NEAR {
-            if let btree_map::Entry::Occupied(mut e) = self.near.entry((node.deadline, tag)) {
+            if let btree_map::Entry::Occupied(mut e) = self.near.entry((deadline, tag)) {
                 *e.get_mut() -= 1;
                 if *e.get() == 0 {
                     e.remove();
@@ -91,7 +101,7 @@ impl Expiry {
             }
             return;
         }
-        let s = slot_of(node.deadline);
+        let s = slot_of(deadline);
         let btree_map::Entry::Occupied(mut e) = self.far.entry(s) else {
             return;
         };
@@ -103,8 +113,8 @@ impl Expiry {
         tags.swap_remove(place);
         if let Some(&moved) = tags.get(place) {
             let last = tags.len();
-            if let Some(other) = at_place(map, moved, s, last) {
-                other.set_place(place as u32);
+            if let Some(other) = at_place(map, records, moved, s, last) {
+                records.set_place(other, place as u32);
             }
         }
         if tags.is_empty() {
@@ -120,7 +130,8 @@ impl Expiry {
         &mut self,
         now: i64,
         budget: usize,
-        map: &mut HashTable<Box<Node>>,
+        map: &HashTable<Handle>,
+        records: &mut Records,
     ) -> usize {
         let Some(mut first) = self.far.first_entry() else {
             return 0;
@@ -136,9 +147,10 @@ impl Expiry {
         while moved < budget.max(1) {
             let Some(tag) = tags.pop() else { break };
             moved += 1;
-            if let Some(node) = at_place(map, tag, s, tags.len()) {
-                node.set_place(NEAR);
-                *self.near.entry((node.deadline, tag)).or_insert(0) += 1;
+            if let Some(h) = at_place(map, records, tag, s, tags.len()) {
+                records.set_place(h, NEAR);
+                let deadline = records.entry(h).deadline();
+                *self.near.entry((deadline, tag)).or_insert(0) += 1;
             }
         }
         if tags.is_empty() {
@@ -149,14 +161,13 @@ impl Expiry {
 
     /// Removes up to `budget` entries of the first slot from `map` into `freed` if that
     /// whole slot has expired by `now`. Returns how many it took (0: none has).
-    // Boxes: see `State::purge_due`.
-    #[allow(clippy::vec_box)]
     pub(super) fn take_ended(
         &mut self,
         now: i64,
         budget: usize,
-        map: &mut HashTable<Box<Node>>,
-        freed: &mut Vec<Box<Node>>,
+        map: &mut HashTable<Handle>,
+        records: &Records,
+        freed: &mut Vec<Handle>,
     ) -> usize {
         let Some(mut first) = self.far.first_entry() else {
             return 0;
@@ -173,8 +184,9 @@ impl Expiry {
             let Ok(place) = u32::try_from(tags.len()) else {
                 continue;
             };
-            let found = map.find_entry(spread(tag), |node| {
-                node.place() == place && slot_of(node.deadline) == s
+            let found = map.find_entry(spread(tag), |&h| {
+                let node = records.entry(h);
+                node.place() == place && slot_of(node.deadline()) == s
             });
             if let Ok(found) = found {
                 freed.push(found.remove().0);
@@ -211,13 +223,15 @@ impl Expiry {
 /// The entry filed at `place` in slot `s` with tag `tag` (the place is unique in a
 /// slot, so the tag only narrows the search).
 pub(super) fn at_place(
-    map: &mut HashTable<Box<Node>>,
+    map: &HashTable<Handle>,
+    records: &Records,
     tag: u32,
     s: i64,
     place: usize,
-) -> Option<&mut Node> {
+) -> Option<Handle> {
     let place = u32::try_from(place).ok()?;
-    map.iter_hash_mut(spread(tag))
-        .map(|node| &mut **node)
-        .find(|node| node.place() == place && slot_of(node.deadline) == s)
+    map.iter_hash(spread(tag)).copied().find(|&h| {
+        let node = records.entry(h);
+        node.place() == place && slot_of(node.deadline()) == s
+    })
 }

@@ -43,7 +43,7 @@ impl Store {
             let state = shared.shards[i].lock();
             let live = |key: &[u8]| {
                 let tag = shared.tags.of(key);
-                state.get(key, tag).is_some_and(|n| n.deadline > now)
+                state.get(key, tag).is_some_and(|n| n.deadline() > now)
             };
             let order = &state.order;
             let (next, read) = order.keys_page(from, prefix, batch, live, &mut run.buf);
@@ -87,8 +87,8 @@ impl Store {
                 // The map yields every entry whose hash bits look alike: keep only this
                 // tag's, or an entry would be listed once per look-alike tag.
                 let same = state.map.iter_hash(spread(tag));
-                let live = same.filter(|n| {
-                    n.created_ms == ms && n.deadline > now && shared.tags.of(n.key()) == tag
+                let live = same.map(|&h| state.records.entry(h)).filter(|n| {
+                    n.created_ms() == ms && n.deadline() > now && shared.tags.of(n.key()) == tag
                 });
                 page.extend(live.map(|n| Reverse((ms, n.key_string()))));
             });

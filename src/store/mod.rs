@@ -18,6 +18,7 @@ use crate::antientropy;
 use crate::clock::Version;
 
 mod apply;
+mod arena;
 mod budget;
 mod digest;
 mod entry;
@@ -25,6 +26,7 @@ mod expiry;
 mod keys;
 mod purge;
 mod record;
+mod records;
 mod shard;
 mod tags;
 #[cfg(test)]
@@ -37,7 +39,7 @@ pub use record::{Applied, Record, StoreError};
 pub use shard::SHARDS;
 
 use budget::Totals;
-use entry::Node;
+use entry::Entry;
 use expiry::{Expiry, NEAR};
 use shard::{Shard, State, SHARD_BITS};
 use tags::{spread, Tags};
@@ -109,13 +111,13 @@ impl Shared {
         t.unwrap_or(self.epoch)
     }
 
-    fn record(&self, node: &Node) -> Record {
+    fn record(&self, node: &Entry<'_>) -> Record {
         Record {
             value: node.value(),
-            created_ms: node.created_ms,
-            expires_ms: node.expires_ms,
-            expires_at: self.instant(node.deadline),
-            version: node.version,
+            created_ms: node.created_ms(),
+            expires_ms: node.expires_ms(),
+            expires_at: self.instant(node.deadline()),
+            version: node.version(),
         }
     }
 }
@@ -179,7 +181,7 @@ impl Store {
         let tag = self.shared.tags.of(key.as_bytes());
         let state = self.shared.lock(tag);
         let node = state.get(key.as_bytes(), tag)?;
-        (node.deadline > now).then(|| self.shared.record(node))
+        (node.deadline() > now).then(|| self.shared.record(&node))
     }
 
     /// The version of the live entry under `key`.
@@ -188,7 +190,7 @@ impl Store {
         let tag = self.shared.tags.of(key.as_bytes());
         let state = self.shared.lock(tag);
         let node = state.get(key.as_bytes(), tag)?;
-        (node.deadline > now).then_some(node.version)
+        (node.deadline() > now).then(|| node.version())
     }
 
     /// Number of stored keys, live or expired-but-not-yet-purged.

@@ -8,7 +8,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{spread, Node, Shared, State, Store, Tags, Totals, NEAR};
+use super::entry::Big;
+use super::shard::rehash;
+use super::{spread, Shared, State, Store, Tags, Totals, NEAR};
 
 /// Work units (entries looked up or freed) per lock acquisition by
 /// [`Store::purge_expired`].
@@ -43,34 +45,33 @@ pub(super) const MIN_SWEEP: Duration = Duration::from_millis(1);
 pub(super) const MAX_SWEEP: Duration = Duration::from_secs(24 * 3600);
 
 impl State {
-    /// Removes entries with `deadline <= now`, earliest first, moving them into `freed`
-    /// (so the caller can drop the payloads after unlocking), until about `budget`
-    /// entries were looked up or removed. Returns how many it removed and whether it
+    /// Removes entries with `deadline <= now`, earliest first, until about `budget`
+    /// entries were looked up or removed; big values go to `dropped`, for the caller to
+    /// drop once unlocked. Returns how many it removed, their bytes, and whether it
     /// removed them all.
-    // Boxes, not nodes: moving the entries out of the map then copies no node and frees
-    // no allocation under the lock.
-    #[allow(clippy::vec_box)]
     pub(super) fn purge_due(
         &mut self,
         now: i64,
         budget: usize,
         tags: &Tags,
         totals: &Totals,
-        freed: &mut Vec<Box<Node>>,
-    ) -> (usize, bool) {
-        let first_freed = freed.len();
+        dropped: &mut Vec<Big>,
+    ) -> (usize, u64, bool) {
+        let mut freed = Vec::new();
         let mut work = 0;
         let done = loop {
             if work >= budget {
                 break false;
             }
             let room = budget - work;
-            let taken = self.index.take_ended(now, room, &mut self.map, freed);
+            let taken = self
+                .index
+                .take_ended(now, room, &mut self.map, &self.records, &mut freed);
             if taken > 0 {
                 work += taken;
                 continue;
             }
-            let moved = self.index.promote(now, room, &mut self.map);
+            let moved = self.index.promote(now, room, &self.map, &mut self.records);
             if moved > 0 {
                 work += moved;
                 continue;
@@ -85,9 +86,13 @@ impl State {
             // The entries with this deadline and tag (normally exactly one).
             let count = first.remove();
             work += 1;
+            let records = &self.records;
             for _ in 0..count {
-                let Ok(found) = self.map.find_entry(spread(tag), |node| {
-                    node.deadline == deadline && node.place() == NEAR && tags.of(node.key()) == tag
+                let Ok(found) = self.map.find_entry(spread(tag), |&h| {
+                    let node = records.entry(h);
+                    node.deadline() == deadline
+                        && node.place() == NEAR
+                        && tags.of(node.key()) == tag
                 }) else {
                     break;
                 };
@@ -95,17 +100,24 @@ impl State {
                 work += 1;
             }
         };
-        let removed = freed.len() - first_freed;
-        for node in &freed[first_freed..] {
-            totals.release(node);
+        let mut bytes = 0;
+        for &h in &freed {
+            let node = self.records.entry(h);
+            totals.release(&node);
+            bytes += node.cost();
             let key = node.key();
-            self.order.remove(key, node.created_ms, tags.of(key));
+            self.order.remove(key, node.created_ms(), tags.of(key));
         }
+        for &h in &freed {
+            dropped.extend(self.records.remove(h));
+        }
+        self.records.tidy(&mut self.map, tags);
+        let removed = freed.len();
         self.purged_total += removed as u64;
         if done && removed > 0 {
             self.shrink_if_sparse(tags);
         }
-        (removed, done)
+        (removed, bytes, done)
     }
 
     /// Gives back most of the table's buckets when few are used (see [`SPARSE`]).
@@ -113,7 +125,7 @@ impl State {
         let buckets = self.map.capacity();
         if buckets > MIN_SHRINK_BUCKETS && self.map.len() < buckets / SPARSE {
             self.map
-                .shrink_to(self.map.len() * 2, |n| spread(tags.of(n.key())));
+                .shrink_to(self.map.len() * 2, rehash(&self.records, tags));
         }
     }
 }
@@ -126,19 +138,18 @@ impl Store {
         let shared = &*self.shared;
         let now = shared.offset(Instant::now());
         let mut total = 0;
-        let mut freed = Vec::new();
+        let mut dropped = Vec::new();
         for shard in shared.shards.iter() {
             loop {
-                let (n, done) = shard.lock().purge_due(
+                let (n, bytes, done) = shard.lock().purge_due(
                     now,
                     PURGE_BATCH,
                     &shared.tags,
                     &shared.totals,
-                    &mut freed,
+                    &mut dropped,
                 );
-                let bytes: u64 = freed.iter().map(|node| node.cost()).sum();
                 shared.purged.add(bytes);
-                freed.clear();
+                dropped.clear();
                 total += n;
                 if done {
                     break;

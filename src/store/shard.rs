@@ -6,10 +6,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 
+use super::arena::Handle;
+use super::entry::{Big, Draft, Entry};
 use super::expiry::slot_of;
 #[cfg(test)]
 use super::expiry::slot_start;
-use super::{spread, Expiry, Node, Tags, Totals, NEAR};
+use super::records::Records;
+use super::{spread, Expiry, Tags, Totals, NEAR};
 use crate::listing::Order;
 
 /// log2 of [`SHARDS`].
@@ -27,7 +30,9 @@ pub(super) struct Shard(pub(super) Mutex<State>);
 pub(super) struct State {
     /// Every entry of the shard, hashed by the tag of its key ([`Tags`]) so that the
     /// expiry index can find an entry from its tag alone.
-    pub(super) map: HashTable<Box<Node>>,
+    pub(super) map: HashTable<Handle>,
+    /// The entries themselves.
+    pub(super) records: Records,
     /// When each entry expires: the purge's work list.
     pub(super) index: Expiry,
     /// Key order and creation order, for listings.
@@ -43,89 +48,137 @@ impl Shard {
     }
 }
 
+/// The hash of the entry at `h`, for the map's growth.
+pub(super) fn rehash<'a>(records: &'a Records, tags: &'a Tags) -> impl Fn(&Handle) -> u64 + 'a {
+    move |h| spread(tags.of(records.entry(*h).key()))
+}
+
 impl State {
-    /// The entry under `key` (whose tag is `tag`).
-    pub(super) fn get(&self, key: &[u8], tag: u32) -> Option<&Node> {
-        let node = self.map.find(spread(tag), |n| n.key() == key)?;
-        Some(node)
+    /// The handle of the entry under `key` (whose tag is `tag`).
+    pub(super) fn find(&self, key: &[u8], tag: u32) -> Option<Handle> {
+        let records = &self.records;
+        let h = self
+            .map
+            .find(spread(tag), |h| records.entry(*h).key() == key)?;
+        Some(*h)
     }
 
-    /// Stores `node` (whose key has tag `tag`), returning the entry it replaced. The
-    /// caller has already charged the new entry's bytes and released the old one's.
+    /// The entry under `key` (whose tag is `tag`).
+    pub(super) fn get(&self, key: &[u8], tag: u32) -> Option<Entry<'_>> {
+        self.find(key, tag).map(|h| self.records.entry(h))
+    }
+
+    /// Stores `draft` (whose key has tag `tag`) in place of the entry under its key, if
+    /// any. The caller has already charged the new entry's bytes and released the old
+    /// one's. Returns whether an entry was replaced, and big values to drop once
+    /// unlocked; `None` (nothing changed) when the shard has no room left.
     pub(super) fn insert(
         &mut self,
-        mut node: Box<Node>,
+        draft: &Draft<'_>,
         tag: u32,
         tags: &Tags,
         totals: &Totals,
-    ) -> Option<Box<Node>> {
+    ) -> Option<(bool, Vec<Big>)> {
         let hash = spread(tag);
-        let key = node.key();
-        let old = match self.map.find_entry(hash, |n| n.key() == key) {
+        let new = self.records.add(draft)?;
+        let records = &self.records;
+        let old = match self
+            .map
+            .find_entry(hash, |h| records.entry(*h).key() == draft.key)
+        {
             Ok(found) => Some(found.remove().0),
             Err(_) => None,
         };
-        let deadline = node.deadline;
+        let deadline = draft.deadline;
+        let old_at = old.map(|h| {
+            let e = self.records.entry(h);
+            (e.place(), e.deadline(), e.created_ms())
+        });
         // Same slot: the new entry takes the old one's place (same key, same tag).
-        let same_slot = old
-            .as_ref()
-            .filter(|old| old.place() != NEAR && slot_of(old.deadline) == slot_of(deadline))
-            .and_then(|old| {
+        let same_slot = old_at
+            .filter(|&(place, old_deadline, _)| {
+                place != NEAR && slot_of(old_deadline) == slot_of(deadline)
+            })
+            .and_then(|(place, _, _)| {
                 let slot = self.index.far.get_mut(&slot_of(deadline))?;
                 slot.min = slot.min.min(deadline);
-                Some(old.place())
+                Some(place)
             });
-        let place = match (same_slot, &old) {
+        let place = match (same_slot, old_at) {
             (Some(place), _) => place,
-            (None, Some(old)) => {
-                self.index.unfile(old, tag, &mut self.map);
+            (None, Some((place, old_deadline, _))) => {
+                self.index
+                    .unfile(place, old_deadline, tag, &self.map, &mut self.records);
                 self.index.file(deadline, tag)
             }
             (None, None) => self.index.file(deadline, tag),
         };
-        node.set_place(place);
-        if let Some(old) = &old {
-            totals.toggle(old);
-            self.order.recreate(old.created_ms, node.created_ms, tag);
+        self.records.set_place(new, place);
+        if let (Some(h), Some((_, _, old_created))) = (old, old_at) {
+            totals.toggle(&self.records.entry(h));
+            self.order.recreate(old_created, draft.created_ms, tag);
         } else {
-            self.order.add(node.key(), node.created_ms, tag);
+            self.order.add(draft.key, draft.created_ms, tag);
         }
-        totals.toggle(&node);
+        totals.toggle(&self.records.entry(new));
         self.map
-            .insert_unique(hash, node, |n| spread(tags.of(n.key())));
-        old
+            .insert_unique(hash, new, rehash(&self.records, tags));
+        let mut dropped = Vec::new();
+        if let Some(h) = old {
+            dropped.extend(self.records.remove(h));
+        }
+        // Also when nothing was removed: the block filled before may have been left sparse.
+        self.records.tidy(&mut self.map, tags);
+        Some((old.is_some(), dropped))
     }
 
-    /// Removes the entry under `key` (whose tag is `tag`).
-    pub(super) fn remove(&mut self, key: &[u8], tag: u32, totals: &Totals) -> Option<Box<Node>> {
-        let found = self.map.find_entry(spread(tag), |n| n.key() == key);
-        let (node, _) = found.ok()?.remove();
-        totals.release(&node);
-        self.index.unfile(&node, tag, &mut self.map);
-        self.order.remove(key, node.created_ms, tag);
-        Some(node)
+    /// Removes the entry under `key` (whose tag is `tag`); returns its cost, and its big
+    /// value to drop once unlocked.
+    pub(super) fn remove(
+        &mut self,
+        key: &[u8],
+        tag: u32,
+        tags: &Tags,
+        totals: &Totals,
+    ) -> Option<(u64, Option<Big>)> {
+        let records = &self.records;
+        let found = self
+            .map
+            .find_entry(spread(tag), |h| records.entry(*h).key() == key);
+        let (h, _) = found.ok()?.remove();
+        let e = self.records.entry(h);
+        let (cost, place, deadline, created) = (e.cost(), e.place(), e.deadline(), e.created_ms());
+        totals.release(&e);
+        self.index
+            .unfile(place, deadline, tag, &self.map, &mut self.records);
+        self.order.remove(key, created, tag);
+        let big = self.records.remove(h);
+        self.records.tidy(&mut self.map, tags);
+        Some((cost, big))
     }
 }
 
 #[cfg(test)]
 impl State {
     /// Asserts that the expiry index files exactly the entries of the map, each where
-    /// its [`Node::place`] says.
+    /// its [`Entry::place`] says, and that the records of the map's entries are exactly the
+    /// live ones.
     pub(super) fn check_index(&self, tags: &Tags) {
         assert_eq!(self.order.lens(), (self.map.len(), self.map.len()));
         let index = &self.index;
         let mut near = BTreeMap::new();
         let mut far = BTreeMap::new();
-        for node in self.map.iter() {
+        for &h in self.map.iter() {
+            let node = self.records.entry(h);
             let tag = tags.of(node.key());
             let place = node.place();
             if place == NEAR {
-                *near.entry((node.deadline, tag)).or_insert(0u32) += 1;
+                *near.entry((node.deadline(), tag)).or_insert(0u32) += 1;
             } else {
-                let s = slot_of(node.deadline);
+                let s = slot_of(node.deadline());
                 let slot = &index.far[&s];
                 assert_eq!(slot.tags[place as usize], tag);
-                assert!(slot.min <= node.deadline);
+                assert!(slot.min <= node.deadline());
                 *far.entry(s).or_insert(0usize) += 1;
             }
         }
@@ -136,6 +189,21 @@ impl State {
             .map(|(&s, slot)| (s, slot.tags.len()))
             .collect();
         assert_eq!(filed, far);
+        let mut live = 0;
+        let mut bigs = 0;
+        for &h in self.map.iter() {
+            let rec = self.records.entry(h).rec;
+            live += super::arena::footprint(super::entry::record_len(rec));
+            bigs += usize::from(super::entry::big_index(rec).is_some());
+        }
+        let (blocks, arena_live, arena_bigs) = self.records.usage();
+        assert_eq!((arena_live, arena_bigs), (live, bigs));
+        // Every block but the one being filled is at least a quarter live.
+        let sparse_below = super::arena::BLOCK_BYTES / 4;
+        assert!(
+            blocks <= 1 + live / sparse_below,
+            "{blocks} blocks for {live} bytes"
+        );
         for (i, &s) in index.far.keys().enumerate() {
             assert!(i == 0 || slot_start(s) >= index.near_end);
         }

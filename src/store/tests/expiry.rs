@@ -70,7 +70,8 @@ fn one_purge_batch(store: &Store, budget: usize) -> (usize, bool) {
     let mut freed = Vec::new();
     let mut state = only(store);
     let (tags, totals) = (&store.shared.tags, &store.shared.totals);
-    state.purge_due(now, budget, tags, totals, &mut freed)
+    let (removed, _, done) = state.purge_due(now, budget, tags, totals, &mut freed);
+    (removed, done)
 }
 
 /// A slot that has wholly expired is freed a batch at a time, without going through

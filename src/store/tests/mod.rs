@@ -10,6 +10,7 @@ use super::*;
 use crate::clock::{now_ms, Version};
 
 mod apply;
+mod arena;
 mod budget;
 mod digest;
 mod entry;
@@ -26,8 +27,8 @@ fn check_all(store: &Store) -> usize {
     for (i, shard) in shared.shards.iter().enumerate() {
         let state = shard.lock();
         state.check_index(&shared.tags);
-        for node in state.map.iter() {
-            let tag = shared.tags.of(node.key());
+        for &h in state.map.iter() {
+            let tag = shared.tags.of(state.records.entry(h).key());
             assert!(std::ptr::eq(shared.shard(tag), &shared.shards[i]));
         }
         filed += state.index.len();
