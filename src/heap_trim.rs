@@ -25,6 +25,67 @@ pub fn map_big_allocations() {
     }
 }
 
+/// Where glibc reads its malloc tunables from, once, when the process starts.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const TUNABLES: &str = "GLIBC_TUNABLES";
+/// The tunable [`limit_thread_caches`] sets, and its name.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const TCACHE_COUNT: &str = "glibc.malloc.tcache_count";
+/// Freed chunks of each size a thread keeps for itself (glibc's default is 7).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const TCACHE_CHUNKS: u32 = 1;
+
+/// Makes glibc's per-thread caches small: each thread keeps up to 7 freed chunks of each
+/// small size for itself, where no trim reaches them, and after a wave of expiries those
+/// chunks, scattered over the heap, keep hundreds of otherwise free pages resident
+/// (measured in docs/performance.md). glibc reads the setting only from the environment
+/// at startup, so the process executes itself again, once, with it added to
+/// `GLIBC_TUNABLES`; when that variable already sets `glibc.malloc.tcache_count`, the
+/// operator's value stands and nothing happens. Returns only if it did not re-execute.
+///
+/// Call it first thing, before any thread is started.
+pub fn limit_thread_caches() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+
+        let Some(tunables) = with_tcache_limit(std::env::var_os(TUNABLES).as_deref()) else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new("/proc/self/exe");
+        if let Some(name) = args.next() {
+            command.arg0(name);
+        }
+        let error = command.args(args).env(TUNABLES, tunables).exec();
+        eprintln!(
+            "repram-flux: could not restart with {TCACHE_COUNT}={TCACHE_CHUNKS} ({error}); \
+             freed memory may stay resident after expiries"
+        );
+    }
+}
+
+/// `GLIBC_TUNABLES` with the thread cache limit added, or `None` when `current` already
+/// sets it.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn with_tcache_limit(current: Option<&std::ffi::OsStr>) -> Option<std::ffi::OsString> {
+    let setting = format!("{TCACHE_COUNT}={TCACHE_CHUNKS}");
+    let Some(current) = current.filter(|c| !c.is_empty()) else {
+        return Some(setting.into());
+    };
+    let named = current
+        .to_string_lossy()
+        .split(':')
+        .any(|t| t.split('=').next() == Some(TCACHE_COUNT));
+    if named {
+        return None;
+    }
+    let mut tunables = current.to_os_string();
+    tunables.push(":");
+    tunables.push(setting);
+    Some(tunables)
+}
+
 /// Starts the `heap-trim` thread: once a second, if `purged_bytes` (bytes of expired
 /// data purged so far) grew by at least 1 MiB, or RSS stands 16 MiB above where the
 /// last trim left it and stopped growing (a burst of request bodies and connection
@@ -169,7 +230,28 @@ mod glibc {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
     use super::*;
+
+    #[test]
+    fn the_thread_cache_limit_joins_other_tunables_and_yields_to_an_operators() {
+        let limit = "glibc.malloc.tcache_count=1";
+        assert_eq!(with_tcache_limit(None), Some(limit.into()));
+        assert_eq!(with_tcache_limit(Some(OsStr::new(""))), Some(limit.into()));
+        assert_eq!(
+            with_tcache_limit(Some(OsStr::new("glibc.malloc.arena_max=2"))),
+            Some(format!("glibc.malloc.arena_max=2:{limit}").into())
+        );
+        for set in [
+            "glibc.malloc.tcache_count=7",
+            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0",
+        ] {
+            assert_eq!(with_tcache_limit(Some(OsStr::new(set))), None, "{set}");
+        }
+        // A tunable whose name only starts like it is another one.
+        assert!(with_tcache_limit(Some(OsStr::new("glibc.malloc.tcache_count_x=1"))).is_some());
+    }
 
     #[test]
     fn trims_after_a_megabyte_purged_or_when_purging_pauses() {

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
 
 /// Runs the cluster on a runtime with one worker per available core.
 fn run() -> ExitCode {
+    heap_trim::limit_thread_caches();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -685,18 +685,17 @@ fn store_state(node: &Node) -> (usize, u64, Vec<u64>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Heap cost of a stored key (issue #6: at most 150 bytes of overhead per key, measured as
+// Heap cost of a stored key (issue 22: at most 100 bytes of overhead per key, measured as
 // RSS by `scripts/bench.sh --only memory`, which needs a release build and half a minute).
 // Here its heap part: 100,000 writes of 100-byte values through `Node::put` (the PUT
 // handler's path without HTTP), each allocation charged its malloc chunk.
 
 /// Heap bytes per key beyond the key and value bytes, for keys like the benchmark's
-/// (`mem1-0000042`, 12 bytes) on a node without peers. About 221 today: the entry (a
-/// 112-byte chunk), the value's chunk header and padding (12), the map slot (12 at this
-/// load), the expiry index (5), and the listing indexes (about 92: the key in key order,
-/// 24 bytes, and its creation time and tag, 20 bytes, in B-tree nodes that keys written
-/// in order leave a little over half full).
-const MAX_KEY_OVERHEAD: f64 = 230.0;
+/// (`mem1-0000042`, 12 bytes) on a node without peers. About 89 today: the record's
+/// metadata (36: version, deadline, place, lengths, TTL), the map slot (7 at this load),
+/// the expiry index (5), the listing indexes (about 30: the key again in key order, and
+/// its creation time and tag), and the blocks being filled, counted whole.
+const MAX_KEY_OVERHEAD: f64 = 100.0;
 
 #[test]
 fn a_stored_key_costs_little_heap_beyond_its_bytes() {
