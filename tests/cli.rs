@@ -430,3 +430,61 @@ async fn json_logs_carry_node_port_and_event_for_each_membership_change() {
     );
     assert!(banner.contains(&format!("try: curl http://127.0.0.1:{pb}/health")));
 }
+
+/// The environment the process with pid `pid` was started with, one item per line. glibc
+/// parses `GLIBC_TUNABLES` in place at startup, ending each tunable with a NUL: a list
+/// of several shows as its first tunable followed by one line per other tunable.
+fn environ_of(pid: u32) -> String {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    String::from_utf8_lossy(&environ).replace('\0', "\n")
+}
+
+/// The process restarts itself once, in place (same pid), with glibc's thread caches
+/// limited (issue 22: they kept freed memory resident after expiries), keeps other
+/// tunables it was given, and leaves an operator's own thread-cache setting alone.
+#[tokio::test]
+async fn the_process_limits_glibc_thread_caches_unless_the_operator_set_them() {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return;
+    }
+    let limit = "glibc.malloc.tcache_count=1";
+    let cases: [(Option<&str>, &[&str], Option<&str>); 3] = [
+        (None, &[limit], None),
+        (
+            Some("glibc.malloc.arena_max=4"),
+            &["glibc.malloc.arena_max=4", limit],
+            None,
+        ),
+        (
+            Some("glibc.malloc.tcache_count=7"),
+            &["glibc.malloc.tcache_count=7"],
+            Some(limit),
+        ),
+    ];
+    for (given, want, unwanted) in cases {
+        let base = free_range(1);
+        let mut env = env_for(base, 1, 1);
+        if let Some(t) = given {
+            env.push(("GLIBC_TUNABLES", t.to_owned()));
+        }
+        let proc = Process::start(&env);
+        let ports = proc.claimed_ports(1).await;
+        assert_eq!(ports, [base]);
+        let health = get(&format!("http://127.0.0.1:{base}/health")).await;
+        assert_eq!(health.map(|r| r.status), Some(200));
+        let environ = environ_of(proc.pid());
+        let tunables: Vec<&str> = environ
+            .lines()
+            .skip_while(|l| !l.starts_with("GLIBC_TUNABLES="))
+            .take(want.len())
+            .map(|l| l.trim_start_matches("GLIBC_TUNABLES="))
+            .collect();
+        assert_eq!(tunables, want, "{given:?}");
+        if let Some(u) = unwanted {
+            assert!(!environ.contains(u), "{given:?}: {environ}");
+        }
+        // Restarted at most once: one start-up line.
+        let starts = proc.log_text().matches("cluster starting").count();
+        assert_eq!(starts, 1, "{}", proc.log_text());
+    }
+}
