@@ -35,13 +35,20 @@ const TCACHE_COUNT: &str = "glibc.malloc.tcache_count";
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const TCACHE_CHUNKS: u32 = 1;
 
+/// Set in the environment of the re-executed process, which removes it at once: it never
+/// re-executes again, even where glibc drops `GLIBC_TUNABLES` (a setuid binary, or one
+/// with file capabilities to bind a low port).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const RESTARTED: &str = "REPRAM_FLUX_RESTARTED";
+
 /// Makes glibc's per-thread caches small: each thread keeps up to 7 freed chunks of each
 /// small size for itself, where no trim reaches them, and after a wave of expiries those
 /// chunks, scattered over the heap, keep hundreds of otherwise free pages resident
 /// (measured in docs/performance.md). glibc reads the setting only from the environment
-/// at startup, so the process executes itself again, once, with it added to
-/// `GLIBC_TUNABLES`; when that variable already sets `glibc.malloc.tcache_count`, the
-/// operator's value stands and nothing happens. Returns only if it did not re-execute.
+/// at startup, so the process executes its own file again, once, with it added to
+/// `GLIBC_TUNABLES` (same pid, arguments and name); when that variable already sets
+/// `glibc.malloc.tcache_count`, the operator's value stands and nothing happens. Returns
+/// only if it did not re-execute.
 ///
 /// Call it first thing, before any thread is started.
 pub fn limit_thread_caches() {
@@ -49,20 +56,49 @@ pub fn limit_thread_caches() {
     {
         use std::os::unix::process::CommandExt;
 
+        if std::env::var_os(RESTARTED).is_some() {
+            // No other thread runs yet, so changing the environment races with nothing.
+            std::env::remove_var(RESTARTED);
+            return;
+        }
         let Some(tunables) = with_tcache_limit(std::env::var_os(TUNABLES).as_deref()) else {
             return;
         };
+        let Some(program) = own_program() else {
+            return;
+        };
         let mut args = std::env::args_os();
-        let mut command = std::process::Command::new("/proc/self/exe");
+        let mut command = std::process::Command::new(program);
         if let Some(name) = args.next() {
             command.arg0(name);
         }
-        let error = command.args(args).env(TUNABLES, tunables).exec();
+        let error = command
+            .args(args)
+            .env(TUNABLES, tunables)
+            .env(RESTARTED, "1")
+            .exec();
         eprintln!(
             "repram-flux: could not restart with {TCACHE_COUNT}={TCACHE_CHUNKS} ({error}); \
              freed memory may stay resident after expiries"
         );
     }
+}
+
+/// The file to execute this program again from: its own path (executing
+/// `/proc/self/exe` would rename the process `exe`), or `/proc/self/exe` when that file
+/// has been replaced since; `None` when it was started through the dynamic loader, whose
+/// file that is.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn own_program() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    if name.starts_with("ld-linux") || name.starts_with("ld.so") {
+        return None;
+    }
+    if name.ends_with(" (deleted)") {
+        return Some("/proc/self/exe".into());
+    }
+    Some(exe)
 }
 
 /// `GLIBC_TUNABLES` with the thread cache limit added, or `None` when `current` already
