@@ -204,6 +204,9 @@ impl Arena {
         if let Some(block) = self.blocks.get_mut(b) {
             block.bytes = bytes;
             block.live = block.live.saturating_sub(moved);
+            // Tried again at the next tidy.
+            block.queued = true;
+            self.sparse.push(b);
         }
     }
 

@@ -19,7 +19,7 @@ use crate::clock::Version;
 /// shared); bigger values stay shared handles, never copied.
 pub const PACKED_VALUE_MAX: usize = 1 << 10;
 /// Longest key stored in its record; longer ones go with their value in a [`Big`].
-const PACKED_KEY_MAX: usize = 1 << 10;
+pub(super) const PACKED_KEY_MAX: usize = 1 << 10;
 
 const HLC: usize = 0;
 const ORIGIN: usize = 8;

@@ -52,6 +52,7 @@ impl Records {
     pub(super) fn remove(&mut self, h: Handle) -> Option<Big> {
         let rec = self.arena.bytes_mut(h);
         if entry::is_dead(rec) {
+            debug_assert!(false, "an entry removed twice");
             return None;
         }
         entry::mark_dead(rec);
@@ -101,7 +102,12 @@ impl Records {
                 entry::mark_dead(rec);
                 moved += footprint(len);
                 offset += footprint(len);
-                let key = match entry::big_index(&copy) {
+                let big = entry::big_index(&copy);
+                debug_assert!(
+                    big.map_or(true, |i| i < self.bigs.len()),
+                    "a record names no big"
+                );
+                let key = match big {
                     Some(i) => match self.bigs.get_mut(i) {
                         Some(big) => {
                             big.record = to;
@@ -115,7 +121,9 @@ impl Records {
                     }
                     .key(),
                 };
-                if let Some(slot) = map.find_mut(spread(tags.of(key)), |h| *h == from) {
+                let slot = map.find_mut(spread(tags.of(key)), |h| *h == from);
+                debug_assert!(slot.is_some(), "a live record the map does not name");
+                if let Some(slot) = slot {
                     *slot = to;
                 }
             }

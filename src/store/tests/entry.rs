@@ -2,7 +2,7 @@
 //! exact deadline.
 
 use super::*;
-use crate::store::entry::PACKED_VALUE_MAX;
+use crate::store::entry::{PACKED_KEY_MAX, PACKED_VALUE_MAX};
 
 #[tokio::test(start_paused = true)]
 async fn ttl_helpers() {
@@ -35,11 +35,15 @@ async fn deadline_round_trips_exactly() {
 async fn packed_and_shared_bodies_round_trip() {
     let store = Store::new(1 << 30);
     let long_key = "k".repeat(usize::from(u16::MAX) + 1);
+    let packed_key = "p".repeat(PACKED_KEY_MAX);
+    let unpacked_key = "u".repeat(PACKED_KEY_MAX + 1);
     let utf8 = "ключ/日本語/🔑";
     let cases = [
         ("packed", PACKED_VALUE_MAX),
         ("shared", PACKED_VALUE_MAX + 1),
         (long_key.as_str(), 3),
+        (packed_key.as_str(), PACKED_VALUE_MAX),
+        (unpacked_key.as_str(), 3),
         (utf8, 0),
         ("", 5),
     ];
@@ -54,7 +58,7 @@ async fn packed_and_shared_bodies_round_trip() {
         assert_eq!(got, r, "{len} bytes under a {}-byte key", key.len());
         // A big value (or one under a key too long to pack) is the very bytes written;
         // a packed one is a copy.
-        let shared = len > PACKED_VALUE_MAX || key.len() > usize::from(u16::MAX);
+        let shared = len > PACKED_VALUE_MAX || key.len() > PACKED_KEY_MAX;
         if len > 0 {
             let same = got.value.as_ptr() == value.as_ptr();
             assert_eq!(same, shared, "{len} bytes");
