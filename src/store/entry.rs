@@ -2,10 +2,12 @@
 //! [`Arena`](super::arena::Arena); for a big value (or a long key), the record holds the
 //! metadata and points to a [`Big`] holding key and value.
 //!
-//! Record layout, little-endian: HLC (8), origin (8), deadline (8), place (4), key
-//! length (2), value length and flags (2); then the creation time (8) unless it is the
-//! version's own wall-clock time, the expiry as ms after creation (4) or, when that does
-//! not fit, as it is (8), the index of the [`Big`] (4) if any, the key and the value.
+//! Record layout, little-endian: HLC (8), deadline (8), place (4), key length (2), value
+//! length and flags (2), the version's origin as an index into the shard's table of
+//! origins (2); then the origin itself (8) if the table is full, the creation time (8)
+//! unless it is the version's own wall-clock time, the expiry as ms after creation (4) or,
+//! when that does not fit, as it is (8), the index of the [`Big`] (4) if any, the key and
+//! the value.
 
 use bytes::Bytes;
 
@@ -22,16 +24,18 @@ pub const PACKED_VALUE_MAX: usize = 1 << 10;
 pub(super) const PACKED_KEY_MAX: usize = 1 << 10;
 
 const HLC: usize = 0;
-const ORIGIN: usize = 8;
-const DEADLINE: usize = 16;
-const PLACE: usize = 24;
-const KEY_LEN: usize = 28;
-const FLAGS: usize = 30;
+const DEADLINE: usize = 8;
+const PLACE: usize = 16;
+const KEY_LEN: usize = 20;
+const FLAGS: usize = 22;
+const ORIGIN_INDEX: usize = 24;
 /// Bytes before the optional fields.
-const FIXED: usize = 32;
+const FIXED: usize = 26;
 
 /// The value length's bits in the flags word.
-const VALUE_LEN: u16 = 0x0fff;
+const VALUE_LEN: u16 = 0x07ff;
+/// The origin is stored as it is, in 8 bytes (the shard's table of origins is full).
+const WIDE_ORIGIN: u16 = 1 << 11;
 /// The expiry is stored as it is, in 8 bytes.
 const WIDE_EXPIRY: u16 = 1 << 12;
 /// Key and value are in a [`Big`].
@@ -67,7 +71,7 @@ impl Draft<'_> {
         self.value.len() > PACKED_VALUE_MAX || self.key.len() > PACKED_KEY_MAX
     }
 
-    fn flags(&self) -> u16 {
+    fn flags(&self, origin: Option<u16>) -> u16 {
         let mut flags = if self.is_big() {
             BIG
         } else {
@@ -80,6 +84,9 @@ impl Draft<'_> {
         if self.ttl_ms().is_none() {
             flags |= WIDE_EXPIRY;
         }
+        if origin.is_none() {
+            flags |= WIDE_ORIGIN;
+        }
         flags
     }
 
@@ -88,9 +95,10 @@ impl Draft<'_> {
         u32::try_from(ttl).ok()
     }
 
-    /// Bytes of the record.
-    pub(super) fn len(&self) -> usize {
-        let flags = self.flags();
+    /// Bytes of the record, `origin` being the index of its origin in the shard's table
+    /// (`None`: stored whole).
+    pub(super) fn len(&self, origin: Option<u16>) -> usize {
+        let flags = self.flags(origin);
         let inline = if flags & BIG != 0 {
             0
         } else {
@@ -100,19 +108,22 @@ impl Draft<'_> {
     }
 
     /// Appends the record ([`Draft::len`] bytes); `big` is the index of its [`Big`].
-    pub(super) fn write(&self, out: &mut Vec<u8>, big: u32) {
-        let flags = self.flags();
+    pub(super) fn write(&self, out: &mut Vec<u8>, origin: Option<u16>, big: u32) {
+        let flags = self.flags(origin);
         let key_len = if flags & BIG != 0 {
             0
         } else {
             self.key.len() as u16
         };
         out.extend_from_slice(&self.version.hlc.to_le_bytes());
-        out.extend_from_slice(&self.version.origin.to_le_bytes());
         out.extend_from_slice(&self.deadline.to_le_bytes());
         out.extend_from_slice(&NEAR.to_le_bytes());
         out.extend_from_slice(&key_len.to_le_bytes());
         out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&origin.unwrap_or(0).to_le_bytes());
+        if origin.is_none() {
+            out.extend_from_slice(&self.version.origin.to_le_bytes());
+        }
         if flags & OWN_CREATED != 0 {
             out.extend_from_slice(&self.created_ms.to_le_bytes());
         }
@@ -131,10 +142,11 @@ impl Draft<'_> {
 
 /// Bytes of the optional fields a record with `flags` has.
 fn optional_len(flags: u16) -> usize {
+    let origin = if flags & WIDE_ORIGIN != 0 { 8 } else { 0 };
     let created = if flags & OWN_CREATED != 0 { 8 } else { 0 };
     let expiry = if flags & WIDE_EXPIRY != 0 { 8 } else { 4 };
     let big = if flags & BIG != 0 { 4 } else { 0 };
-    created + expiry + big
+    origin + created + expiry + big
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -204,6 +216,8 @@ pub(super) struct Entry<'a> {
     pub(super) rec: &'a [u8],
     /// Its [`Big`], if it has one.
     pub(super) big: Option<&'a Big>,
+    /// The shard's table of origins.
+    pub(super) origins: &'a [u64],
 }
 
 impl<'a> Entry<'a> {
@@ -217,10 +231,26 @@ impl<'a> Entry<'a> {
     }
 
     pub(super) fn version(&self) -> Version {
+        let origin = if self.flags() & WIDE_ORIGIN != 0 {
+            u64_at(self.rec, FIXED)
+        } else {
+            let i = usize::from(u16_at(self.rec, ORIGIN_INDEX));
+            self.origins.get(i).copied().unwrap_or(0)
+        };
         Version {
             hlc: u64_at(self.rec, HLC),
-            origin: u64_at(self.rec, ORIGIN),
+            origin,
         }
+    }
+
+    /// Bytes of the optional fields before the creation time.
+    fn created_at(&self) -> usize {
+        FIXED
+            + if self.flags() & WIDE_ORIGIN != 0 {
+                8
+            } else {
+                0
+            }
     }
 
     /// `expires_at` as nanoseconds relative to [`Shared::epoch`](super::Shared).
@@ -230,7 +260,7 @@ impl<'a> Entry<'a> {
 
     pub(super) fn created_ms(&self) -> u64 {
         if self.flags() & OWN_CREATED != 0 {
-            u64_at(self.rec, FIXED)
+            u64_at(self.rec, self.created_at())
         } else {
             self.version().wall_ms()
         }
@@ -238,7 +268,7 @@ impl<'a> Entry<'a> {
 
     pub(super) fn expires_ms(&self) -> u64 {
         let flags = self.flags();
-        let at = FIXED + if flags & OWN_CREATED != 0 { 8 } else { 0 };
+        let at = self.created_at() + if flags & OWN_CREATED != 0 { 8 } else { 0 };
         if flags & WIDE_EXPIRY != 0 {
             u64_at(self.rec, at)
         } else {

@@ -1,6 +1,8 @@
 //! A shard's entries: records in an [`Arena`], plus the [`Big`]s of big values, named by
 //! [`Handle`]s that the shard's map holds.
 
+use std::collections::HashMap;
+
 use hashbrown::HashTable;
 
 use super::arena::{footprint, Arena, Handle};
@@ -14,6 +16,10 @@ pub(super) struct Records {
     /// Key and value of the big entries, in no order; each knows its record, and its
     /// record knows its index.
     bigs: Vec<Big>,
+    /// The origins of the versions stored (a few per process that ever wrote), which
+    /// records name by their index here: 2 bytes instead of 8. Only grows.
+    origins: Vec<u64>,
+    origin_index: HashMap<u64, u16>,
 }
 
 impl Records {
@@ -21,7 +27,11 @@ impl Records {
     pub(super) fn entry(&self, h: Handle) -> Entry<'_> {
         let rec = self.arena.bytes(h);
         let big = entry::big_index(rec).and_then(|i| self.bigs.get(i));
-        Entry { rec, big }
+        Entry {
+            rec,
+            big,
+            origins: &self.origins,
+        }
     }
 
     /// Stores `draft` (its place: [`NEAR`](super::NEAR)); `None` when the arena is full.
@@ -29,9 +39,10 @@ impl Records {
         let big = draft.is_big();
         // Fits: more Bigs than 2^32 would not fit in memory.
         let index = self.bigs.len() as u32;
+        let origin = self.origin_index(draft.version.origin);
         let h = self
             .arena
-            .push(draft.len(), |out| draft.write(out, index))?;
+            .push(draft.len(origin), |out| draft.write(out, origin, index))?;
         if big {
             self.bigs.push(Big {
                 record: h,
@@ -40,6 +51,18 @@ impl Records {
             });
         }
         Some(h)
+    }
+
+    /// The index of `origin` in the table of origins, added if new; `None` once the
+    /// table is full (the record then holds the origin itself).
+    fn origin_index(&mut self, origin: u64) -> Option<u16> {
+        if let Some(&i) = self.origin_index.get(&origin) {
+            return Some(i);
+        }
+        let i = u16::try_from(self.origins.len()).ok()?;
+        self.origins.push(origin);
+        self.origin_index.insert(origin, i);
+        Some(i)
     }
 
     pub(super) fn set_place(&mut self, h: Handle, place: u32) {
@@ -118,6 +141,7 @@ impl Records {
                     None => Entry {
                         rec: &copy,
                         big: None,
+                        origins: &[],
                     }
                     .key(),
                 };

@@ -34,6 +34,53 @@ fn sized(len: usize, fill: u8, created_ms: u64, ttl_ms: u64, hlc: u64) -> Record
     }
 }
 
+/// Versions of more origins than a shard's table of origins holds (65,536) keep their
+/// origin, in records of both layouts, through compaction and overwrites.
+#[tokio::test(start_paused = true)]
+async fn origins_past_the_table_are_stored_whole() {
+    let store = one_shard(27);
+    let n = (1u64 << 16) + 500;
+    let origin = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let key = |i: u64| format!("o{i}");
+    for i in 0..n {
+        let mut r = sized(
+            (i % 7) as usize * 300,
+            1,
+            now_ms(),
+            10_000 + i % 3 * 60_000,
+            7,
+        );
+        r.version.origin = origin(i);
+        store.apply(&key(i), r).unwrap();
+    }
+    // Expire two keys in three, so blocks are emptied and records move.
+    advance(Duration::from_secs(20)).await;
+    store.purge_expired();
+    check_all(&store);
+    for i in (0..n).filter(|i| i % 3 != 0) {
+        let got = store.get(&key(i)).map(|r| r.version);
+        assert_eq!(
+            got,
+            Some(Version {
+                hlc: 7,
+                origin: origin(i)
+            }),
+            "{i}"
+        );
+    }
+    // Overwrites by later origins (the table is full: stored whole) replace them.
+    for i in (0..n).step_by(1000) {
+        let mut r = sized(10, 2, now_ms(), 60_000, 8);
+        r.version.origin = origin(n + i);
+        store.apply(&key(i), r).unwrap();
+        assert_eq!(
+            store.version(&key(i)).map(|v| v.origin),
+            Some(origin(n + i))
+        );
+    }
+    check_all(&store);
+}
+
 async fn against_model(store: Store, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model: HashMap<String, Record> = HashMap::new();
@@ -56,7 +103,8 @@ async fn against_model(store: Store, seed: u64) {
                     1 => u64::MAX,
                     _ => rng.gen_range(1..20_000),
                 };
-                let r = sized(len, step as u8, created, ttl, hlc);
+                let mut r = sized(len, step as u8, created, ttl, hlc);
+                r.version.origin = [1, 2, u64::MAX][rng.gen_range(0..3)];
                 assert!(store.apply(&key, r.clone()).is_ok(), "step {step}");
                 model.insert(key, r);
             }
